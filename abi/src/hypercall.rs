@@ -1,0 +1,106 @@
+//! Hypercall numbers, argument structs and result codes (§5).
+//!
+//! A hypercall is `outl %eax, %dx` with `DX = PIO_BASE + nr` and `EAX` the
+//! guest-physical address of the argument struct.
+
+/// Port of hypercall 0 (`HVT_HYPERCALL_PIO_BASE`).
+pub const PIO_BASE: u16 = 0x500;
+/// Doorbell port of the network ring, served by an ioeventfd (§6.7).
+pub const RING_KICK_PIO_BASE: u16 = 0x600;
+
+/// Hypercall numbers.
+pub mod nr {
+    pub const WALLTIME: u16 = 1;
+    pub const PUTS: u16 = 2;
+    pub const POLL: u16 = 3;
+    pub const BLOCK_WRITE: u16 = 4;
+    pub const BLOCK_READ: u16 = 5;
+    pub const NET_WRITE: u16 = 6;
+    pub const NET_READ: u16 = 7;
+    pub const HALT: u16 = 8;
+    /// First invalid number (`HVT_HYPERCALL_MAX`).
+    pub const MAX: u16 = 9;
+}
+
+/// `solo5_result_t`.
+pub mod result {
+    pub const OK: i32 = 0;
+    pub const AGAIN: i32 = 1;
+    pub const EINVAL: i32 = 2;
+    pub const EUNSPEC: i32 = 3;
+}
+
+/// Guest exit statuses (`solo5.h`).
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const ABORT: i32 = 255;
+}
+
+/// Bytes a non-zero HALT cookie must make readable (`HVT_HALT_COOKIE_MAX`).
+pub const HALT_COOKIE_MAX: u64 = 512;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Walltime {
+    /// OUT: `CLOCK_REALTIME` in ns since the UNIX epoch.
+    pub nsecs: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Puts {
+    pub data: u64,
+    pub len: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Poll {
+    /// IN: relative timeout.
+    pub timeout_nsecs: u64,
+    /// OUT: bit `i` set when the net device with handle `i` is readable.
+    pub ready_set: u64,
+    /// OUT: number of ready devices.
+    pub ret: i32,
+    pub _pad: u32,
+}
+
+/// BLOCK_WRITE and BLOCK_READ share this layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockIo {
+    pub handle: u64,
+    pub offset: u64,
+    pub data: u64,
+    pub len: u64,
+    pub ret: i32,
+    pub _pad: u32,
+}
+
+/// NET_WRITE and NET_READ share this layout; NET_READ writes `len` back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetIo {
+    pub handle: u64,
+    pub data: u64,
+    pub len: u64,
+    pub ret: i32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Halt {
+    /// GPA of a trap frame (dumpcore hint), or 0.
+    pub cookie: u64,
+    pub exit_status: i32,
+    pub _pad: u32,
+}
+
+crate::assert_layout!(Walltime, size = 8, nsecs @ 0);
+crate::assert_layout!(Puts, size = 16, data @ 0, len @ 8);
+crate::assert_layout!(Poll, size = 24, timeout_nsecs @ 0, ready_set @ 8, ret @ 16);
+crate::assert_layout!(BlockIo, size = 40, handle @ 0, offset @ 8, data @ 16, len @ 24, ret @ 32);
+crate::assert_layout!(NetIo, size = 32, handle @ 0, data @ 8, len @ 16, ret @ 24);
+crate::assert_layout!(Halt, size = 16, cookie @ 0, exit_status @ 8);

@@ -1,0 +1,28 @@
+//! Ending the guest (§6.6): HALT with a status.
+
+use hvt_abi::hypercall::{exit as status, nr, Halt};
+
+use crate::cmdline::LogLevel;
+use crate::hypercall::hypercall;
+
+/// Halts with `exit_status`; the tender exits with its low byte.
+pub fn halt(exit_status: i32) -> ! {
+    let mut arg = Halt { cookie: 0, exit_status, _pad: 0 };
+    // SAFETY: a HALT argument on our stack.
+    unsafe { hypercall(nr::HALT, &mut arg) };
+    // A tender never resumes a halted guest; spin if one does.
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+/// `solo5_exit`: logs at INFO and halts.
+pub fn exit(exit_status: i32) -> ! {
+    crate::log!(LogLevel::Info, "solo5_exit({}) called", exit_status);
+    halt(exit_status)
+}
+
+/// `solo5_abort`: halts with 255.
+pub fn abort() -> ! {
+    crate::log!(LogLevel::Error, "solo5_abort() called");
+    halt(status::ABORT)
+}

@@ -1,0 +1,62 @@
+//! The ELF notes every guest carries (§1), and the [`manifest!`] macro.
+
+use hvt_abi::note::{AbiNote, OpenBsdNote, UnprivilegedNote};
+
+#[used]
+#[link_section = ".note.solo5.abi"]
+static ABI_NOTE: AbiNote = AbiNote::HVT;
+
+#[used]
+#[link_section = ".note.solo5.not_openbsd"]
+static NOT_OPENBSD_NOTE: OpenBsdNote = OpenBsdNote::NOTE;
+
+/// These bindings execute no privileged instruction: ask to run at CPL 3.
+#[used]
+#[link_section = ".note.tender.unprivileged"]
+static UNPRIVILEGED_NOTE: UnprivilegedNote = UnprivilegedNote::CPL3;
+
+/// Makes the host kernel refuse to exec the image directly (§1.4).
+#[used]
+#[link_section = ".interp"]
+static INTERP: [u8; 20] = *b"/nonexistent/solo5/\0";
+
+/// Declares the application's devices, in the MFT1 note (§1.3):
+/// `manifest!(net "service", block "storage")`. Handles follow the order
+/// given, starting at 1. An application without devices writes `manifest!()`.
+#[macro_export]
+macro_rules! manifest {
+    ($($kind:ident $name:literal),* $(,)?) => {
+        const _: () = {
+            use $crate::abi::manifest::{Mft, MftEntry, MftHeader};
+            const NAMES: &[&str] = &[$($name),*];
+            const ENTRIES: usize = 1 + NAMES.len();
+            #[used]
+            #[link_section = ".note.solo5.manifest"]
+            static MANIFEST: $crate::abi::note::ManifestNote<ENTRIES> =
+                $crate::abi::note::ManifestNote::new(Mft {
+                    header: MftHeader { version: $crate::abi::manifest::MFT_VERSION, entries: ENTRIES as u32 },
+                    entries: [MftEntry::RESERVED_FIRST, $(MftEntry::new($name, $crate::__device_kind!($kind))),*],
+                });
+        };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __device_kind {
+    (net) => { $crate::abi::manifest::MFT_DEV_NET_BASIC };
+    (block) => { $crate::abi::manifest::MFT_DEV_BLOCK_BASIC };
+}
+
+/// Names the application's entry point: `fn(&StartInfo) -> i32`, whose
+/// return value is the exit status.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        extern "Rust" fn __hvt_app_main(start: &$crate::StartInfo) -> i32 {
+            let main: fn(&$crate::StartInfo) -> i32 = $main;
+            main(start)
+        }
+    };
+}

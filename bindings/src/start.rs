@@ -1,0 +1,90 @@
+//! Guest entry (§7). The tender jumps to `_start` with the boot information's
+//! address in RDI and RSP = top of memory - 8.
+
+use hvt_abi::boot::BootInfo;
+
+use crate::cmdline::{strip_log_options, LogLevel};
+use crate::{boot, clock, console, exit, StartInfo};
+
+/// Registers exactly as the tender left them at the first instruction:
+/// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8-r15, rflags, cs, ss.
+#[no_mangle]
+static mut HVT_ENTRY_REGISTERS: [u64; 19] = [0; 19];
+
+// Saves the entry registers before any compiled code runs, then jumps (not
+// calls) to Rust so the stack keeps the alignment of a fresh call.
+core::arch::global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "mov [rip + {regs} + 0], rax",
+    "mov [rip + {regs} + 8], rbx",
+    "mov [rip + {regs} + 16], rcx",
+    "mov [rip + {regs} + 24], rdx",
+    "mov [rip + {regs} + 32], rsi",
+    "mov [rip + {regs} + 40], rdi",
+    "mov [rip + {regs} + 48], rbp",
+    "mov [rip + {regs} + 56], rsp",
+    "mov [rip + {regs} + 64], r8",
+    "mov [rip + {regs} + 72], r9",
+    "mov [rip + {regs} + 80], r10",
+    "mov [rip + {regs} + 88], r11",
+    "mov [rip + {regs} + 96], r12",
+    "mov [rip + {regs} + 104], r13",
+    "mov [rip + {regs} + 112], r14",
+    "mov [rip + {regs} + 120], r15",
+    "pushfq",
+    "pop rax",
+    "mov [rip + {regs} + 128], rax",
+    "mov rax, cs",
+    "mov [rip + {regs} + 136], rax",
+    "mov rax, ss",
+    "mov [rip + {regs} + 144], rax",
+    "xor eax, eax",
+    "jmp {start}",
+    regs = sym HVT_ENTRY_REGISTERS,
+    start = sym bindings_start,
+);
+
+/// The registers saved at `_start`.
+pub fn entry_registers() -> [u64; 19] {
+    // SAFETY: written once by `_start` before any Rust code ran.
+    unsafe { core::ptr::addr_of!(HVT_ENTRY_REGISTERS).read() }
+}
+
+/// Heap smaller than this aborts at start, as upstream does.
+const MIN_HEAP: usize = 512 << 10;
+
+extern "C" {
+    static _end: u8;
+}
+
+extern "Rust" {
+    fn __hvt_app_main(start: &StartInfo) -> i32;
+}
+
+unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
+    // SAFETY: the tender passes the address of its boot information, which
+    // stays mapped (read-only) for the life of the guest.
+    let info: &'static BootInfo = unsafe { &*info };
+    // SAFETY: first thing at start, single-threaded.
+    unsafe { boot::set_boot_info(info) };
+    clock::init(info.cpu_cycle_freq);
+
+    // SAFETY: the tender wrote a NUL-terminated command line at `cmdline`.
+    let raw = unsafe { core::ffi::CStr::from_ptr(info.cmdline as *const core::ffi::c_char) };
+    let (level, cmdline) = strip_log_options(raw.to_str().unwrap_or(""));
+    console::set_log_level(level);
+    crate::log!(LogLevel::Info, "Bindings version v{} (tender, Rust, CPL {})", env!("CARGO_PKG_VERSION"), entry_registers()[17] & 3);
+
+    let heap_start = (core::ptr::addr_of!(_end) as usize + 0xFFF) & !0xFFF;
+    let mem_size = info.mem_size as usize;
+    if mem_size < heap_start + MIN_HEAP {
+        crate::log!(LogLevel::Error, "ABORT: Not enough memory");
+        exit::halt(hvt_abi::hypercall::exit::ABORT);
+    }
+    let start = StartInfo { cmdline, heap_start, heap_size: mem_size - heap_start };
+    // SAFETY: the application defines it with `entry!`.
+    let status = unsafe { __hvt_app_main(&start) };
+    exit::exit(status)
+}

@@ -1,0 +1,3 @@
+//! Architecture-specific guest set-up. Only x86_64 exists.
+
+pub mod x86_64;

@@ -1,0 +1,135 @@
+//! The command line of §8: `tender [--mem=MiB] [module options] [--] KERNEL [ARGS...]`.
+//!
+//! Parsing follows upstream's two passes: the first finds the kernel and
+//! honours `--help`/`--version`; module options are only understood after
+//! the kernel's manifest is read, so they are kept as text for the second.
+//! (A general parser such as clap cannot express `--net:NAME=IFACE`, whose
+//! names come from the kernel's manifest.)
+
+use hvt_abi::layout::{CMDLINE_SIZE, DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
+
+use crate::error::{Error, Result};
+
+/// What the first pass found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    Run(Invocation),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Options before the kernel, in order.
+    pub options: Vec<String>,
+    pub kernel: String,
+    /// The guest command line: ARGS joined with single spaces.
+    pub cmdline: String,
+}
+
+/// First pass (§8).
+pub fn parse(args: &[String]) -> Result<Command> {
+    let mut options = Vec::new();
+    let mut rest = args.iter();
+    let kernel = loop {
+        match rest.next().map(String::as_str) {
+            None => return Err(Error::usage("Missing KERNEL operand")),
+            Some("--help") => return Ok(Command::Help),
+            Some("--version") => return Ok(Command::Version),
+            Some("--") => match rest.next() {
+                Some(kernel) => break kernel.clone(),
+                None => return Err(Error::usage("Missing KERNEL operand")),
+            },
+            Some(option) if option.starts_with("--") => options.push(option.to_owned()),
+            Some(kernel) => break kernel.to_owned(),
+        }
+    };
+    let cmdline = rest.map(String::as_str).collect::<Vec<_>>().join(" ");
+    if cmdline.len() >= CMDLINE_SIZE {
+        return Err(Error::new(format!(
+            "Guest command line too long (max={} characters)",
+            CMDLINE_SIZE - 1
+        )));
+    }
+    Ok(Command::Run(Invocation { options, kernel, cmdline }))
+}
+
+/// A `--mem=` value, sized as upstream does (§3.1). Returns the size in
+/// bytes and, when it was adjusted, the warning to print.
+pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
+    let mib: i64 = value
+        .parse()
+        .ok()
+        .filter(|&n| n != 0)
+        .ok_or_else(|| Error::new("Malformed argument to --mem"))?;
+    // Upstream shifts a signed size: a negative value wraps to a huge size
+    // and fails the maximum check, as does one whose shift overflows.
+    let requested = (mib as u64).checked_mul(1 << 20).unwrap_or(u64::MAX);
+    let mut size = requested & !(MEM_GRANULE - 1);
+    if size == 0 {
+        size = MEM_GRANULE;
+    }
+    if size > MAX_MEM_SIZE {
+        return Err(Error::new(format!(
+            "guest memory size {requested} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
+        )));
+    }
+    let warning = (size != requested).then(|| format!("adjusting memory to {size} bytes"));
+    Ok((size, warning))
+}
+
+/// Default memory when no `--mem` is given.
+pub const DEFAULT_MEM: u64 = DEFAULT_MEM_SIZE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_kernel_options_and_guest_args() {
+        let cmd = parse(&args(&["--mem=64", "k.hvt", "--x", "a", "b"])).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Run(Invocation {
+                options: vec!["--mem=64".into()],
+                kernel: "k.hvt".into(),
+                cmdline: "--x a b".into()
+            })
+        );
+        let cmd = parse(&args(&["--", "--odd-name", "x"])).unwrap();
+        assert!(matches!(cmd, Command::Run(Invocation { ref kernel, .. }) if kernel == "--odd-name"));
+        assert_eq!(parse(&args(&["--help", "k"])).unwrap(), Command::Help);
+        assert_eq!(parse(&args(&["--version"])).unwrap(), Command::Version);
+    }
+
+    #[test]
+    fn missing_kernel_and_long_cmdline_are_errors() {
+        assert_eq!(parse(&[]).unwrap_err().message(), "Missing KERNEL operand");
+        assert_eq!(parse(&args(&["--mem=2", "--"])).unwrap_err().message(), "Missing KERNEL operand");
+        let ok = "a".repeat(8191);
+        assert!(parse(&args(&["k", &ok])).is_ok());
+        let long = "a".repeat(8192);
+        assert_eq!(
+            parse(&args(&["k", &long])).unwrap_err().message(),
+            "Guest command line too long (max=8191 characters)"
+        );
+    }
+
+    #[test]
+    fn memory_is_sized_like_upstream() {
+        assert_eq!(parse_mem("512").unwrap(), (512 << 20, None));
+        assert_eq!(parse_mem("3").unwrap(), (2 << 20, Some("adjusting memory to 2097152 bytes".into())));
+        assert_eq!(parse_mem("1").unwrap().0, 2 << 20);
+        assert_eq!(parse_mem("4097").unwrap().0, 4 << 30);
+        for bad in ["0", "x", "", "12x"] {
+            assert_eq!(parse_mem(bad).unwrap_err().message(), "Malformed argument to --mem");
+        }
+        assert!(parse_mem("4098").unwrap_err().message().contains("exceeds the max size 4294967296 bytes"));
+        assert!(parse_mem("-1").unwrap_err().message().contains("exceeds the max size"));
+        assert!(parse_mem("99999999999999999").unwrap_err().message().contains("exceeds the max size"));
+    }
+}

@@ -1,0 +1,4 @@
+//! Host-side device back-ends the modules are built from.
+
+pub mod console;
+pub mod poller;

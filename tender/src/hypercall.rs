@@ -1,0 +1,152 @@
+//! Hypercall registration and dispatch (§5).
+//!
+//! Modules register one handler per hypercall number, as Solo5's modules do.
+//! The dispatcher knows nothing about KVM: the vCPU loop hands it the port
+//! access, and the mock tender of the guest runtime's tests calls it the
+//! same way, so both run exactly this code.
+
+use hvt_abi::hypercall::{nr, PIO_BASE};
+
+use crate::error::Error;
+use crate::vstate::memory::{GuestRam, InvalidAccess};
+
+/// What the vCPU loop does after a hypercall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Resume the guest.
+    Continue,
+    /// The guest halted; the process exits with this code (§6.6).
+    Exit(i32),
+}
+
+/// A hypercall that cannot complete: the tender stops with exit 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A guest address failed the check of §5.
+    Access(InvalidAccess),
+    /// A fatal host error (I/O failure) or a protocol violation.
+    Fatal(String),
+}
+
+impl From<InvalidAccess> for Fault {
+    fn from(access: InvalidAccess) -> Self {
+        Fault::Access(access)
+    }
+}
+
+pub type HypercallResult = Result<Action, Fault>;
+
+/// A handler receives guest memory and the argument GPA from EAX.
+pub type Handler = Box<dyn FnMut(&GuestRam, u64) -> HypercallResult>;
+
+/// Upper-case name of a hypercall, for messages.
+pub fn name(number: u16) -> &'static str {
+    match number {
+        nr::WALLTIME => "WALLTIME",
+        nr::PUTS => "PUTS",
+        nr::POLL => "POLL",
+        nr::BLOCK_WRITE => "BLOCK_WRITE",
+        nr::BLOCK_READ => "BLOCK_READ",
+        nr::NET_WRITE => "NET_WRITE",
+        nr::NET_READ => "NET_READ",
+        nr::HALT => "HALT",
+        _ => "INVALID",
+    }
+}
+
+/// The table of registered hypercalls.
+pub struct Hypercalls {
+    handlers: Vec<Option<Handler>>,
+}
+
+impl Default for Hypercalls {
+    fn default() -> Self {
+        Hypercalls { handlers: (0..nr::MAX).map(|_| None).collect() }
+    }
+}
+
+impl Hypercalls {
+    /// Registers `handler` for `number`; a number can be taken only once.
+    pub fn register(&mut self, number: u16, handler: Handler) -> Result<(), Error> {
+        match self.handlers.get_mut(usize::from(number)) {
+            Some(slot @ None) if number != 0 => {
+                *slot = Some(handler);
+                Ok(())
+            }
+            Some(Some(_)) => Err(Error::new(format!("hypercall {} registered twice", name(number)))),
+            _ => Err(Error::new(format!("hypercall {number} is not a valid number"))),
+        }
+    }
+
+    /// Serves one port access from the guest. Only 32-bit OUTs to the
+    /// hypercall ports are legal; everything else ends the guest.
+    pub fn dispatch_pio(
+        &mut self,
+        ram: &GuestRam,
+        port: u16,
+        is_out: bool,
+        size: usize,
+        value: u32,
+    ) -> Result<Action, Error> {
+        let number = port.wrapping_sub(PIO_BASE);
+        if !is_out || size != 4 || port < PIO_BASE || number >= nr::MAX {
+            return Err(Error::new(format!("Invalid guest port access: port=0x{port:x}")));
+        }
+        let handler = self.handlers[usize::from(number)]
+            .as_mut()
+            .ok_or_else(|| Error::new(format!("Invalid guest hypercall: num={number}")))?;
+        handler(ram, u64::from(value)).map_err(|fault| match fault {
+            Fault::Access(access) => Error::new(format!("hypercall {}: {access}", name(number))),
+            Fault::Fatal(message) => Error::new(message),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_with_walltime() -> Hypercalls {
+        let mut table = Hypercalls::default();
+        table
+            .register(nr::WALLTIME, Box::new(|ram, gpa| {
+                ram.write_arg(gpa, &42u64)?;
+                Ok(Action::Continue)
+            }))
+            .unwrap();
+        table
+    }
+
+    #[test]
+    fn rejects_bad_ports_directions_and_sizes() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let mut table = table_with_walltime();
+        for (port, out, size) in [(0x4ff, true, 4), (0x509, true, 4), (0x600, true, 4), (0x501, false, 4), (0x501, true, 1), (0x501, true, 2)] {
+            let err = table.dispatch_pio(&ram, port, out, size, 0x10000).unwrap_err();
+            assert_eq!(err.message(), format!("Invalid guest port access: port=0x{port:x}"));
+        }
+    }
+
+    #[test]
+    fn unregistered_numbers_are_invalid_hypercalls() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let mut table = table_with_walltime();
+        for number in [0u16, 4, 8] {
+            let err = table.dispatch_pio(&ram, 0x500 + number, true, 4, 0x10000).unwrap_err();
+            assert_eq!(err.message(), format!("Invalid guest hypercall: num={number}"));
+        }
+        assert!(table.register(0, Box::new(|_, _| Ok(Action::Continue))).is_err());
+        assert!(table.register(nr::WALLTIME, Box::new(|_, _| Ok(Action::Continue))).is_err());
+    }
+
+    #[test]
+    fn argument_addresses_are_checked() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let mut table = table_with_walltime();
+        assert_eq!(table.dispatch_pio(&ram, 0x501, true, 4, 0x10000), Ok(Action::Continue));
+        assert_eq!(ram.read_arg::<u64>(0x10000).unwrap(), 42);
+        let top = (2u32 << 20) - 8;
+        let err = table.dispatch_pio(&ram, 0x501, true, 4, top).unwrap_err();
+        assert_eq!(err.message(), format!("hypercall WALLTIME: Invalid guest access: gpa=0x{top:x}, sz=8"));
+    }
+}

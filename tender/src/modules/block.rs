@@ -1,0 +1,45 @@
+//! The block module's command line (§4.5). The block back-end is not part
+//! of this tender yet; a block option is parsed and refused.
+
+use hvt_abi::manifest::MFT_DEV_BLOCK_BASIC;
+
+use super::{named_option, only_device, valid_device_name, Module, SetupContext};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+
+#[derive(Default)]
+pub struct Block;
+
+impl Module for Block {
+    fn name(&self) -> &'static str {
+        "block"
+    }
+
+    fn usage(&self) -> &'static str {
+        "  [ --block:NAME=PATH ] (attach block device/file at PATH as block storage NAME)\n  \
+         [ --block-sector-size:NAME=N ] (set sector size for block storage NAME)\n  \
+         [ --block=PATH ] (when the manifest declares one block device)\n"
+    }
+
+    fn parse_option(&mut self, option: &str, manifest: &mut Manifest) -> Result<bool> {
+        let name = if option.starts_with("--block=") {
+            only_device(manifest, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
+                Error::usage("--block=PATH needs exactly one block device in the manifest")
+            })?
+        } else if let Some((name, _)) = named_option(option, "--block")
+            .or_else(|| named_option(option, "--block-sector-size"))
+        {
+            name.to_owned()
+        } else {
+            return Ok(false);
+        };
+        if !valid_device_name(&name) || manifest.find(&name, MFT_DEV_BLOCK_BASIC).is_none() {
+            return Err(Error::usage(format!("Resource not declared in manifest: '{name}'")));
+        }
+        Err(Error::new(format!("{option}: block devices are not supported by this tender yet")))
+    }
+
+    fn setup(&mut self, _ctx: &mut SetupContext<'_>) -> Result<()> {
+        Ok(())
+    }
+}

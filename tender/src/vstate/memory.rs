@@ -1,0 +1,181 @@
+//! Guest memory, and the one place where guest addresses are validated.
+//!
+//! Every address and length that comes from the guest goes through
+//! [`GuestRam::check`] before it is dereferenced, with the exact rule of §5:
+//! `gpa + len` must be strictly below the guest-visible memory size.
+
+use hvt_abi::layout::{MAX_MEM_SIZE, MEM_GRANULE};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, VolatileSlice,
+};
+
+use crate::error::{Error, Result};
+
+/// A guest address range that failed validation (§5): the tender stops the
+/// guest with "Invalid guest access".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidAccess {
+    pub gpa: u64,
+    pub len: u64,
+}
+
+impl std::fmt::Display for InvalidAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Invalid guest access: gpa=0x{:x}, sz={}", self.gpa, self.len)
+    }
+}
+
+/// The guest's memory: one anonymous, zero-filled mapping at GPA 0.
+pub struct GuestRam {
+    mem: GuestMemoryMmap,
+    /// Bytes of the allocation (page tables map all of it).
+    alloc_size: u64,
+    /// Bytes the guest may name in hypercalls; less than `alloc_size` when
+    /// the top of the allocation holds the network ring.
+    visible_size: u64,
+}
+
+impl GuestRam {
+    /// Maps `alloc_size` bytes of zeroed memory.
+    pub fn new(alloc_size: u64) -> Result<Self> {
+        if alloc_size == 0 || alloc_size % MEM_GRANULE != 0 || alloc_size > MAX_MEM_SIZE {
+            return Err(Error::new(format!("invalid guest memory size {alloc_size}")));
+        }
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), alloc_size as usize)])
+            .map_err(|e| Error::new(format!("Could not allocate guest memory: {e}")))?;
+        Ok(GuestRam { mem, alloc_size, visible_size: alloc_size })
+    }
+
+    /// Whole allocation, ring area included.
+    pub fn alloc_size(&self) -> u64 {
+        self.alloc_size
+    }
+
+    /// Guest-visible size (`boot_info.mem_size`).
+    pub fn visible_size(&self) -> u64 {
+        self.visible_size
+    }
+
+    /// Keeps the top `bytes` of the allocation out of the guest-visible size.
+    pub fn reserve_top(&mut self, bytes: u64) {
+        self.visible_size = self.alloc_size - bytes.min(self.alloc_size);
+    }
+
+    /// Host address of GPA 0 and the mapping length, for the KVM memslot.
+    pub fn host_mapping(&self) -> (*mut u8, u64) {
+        let region = self.mem.iter().next().expect("guest memory has one region");
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .expect("region start is mapped");
+        (host, region.len())
+    }
+
+    /// Validates a guest range by the rule of §5.
+    pub fn check(&self, gpa: u64, len: u64) -> std::result::Result<GuestAddress, InvalidAccess> {
+        match gpa.checked_add(len) {
+            Some(end) if gpa < self.visible_size && end < self.visible_size => Ok(GuestAddress(gpa)),
+            _ => Err(InvalidAccess { gpa, len }),
+        }
+    }
+
+    /// A validated view of guest memory.
+    pub fn slice(&self, gpa: u64, len: u64) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
+        let addr = self.check(gpa, len)?;
+        self.mem.get_slice(addr, len as usize).map_err(|_| InvalidAccess { gpa, len })
+    }
+
+    /// Reads a hypercall argument struct.
+    pub fn read_arg<T: vm_memory::ByteValued>(
+        &self,
+        gpa: u64,
+    ) -> std::result::Result<T, InvalidAccess> {
+        let len = std::mem::size_of::<T>() as u64;
+        let addr = self.check(gpa, len)?;
+        self.mem.read_obj(addr).map_err(|_| InvalidAccess { gpa, len })
+    }
+
+    /// Writes a hypercall result struct back.
+    pub fn write_arg<T: vm_memory::ByteValued>(
+        &self,
+        gpa: u64,
+        value: &T,
+    ) -> std::result::Result<(), InvalidAccess> {
+        let len = std::mem::size_of::<T>() as u64;
+        let addr = self.check(gpa, len)?;
+        self.mem.write_obj(*value, addr).map_err(|_| InvalidAccess { gpa, len })
+    }
+
+    /// Tender-side writes (ELF image, page tables, boot info): anywhere in the
+    /// allocation, never from guest-supplied addresses.
+    pub fn write_bytes(&self, gpa: u64, bytes: &[u8]) -> Result<()> {
+        self.mem
+            .write_slice(bytes, GuestAddress(gpa))
+            .map_err(|e| Error::new(format!("guest memory write at 0x{gpa:x}: {e}")))
+    }
+
+    /// Tender-side read, for tests and diagnostics.
+    pub fn read_bytes(&self, gpa: u64, bytes: &mut [u8]) -> Result<()> {
+        self.mem
+            .read_slice(bytes, GuestAddress(gpa))
+            .map_err(|e| Error::new(format!("guest memory read at 0x{gpa:x}: {e}")))
+    }
+
+    /// Tender-side struct write.
+    pub fn write_obj<T: vm_memory::ByteValued>(&self, gpa: u64, value: &T) -> Result<()> {
+        self.write_bytes(gpa, value.as_slice())
+    }
+
+    /// Changes the host protection of `[start, end)` of the allocation.
+    pub fn protect(&self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
+        if start > end || end > self.alloc_size || start % 4096 != 0 {
+            return Err(Error::new(format!("mprotect range 0x{start:x}-0x{end:x} is invalid")));
+        }
+        let (host, _) = self.host_mapping();
+        // SAFETY: the range lies inside our own mapping (checked above); only
+        // its protection changes, no Rust reference into it is outstanding.
+        let rc = unsafe { libc::mprotect(host.add(start as usize).cast(), (end - start) as usize, prot) };
+        if rc != 0 {
+            return Err(Error::new(format!(
+                "mprotect of guest memory failed: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_ending_at_the_top_are_rejected() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let top = 2u64 << 20;
+        assert!(ram.check(0x1000, 16).is_ok());
+        assert!(ram.check(top - 17, 16).is_ok());
+        assert_eq!(ram.check(top - 16, 16), Err(InvalidAccess { gpa: top - 16, len: 16 }));
+        assert!(ram.check(top, 0).is_err());
+        assert!(ram.check(u64::MAX - 1, 16).is_err());
+        assert!(ram.check(0, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn reserved_top_is_not_a_legal_buffer() {
+        let mut ram = GuestRam::new(4 << 20).unwrap();
+        ram.reserve_top(2 << 20);
+        assert_eq!(ram.visible_size(), 2 << 20);
+        assert!(ram.check((2 << 20) + 16, 8).is_err());
+        assert!(ram.slice((2 << 20) - 100, 50).is_ok());
+    }
+
+    #[test]
+    fn memory_starts_zeroed_and_round_trips() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let mut buf = [0xffu8; 8];
+        ram.read_bytes(0x10000, &mut buf).unwrap();
+        assert_eq!(buf, [0; 8]);
+        ram.write_arg(0x10000, &0x1122_3344_5566_7788u64).unwrap();
+        assert_eq!(ram.read_arg::<u64>(0x10000).unwrap(), 0x1122_3344_5566_7788);
+    }
+}

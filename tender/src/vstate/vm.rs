@@ -1,0 +1,78 @@
+//! The KVM VM with one memory slot and one vCPU (§3.1, §8).
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+
+use crate::arch::x86_64::{cpuid, gdt, paging, regs, Privilege};
+use crate::error::{Error, Result};
+use crate::vstate::memory::GuestRam;
+
+/// KVM API version every tender requires.
+const KVM_API_VERSION: i32 = 12;
+
+pub struct Vm {
+    pub kvm: Kvm,
+    pub fd: VmFd,
+    pub vcpu: VcpuFd,
+}
+
+fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(format!("KVM: {what}: {e}"))
+}
+
+impl Vm {
+    /// Opens /dev/kvm, checks what the tender needs, and creates the VM with
+    /// `ram` as slot 0 at GPA 0 and one vCPU.
+    pub fn new(ram: &GuestRam) -> Result<Vm> {
+        let kvm = Kvm::new().map_err(|e| kvm_error("could not open /dev/kvm", e))?;
+        let version = kvm.get_api_version();
+        if version != KVM_API_VERSION {
+            return Err(Error::new(format!("KVM: API version is {version}, {KVM_API_VERSION} required")));
+        }
+        for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::GetTscKhz, "KVM_CAP_GET_TSC_KHZ")] {
+            if !kvm.check_extension(cap) {
+                return Err(Error::new(format!("KVM: extension {name} is required")));
+            }
+        }
+        let fd = kvm.create_vm().map_err(|e| kvm_error("KVM_CREATE_VM failed", e))?;
+        let (host, size) = ram.host_mapping();
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: size,
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is our own mapping, which outlives the VM (the
+        // caller keeps `ram` alive for as long as the VM runs).
+        unsafe { fd.set_user_memory_region(region) }
+            .map_err(|e| kvm_error("KVM_SET_USER_MEMORY_REGION failed", e))?;
+        let vcpu = fd.create_vcpu(0).map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
+        Ok(Vm { kvm, fd, vcpu })
+    }
+
+    /// TSC frequency in Hz (§3.5).
+    pub fn tsc_hz(&self) -> Result<u64> {
+        match self.vcpu.get_tsc_khz() {
+            Ok(khz) => Ok(u64::from(khz) * 1000),
+            Err(e) if e.errno() == libc::EIO => {
+                Err(Error::new("KVM: host TSC is unstable, cannot continue"))
+            }
+            Err(e) => Err(kvm_error("KVM_GET_TSC_KHZ failed", e)),
+        }
+    }
+
+    /// GDT, page tables, CPUID and registers for the first instruction.
+    pub fn set_initial_state(&self, ram: &GuestRam, entry: u64, privilege: Privilege) -> Result<()> {
+        gdt::write_gdt(ram, privilege)?;
+        paging::write_page_tables(ram, privilege)?;
+        cpuid::passthrough(&self.kvm, &self.vcpu)?;
+        let sregs = self.vcpu.get_sregs().map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+        self.vcpu
+            .set_sregs(&regs::initial_sregs(sregs, privilege))
+            .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;
+        self.vcpu
+            .set_regs(&regs::initial_regs(entry, ram.visible_size(), privilege))
+            .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
+    }
+}
