@@ -1,0 +1,87 @@
+//! The state a guest sees at its first instruction (§3.4, §4), reported by
+//! the `entry-state` probe guest from inside the VM. Page-table and GDT bytes
+//! are not mapped for the guest; the tender's unit tests check those.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{cpl0_copy, guest, tender};
+
+/// Runs the probe with `options` before and `args` after the image.
+fn report(options: &[&str], image: &std::path::Path, args: &[&str]) -> HashMap<String, String> {
+    let mut argv: Vec<std::ffi::OsString> = options.iter().map(Into::into).collect();
+    argv.push(image.as_os_str().to_owned());
+    argv.extend(args.iter().map(Into::into));
+    let run = tender(argv);
+    assert_eq!(run.code, 0, "{}", run.output());
+    run.stdout
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn hex(map: &HashMap<String, String>, key: &str) -> u64 {
+    let text = map.get(key).unwrap_or_else(|| panic!("{key} not reported"));
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex value")
+}
+
+fn check_common(map: &HashMap<String, String>, mem: u64) {
+    assert_eq!(hex(map, "rdi"), 0x10000);
+    assert_eq!(hex(map, "rsp"), mem - 8);
+    for reg in ["rax", "rbx", "rcx", "rdx", "rsi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] {
+        assert_eq!(hex(map, reg), 0, "{reg}");
+    }
+    assert_eq!(hex(map, "boot.mem_size"), mem);
+    assert_eq!(hex(map, "boot.mft"), 0x10038);
+    // One manifest entry (the reserved one): the command line follows it.
+    assert_eq!(hex(map, "boot.cmdline"), 0x10038 + 8 + 104);
+    assert_eq!(hex(map, "boot.host_features"), 0);
+    assert_eq!(hex(map, "boot.guest_features"), 0);
+    assert_eq!(hex(map, "boot.net_ring"), 0);
+    let kernel_end = hex(map, "boot.kernel_end");
+    assert!(kernel_end > 0x100000 && kernel_end % 0x1000 == 0, "kernel_end 0x{kernel_end:x}");
+    assert!(hex(map, "heap_start") >= kernel_end);
+    let freq: u64 = map["boot.cpu_cycle_freq"].parse().unwrap();
+    assert!(freq > 100_000_000, "TSC frequency {freq}");
+    assert_eq!(map["mft.entries"], "1");
+    assert_eq!(map["mft.0"], "type:0x40000000,attached:0,name:");
+}
+
+#[test]
+fn cpl0_entry_state_matches_upstream() {
+    let map = report(&[], &cpl0_copy("entry-state"), &["one", "two"]);
+    check_common(&map, 512 << 20);
+    assert_eq!(hex(&map, "rflags"), 0x2);
+    assert_eq!(hex(&map, "cs"), 0x08);
+    assert_eq!(hex(&map, "ss"), 0x10);
+    assert_eq!(hex(&map, "cr0"), 0x8001_0021);
+    assert_eq!(hex(&map, "cr3"), 0x2000);
+    assert_eq!(hex(&map, "cr4"), 0x620);
+    assert_eq!(hex(&map, "efer"), 0x500);
+    assert_eq!(map["cmdline"], "one two");
+}
+
+#[test]
+fn cpl3_entry_state_is_upstream_state_in_ring_3() {
+    let map = report(&[], &guest("entry-state"), &["--solo5:quiet", "a", "b c"]);
+    check_common(&map, 512 << 20);
+    // Both selectors carry RPL 3. (Shadow-paging KVM reports the host's
+    // user selectors and always runs user mode with IF set; what matters is
+    // the privilege level.)
+    assert_eq!(hex(&map, "cs") & 3, 3);
+    assert_eq!(hex(&map, "ss") & 3, 3);
+    let rflags = hex(&map, "rflags");
+    assert_eq!(rflags & !(0x200 | 0x3000), 0x2, "rflags 0x{rflags:x}");
+    assert!(!map.contains_key("cr0"), "a CPL 3 guest cannot read control registers");
+    // The log option is stripped before the application sees the line.
+    assert_eq!(map["cmdline"], "a b c");
+}
+
+#[test]
+fn memory_size_sets_stack_and_boot_info() {
+    let map = report(&["--mem=64"], &guest("entry-state"), &[]);
+    check_common(&map, 64 << 20);
+    assert_eq!(map["cmdline"], "");
+}
