@@ -20,8 +20,17 @@ fn hello_at_cpl3_prints_and_exits_0() {
 fn hello_at_cpl0_prints_and_exits_0() {
     let run = tender([cpl0_copy("hello").as_os_str(), "a".as_ref(), "b".as_ref()]);
     assert_eq!(run.code, 0, "{}", run.output());
-    assert!(run.stdout.contains("(tender, Rust, CPL 0)\n"), "{}", run.stdout);
-    assert!(run.stdout.contains("Hello, World\nCommand line is: 'a b'\nSUCCESS\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("(tender, Rust, CPL 0)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Hello, World\nCommand line is: 'a b'\nSUCCESS\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -30,16 +39,28 @@ fn hello_fail_exits_1_at_both_levels() {
         let run = tender([image.as_os_str(), "x".as_ref(), "fail".as_ref()]);
         assert_eq!(run.code, 1, "{}", run.output());
         assert!(run.stdout.contains("FAILURE"), "{}", run.stdout);
-        assert!(run.stdout.contains("solo5_exit(1) called"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("solo5_exit(1) called"),
+            "{}",
+            run.stdout
+        );
     }
 }
 
 #[test]
 fn quiet_log_level_hides_every_solo5_line() {
-    let run = tender([guest("hello").as_os_str(), "--solo5:quiet".as_ref(), "x".as_ref()]);
+    let run = tender([
+        guest("hello").as_os_str(),
+        "--solo5:quiet".as_ref(),
+        "x".as_ref(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(!run.output().contains("Solo5:"), "{}", run.output());
-    assert!(run.stdout.contains("Command line is: 'x'"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Command line is: 'x'"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -47,5 +68,9 @@ fn small_memory_is_rounded_with_a_warning() {
     // --mem=3 is rounded down to 2 MiB, which still holds hello's heap.
     let run = tender(["--mem=3".as_ref(), guest("hello").as_os_str()]);
     assert_eq!(run.code, 0, "{}", run.output());
-    assert!(run.stderr.contains("adjusting memory to 2097152 bytes"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("adjusting memory to 2097152 bytes"),
+        "{}",
+        run.stderr
+    );
 }

@@ -30,7 +30,10 @@ fn hex(map: &HashMap<String, String>, key: &str) -> u64 {
 fn check_common(map: &HashMap<String, String>, mem: u64) {
     assert_eq!(hex(map, "rdi"), 0x10000);
     assert_eq!(hex(map, "rsp"), mem - 8);
-    for reg in ["rax", "rbx", "rcx", "rdx", "rsi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] {
+    for reg in [
+        "rax", "rbx", "rcx", "rdx", "rsi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+        "r15",
+    ] {
         assert_eq!(hex(map, reg), 0, "{reg}");
     }
     assert_eq!(hex(map, "boot.mem_size"), mem);
@@ -41,7 +44,10 @@ fn check_common(map: &HashMap<String, String>, mem: u64) {
     assert_eq!(hex(map, "boot.guest_features"), 0);
     assert_eq!(hex(map, "boot.net_ring"), 0);
     let kernel_end = hex(map, "boot.kernel_end");
-    assert!(kernel_end > 0x100000 && kernel_end % 0x1000 == 0, "kernel_end 0x{kernel_end:x}");
+    assert!(
+        kernel_end > 0x100000 && kernel_end.is_multiple_of(0x1000),
+        "kernel_end 0x{kernel_end:x}"
+    );
     assert!(hex(map, "heap_start") >= kernel_end);
     let freq: u64 = map["boot.cpu_cycle_freq"].parse().unwrap();
     assert!(freq > 100_000_000, "TSC frequency {freq}");
@@ -74,7 +80,10 @@ fn cpl3_entry_state_is_upstream_state_in_ring_3() {
     assert_eq!(hex(&map, "ss") & 3, 3);
     let rflags = hex(&map, "rflags");
     assert_eq!(rflags & !(0x200 | 0x3000), 0x2, "rflags 0x{rflags:x}");
-    assert!(!map.contains_key("cr0"), "a CPL 3 guest cannot read control registers");
+    assert!(
+        !map.contains_key("cr0"),
+        "a CPL 3 guest cannot read control registers"
+    );
     // The log option is stripped before the application sees the line.
     assert_eq!(map["cmdline"], "a b c");
 }

@@ -10,8 +10,16 @@ fn hostile(image: &std::path::Path, action: &str) -> Run {
     let mut argv = vec!["--mem=64".into(), image.as_os_str().to_owned()];
     argv.extend(action.split(' ').map(Into::into));
     let run = tender(argv);
-    assert!(!run.stderr.contains("panicked"), "tender panicked: {}", run.stderr);
-    assert!(!run.stdout.contains("survived"), "guest was not stopped: {}", run.stdout);
+    assert!(
+        !run.stderr.contains("panicked"),
+        "tender panicked: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("survived"),
+        "guest was not stopped: {}",
+        run.stdout
+    );
     run
 }
 
@@ -21,7 +29,11 @@ fn assert_tender_stops(action: &str, message: &str) {
     for image in [guest("hostile"), cpl0_copy("hostile")] {
         let run = hostile(&image, action);
         assert_eq!(run.code, 1, "{action}: {}", run.output());
-        assert!(run.stderr.contains(message), "{action}: expected '{message}' in {}", run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "{action}: expected '{message}' in {}",
+            run.stderr
+        );
     }
 }
 
@@ -68,13 +80,22 @@ fn argument_ending_exactly_at_the_top_of_memory() {
 
 #[test]
 fn puts_with_a_huge_length() {
-    assert_tender_stops("puts-huge", "hypercall PUTS: Invalid guest access: gpa=0x100000");
-    assert_tender_stops("puts-past-top", "hypercall PUTS: Invalid guest access: gpa=0x3fffff0, sz=32");
+    assert_tender_stops(
+        "puts-huge",
+        "hypercall PUTS: Invalid guest access: gpa=0x100000",
+    );
+    assert_tender_stops(
+        "puts-past-top",
+        "hypercall PUTS: Invalid guest access: gpa=0x3fffff0, sz=32",
+    );
 }
 
 #[test]
 fn halt_with_a_cookie_near_the_top() {
-    assert_tender_stops("halt-cookie", "hypercall HALT: Invalid guest access: gpa=0x3ffff9c, sz=512");
+    assert_tender_stops(
+        "halt-cookie",
+        "hypercall HALT: Invalid guest access: gpa=0x3ffff9c, sz=512",
+    );
 }
 
 #[test]
@@ -86,14 +107,24 @@ fn write_to_guest_code_is_a_translation_fault() {
 fn hlt_at_cpl0_is_an_unhandled_exit() {
     let run = hostile(&cpl0_copy("hostile"), "hlt");
     assert_eq!(run.code, 1, "{}", run.output());
-    assert!(run.stderr.contains("KVM: unhandled exit: exit_reason=0x5, rip=0x"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("KVM: unhandled exit: exit_reason=0x5, rip=0x"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn triple_fault_at_cpl0_is_an_unhandled_exit() {
     let run = hostile(&cpl0_copy("hostile"), "triple");
     assert_eq!(run.code, 1, "{}", run.output());
-    assert!(run.stderr.contains("KVM: unhandled exit: exit_reason=0x8, rip=0x"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("KVM: unhandled exit: exit_reason=0x8, rip=0x"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// At CPL 3 both `hlt` (privileged: #GP) and `ud2` fault with no IDT: a
@@ -103,17 +134,34 @@ fn faults_at_cpl3_report_registers_and_exit_255() {
     for action in ["hlt", "triple"] {
         let run = hostile(&guest("hostile"), action);
         assert_eq!(run.code, 255, "{action}: {}", run.output());
-        assert!(run.stderr.contains("Guest fault (triple fault at CPL 3): rip=0x"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("Guest fault (triple fault at CPL 3): rip=0x"),
+            "{}",
+            run.stderr
+        );
         assert!(run.stderr.contains(" rsp=0x"), "{}", run.stderr);
     }
 }
 
 #[test]
 fn exit_status_is_its_low_byte() {
-    for (status, code) in [("0", 0), ("42", 42), ("255", 255), ("256", 0), ("300", 44), ("-1", 255)] {
+    for (status, code) in [
+        ("0", 0),
+        ("42", 42),
+        ("255", 255),
+        ("256", 0),
+        ("300", 44),
+        ("-1", 255),
+    ] {
         let run = hostile(&guest("hostile"), &format!("exit {status}"));
         assert_eq!(run.code, code, "exit {status}: {}", run.output());
-        assert!(run.stdout.contains(&format!("Solo5: solo5_exit({status}) called")), "{}", run.stdout);
+        assert!(
+            run.stdout
+                .contains(&format!("Solo5: solo5_exit({status}) called")),
+            "{}",
+            run.stdout
+        );
     }
 }
 
@@ -121,9 +169,21 @@ fn exit_status_is_its_low_byte() {
 fn abort_and_panic_exit_255() {
     let run = hostile(&guest("hostile"), "abort");
     assert_eq!(run.code, 255, "{}", run.output());
-    assert!(run.stdout.contains("Solo5: solo5_abort() called"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Solo5: solo5_abort() called"),
+        "{}",
+        run.stdout
+    );
     let run = hostile(&guest("hostile"), "panic");
     assert_eq!(run.code, 255, "{}", run.output());
-    assert!(run.stdout.contains("Solo5: ABORT: panicked at"), "{}", run.stdout);
-    assert!(run.stdout.contains("hostile guest panics on request"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Solo5: ABORT: panicked at"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("hostile guest panics on request"),
+        "{}",
+        run.stdout
+    );
 }

@@ -91,7 +91,11 @@ impl MftEntry {
 
     /// The name up to its first NUL.
     pub fn name_bytes(&self) -> &[u8] {
-        let len = self.name.iter().position(|&b| b == 0).unwrap_or(MFT_NAME_SIZE);
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MFT_NAME_SIZE);
         &self.name[..len]
     }
 

@@ -112,7 +112,11 @@ pub struct OpenBsdNote {
 
 impl OpenBsdNote {
     pub const NOTE: OpenBsdNote = OpenBsdNote {
-        header: NoteHeader { namesz: 8, descsz: 4, kind: 1 },
+        header: NoteHeader {
+            namesz: 8,
+            descsz: 4,
+            kind: 1,
+        },
         name: *b"OpenBSD\0",
         desc: 0,
     };
@@ -153,7 +157,10 @@ impl UnprivilegedNote {
             kind: UNPRIVILEGED_NOTE_TYPE,
         },
         name: *TENDER_NOTE_NAME,
-        desc: UnprivilegedDesc { flags: UNPRIVILEGED_CPL3, reserved: 0 },
+        desc: UnprivilegedDesc {
+            flags: UNPRIVILEGED_CPL3,
+            reserved: 0,
+        },
     };
 }
 
@@ -165,5 +172,27 @@ crate::assert_layout!(OpenBsdNote, size = 24, desc @ 20);
 crate::assert_layout!(UnprivilegedNote, size = 28, desc @ 20);
 const _: () = assert!(ABI1_NOTE_TYPE == 0x3149_4241);
 const _: () = assert!(MFT1_NOTE_TYPE == 0x3154_464d);
-const _: () = assert!(ManifestNote::<1>::new(Mft { header: crate::manifest::MftHeader { version: 1, entries: 1 }, entries: [crate::manifest::MftEntry::RESERVED_FIRST] }).header.descsz == 116);
-const _: () = assert!(ManifestNote::<64>::new(Mft { header: crate::manifest::MftHeader { version: 1, entries: 64 }, entries: [crate::manifest::MftEntry::RESERVED_FIRST; 64] }).header.descsz == MFT1_NOTE_MAX_DESCSZ);
+const _: () = assert!(
+    ManifestNote::<1>::new(Mft {
+        header: crate::manifest::MftHeader {
+            version: 1,
+            entries: 1
+        },
+        entries: [crate::manifest::MftEntry::RESERVED_FIRST]
+    })
+    .header
+    .descsz
+        == 116
+);
+const _: () = assert!(
+    ManifestNote::<64>::new(Mft {
+        header: crate::manifest::MftHeader {
+            version: 1,
+            entries: 64
+        },
+        entries: [crate::manifest::MftEntry::RESERVED_FIRST; 64]
+    })
+    .header
+    .descsz
+        == MFT1_NOTE_MAX_DESCSZ
+);

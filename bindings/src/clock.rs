@@ -23,7 +23,10 @@ impl TscScale {
         loop {
             let mult = (1_000_000_000u128 << shift) / freq;
             if mult <= u32::MAX as u128 || shift == 0 {
-                return TscScale { mult: mult.min(u32::MAX as u128) as u32, shift };
+                return TscScale {
+                    mult: mult.min(u32::MAX as u128) as u32,
+                    shift,
+                };
             }
             shift -= 1;
         }
@@ -62,7 +65,10 @@ pub fn init(freq_hz: u64) {
 
 /// Nanoseconds since the bindings started (`solo5_clock_monotonic`).
 pub fn monotonic_ns() -> u64 {
-    let scale = TscScale { mult: MULT.load(Ordering::Relaxed) as u32, shift: SHIFT.load(Ordering::Relaxed) as u32 };
+    let scale = TscScale {
+        mult: MULT.load(Ordering::Relaxed) as u32,
+        shift: SHIFT.load(Ordering::Relaxed) as u32,
+    };
     scale.ticks_to_ns(rdtsc().wrapping_sub(TSC_BASE.load(Ordering::Relaxed)))
 }
 
@@ -83,7 +89,10 @@ mod tests {
         for freq in [1_000_000u64, 2_445_402_000, 3_000_000_000, 1_000_000_000] {
             let scale = TscScale::new(freq);
             let ns = scale.ticks_to_ns(freq);
-            assert!((999_999_000..=1_000_000_000).contains(&ns), "{freq} Hz gave {ns} ns");
+            assert!(
+                (999_999_000..=1_000_000_000).contains(&ns),
+                "{freq} Hz gave {ns} ns"
+            );
         }
         assert_eq!(TscScale::new(1_000_000_000).shift, 32);
     }

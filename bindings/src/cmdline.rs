@@ -36,9 +36,18 @@ mod tests {
     fn strips_leading_log_options_only() {
         assert_eq!(strip_log_options("a b"), (LogLevel::Info, "a b"));
         assert_eq!(strip_log_options("--solo5:quiet a"), (LogLevel::Quiet, "a"));
-        assert_eq!(strip_log_options("--solo5:quiet --solo5:debug"), (LogLevel::Debug, ""));
-        assert_eq!(strip_log_options("a --solo5:quiet"), (LogLevel::Info, "a --solo5:quiet"));
-        assert_eq!(strip_log_options("--solo5:loud x"), (LogLevel::Info, "--solo5:loud x"));
+        assert_eq!(
+            strip_log_options("--solo5:quiet --solo5:debug"),
+            (LogLevel::Debug, "")
+        );
+        assert_eq!(
+            strip_log_options("a --solo5:quiet"),
+            (LogLevel::Info, "a --solo5:quiet")
+        );
+        assert_eq!(
+            strip_log_options("--solo5:loud x"),
+            (LogLevel::Info, "--solo5:loud x")
+        );
         assert_eq!(strip_log_options(""), (LogLevel::Info, ""));
     }
 }

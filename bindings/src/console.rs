@@ -14,7 +14,10 @@ pub fn write(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    let mut arg = Puts { data: bytes.as_ptr() as u64, len: bytes.len() as u64 };
+    let mut arg = Puts {
+        data: bytes.as_ptr() as u64,
+        len: bytes.len() as u64,
+    };
     // SAFETY: a PUTS argument naming a live buffer.
     unsafe { hypercall(nr::PUTS, &mut arg) };
 }
@@ -27,7 +30,10 @@ pub struct Console {
 
 impl Default for Console {
     fn default() -> Self {
-        Console { buffer: [0; 512], used: 0 }
+        Console {
+            buffer: [0; 512],
+            used: 0,
+        }
     }
 }
 

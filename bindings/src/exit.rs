@@ -7,7 +7,11 @@ use crate::hypercall::hypercall;
 
 /// Halts with `exit_status`; the tender exits with its low byte.
 pub fn halt(exit_status: i32) -> ! {
-    let mut arg = Halt { cookie: 0, exit_status, _pad: 0 };
+    let mut arg = Halt {
+        cookie: 0,
+        exit_status,
+        _pad: 0,
+    };
     // SAFETY: a HALT argument on our stack.
     unsafe { hypercall(nr::HALT, &mut arg) };
     // A tender never resumes a halted guest; spin if one does.

@@ -38,7 +38,10 @@ pub mod host {
 
     pub(super) fn call(nr: u16, arg: *mut u8) {
         let raw = TRANSPORT.load(Ordering::SeqCst);
-        assert!(!raw.is_null(), "hypercall {nr} on the host with no transport installed");
+        assert!(
+            !raw.is_null(),
+            "hypercall {nr} on the host with no transport installed"
+        );
         // SAFETY: only `set_transport` stores here, always a `Transport`.
         let transport: Transport = unsafe { core::mem::transmute::<*mut (), Transport>(raw) };
         transport(nr, arg)

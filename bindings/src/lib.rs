@@ -26,9 +26,9 @@ pub mod hypercall;
 pub mod notes;
 pub mod poll;
 
-#[cfg(target_os = "none")]
-pub mod start;
 #[cfg(all(target_os = "none", feature = "panic-handler"))]
 mod panic;
+#[cfg(target_os = "none")]
+pub mod start;
 
 pub use boot::StartInfo;

@@ -44,8 +44,12 @@ macro_rules! manifest {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __device_kind {
-    (net) => { $crate::abi::manifest::MFT_DEV_NET_BASIC };
-    (block) => { $crate::abi::manifest::MFT_DEV_BLOCK_BASIC };
+    (net) => {
+        $crate::abi::manifest::MFT_DEV_NET_BASIC
+    };
+    (block) => {
+        $crate::abi::manifest::MFT_DEV_BLOCK_BASIC
+    };
 }
 
 /// Names the application's entry point: `fn(&StartInfo) -> i32`, whose

@@ -9,7 +9,10 @@ use crate::hypercall::hypercall;
 /// `solo5_yield`: blocks until `deadline_ns` (monotonic) or I/O readiness;
 /// returns the set of ready device handles.
 pub fn yield_until(deadline_ns: u64) -> u64 {
-    let mut arg = Poll { timeout_nsecs: deadline_ns.saturating_sub(monotonic_ns()), ..Poll::default() };
+    let mut arg = Poll {
+        timeout_nsecs: deadline_ns.saturating_sub(monotonic_ns()),
+        ..Poll::default()
+    };
     // SAFETY: a POLL argument on our stack.
     unsafe { hypercall(nr::POLL, &mut arg) };
     arg.ready_set

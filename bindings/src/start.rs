@@ -75,7 +75,12 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
     let raw = unsafe { core::ffi::CStr::from_ptr(info.cmdline as *const core::ffi::c_char) };
     let (level, cmdline) = strip_log_options(raw.to_str().unwrap_or(""));
     console::set_log_level(level);
-    crate::log!(LogLevel::Info, "Bindings version v{} (tender, Rust, CPL {})", env!("CARGO_PKG_VERSION"), entry_registers()[17] & 3);
+    crate::log!(
+        LogLevel::Info,
+        "Bindings version v{} (tender, Rust, CPL {})",
+        env!("CARGO_PKG_VERSION"),
+        entry_registers()[17] & 3
+    );
 
     let heap_start = (core::ptr::addr_of!(_end) as usize + 0xFFF) & !0xFFF;
     let mem_size = info.mem_size as usize;
@@ -83,7 +88,11 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
         crate::log!(LogLevel::Error, "ABORT: Not enough memory");
         exit::halt(hvt_abi::hypercall::exit::ABORT);
     }
-    let start = StartInfo { cmdline, heap_start, heap_size: mem_size - heap_start };
+    let start = StartInfo {
+        cmdline,
+        heap_start,
+        heap_size: mem_size - heap_start,
+    };
     // SAFETY: the application defines it with `entry!`.
     let status = unsafe { __hvt_app_main(&start) };
     exit::exit(status)

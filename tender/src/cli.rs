@@ -51,7 +51,11 @@ pub fn parse(args: &[String]) -> Result<Command> {
             CMDLINE_SIZE - 1
         )));
     }
-    Ok(Command::Run(Invocation { options, kernel, cmdline }))
+    Ok(Command::Run(Invocation {
+        options,
+        kernel,
+        cmdline,
+    }))
 }
 
 /// A `--mem=` value, sized as upstream does (§3.1). Returns the size in
@@ -64,7 +68,7 @@ pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
         .ok_or_else(|| Error::new("Malformed argument to --mem"))?;
     // Upstream shifts a signed size: a negative value wraps to a huge size
     // and fails the maximum check, as does one whose shift overflows.
-    let requested = (mib as u64).checked_mul(1 << 20).unwrap_or(u64::MAX);
+    let requested = (mib as u64).saturating_mul(1 << 20);
     let mut size = requested & !(MEM_GRANULE - 1);
     if size == 0 {
         size = MEM_GRANULE;
@@ -101,7 +105,9 @@ mod tests {
             })
         );
         let cmd = parse(&args(&["--", "--odd-name", "x"])).unwrap();
-        assert!(matches!(cmd, Command::Run(Invocation { ref kernel, .. }) if kernel == "--odd-name"));
+        assert!(
+            matches!(cmd, Command::Run(Invocation { ref kernel, .. }) if kernel == "--odd-name")
+        );
         assert_eq!(parse(&args(&["--help", "k"])).unwrap(), Command::Help);
         assert_eq!(parse(&args(&["--version"])).unwrap(), Command::Version);
     }
@@ -109,7 +115,10 @@ mod tests {
     #[test]
     fn missing_kernel_and_long_cmdline_are_errors() {
         assert_eq!(parse(&[]).unwrap_err().message(), "Missing KERNEL operand");
-        assert_eq!(parse(&args(&["--mem=2", "--"])).unwrap_err().message(), "Missing KERNEL operand");
+        assert_eq!(
+            parse(&args(&["--mem=2", "--"])).unwrap_err().message(),
+            "Missing KERNEL operand"
+        );
         let ok = "a".repeat(8191);
         assert!(parse(&args(&["k", &ok])).is_ok());
         let long = "a".repeat(8192);
@@ -122,14 +131,29 @@ mod tests {
     #[test]
     fn memory_is_sized_like_upstream() {
         assert_eq!(parse_mem("512").unwrap(), (512 << 20, None));
-        assert_eq!(parse_mem("3").unwrap(), (2 << 20, Some("adjusting memory to 2097152 bytes".into())));
+        assert_eq!(
+            parse_mem("3").unwrap(),
+            (2 << 20, Some("adjusting memory to 2097152 bytes".into()))
+        );
         assert_eq!(parse_mem("1").unwrap().0, 2 << 20);
         assert_eq!(parse_mem("4097").unwrap().0, 4 << 30);
         for bad in ["0", "x", "", "12x"] {
-            assert_eq!(parse_mem(bad).unwrap_err().message(), "Malformed argument to --mem");
+            assert_eq!(
+                parse_mem(bad).unwrap_err().message(),
+                "Malformed argument to --mem"
+            );
         }
-        assert!(parse_mem("4098").unwrap_err().message().contains("exceeds the max size 4294967296 bytes"));
-        assert!(parse_mem("-1").unwrap_err().message().contains("exceeds the max size"));
-        assert!(parse_mem("99999999999999999").unwrap_err().message().contains("exceeds the max size"));
+        assert!(parse_mem("4098")
+            .unwrap_err()
+            .message()
+            .contains("exceeds the max size 4294967296 bytes"));
+        assert!(parse_mem("-1")
+            .unwrap_err()
+            .message()
+            .contains("exceeds the max size"));
+        assert!(parse_mem("99999999999999999")
+            .unwrap_err()
+            .message()
+            .contains("exceeds the max size"));
     }
 }

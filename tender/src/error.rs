@@ -16,12 +16,18 @@ pub struct Error {
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Self {
-        Error { message: message.into(), show_usage: false }
+        Error {
+            message: message.into(),
+            show_usage: false,
+        }
     }
 
     /// A command-line mistake: the usage text follows the message.
     pub fn usage(message: impl Into<String>) -> Self {
-        Error { message: message.into(), show_usage: true }
+        Error {
+            message: message.into(),
+            show_usage: true,
+        }
     }
 
     pub fn message(&self) -> &str {

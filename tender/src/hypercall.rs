@@ -61,7 +61,9 @@ pub struct Hypercalls {
 
 impl Default for Hypercalls {
     fn default() -> Self {
-        Hypercalls { handlers: (0..nr::MAX).map(|_| None).collect() }
+        Hypercalls {
+            handlers: (0..nr::MAX).map(|_| None).collect(),
+        }
     }
 }
 
@@ -73,8 +75,13 @@ impl Hypercalls {
                 *slot = Some(handler);
                 Ok(())
             }
-            Some(Some(_)) => Err(Error::new(format!("hypercall {} registered twice", name(number)))),
-            _ => Err(Error::new(format!("hypercall {number} is not a valid number"))),
+            Some(Some(_)) => Err(Error::new(format!(
+                "hypercall {} registered twice",
+                name(number)
+            ))),
+            _ => Err(Error::new(format!(
+                "hypercall {number} is not a valid number"
+            ))),
         }
     }
 
@@ -90,7 +97,9 @@ impl Hypercalls {
     ) -> Result<Action, Error> {
         let number = port.wrapping_sub(PIO_BASE);
         if !is_out || size != 4 || port < PIO_BASE || number >= nr::MAX {
-            return Err(Error::new(format!("Invalid guest port access: port=0x{port:x}")));
+            return Err(Error::new(format!(
+                "Invalid guest port access: port=0x{port:x}"
+            )));
         }
         let handler = self.handlers[usize::from(number)]
             .as_mut()
@@ -109,10 +118,13 @@ mod tests {
     fn table_with_walltime() -> Hypercalls {
         let mut table = Hypercalls::default();
         table
-            .register(nr::WALLTIME, Box::new(|ram, gpa| {
-                ram.write_arg(gpa, &42u64)?;
-                Ok(Action::Continue)
-            }))
+            .register(
+                nr::WALLTIME,
+                Box::new(|ram, gpa| {
+                    ram.write_arg(gpa, &42u64)?;
+                    Ok(Action::Continue)
+                }),
+            )
             .unwrap();
         table
     }
@@ -121,9 +133,21 @@ mod tests {
     fn rejects_bad_ports_directions_and_sizes() {
         let ram = GuestRam::new(2 << 20).unwrap();
         let mut table = table_with_walltime();
-        for (port, out, size) in [(0x4ff, true, 4), (0x509, true, 4), (0x600, true, 4), (0x501, false, 4), (0x501, true, 1), (0x501, true, 2)] {
-            let err = table.dispatch_pio(&ram, port, out, size, 0x10000).unwrap_err();
-            assert_eq!(err.message(), format!("Invalid guest port access: port=0x{port:x}"));
+        for (port, out, size) in [
+            (0x4ff, true, 4),
+            (0x509, true, 4),
+            (0x600, true, 4),
+            (0x501, false, 4),
+            (0x501, true, 1),
+            (0x501, true, 2),
+        ] {
+            let err = table
+                .dispatch_pio(&ram, port, out, size, 0x10000)
+                .unwrap_err();
+            assert_eq!(
+                err.message(),
+                format!("Invalid guest port access: port=0x{port:x}")
+            );
         }
     }
 
@@ -132,21 +156,36 @@ mod tests {
         let ram = GuestRam::new(2 << 20).unwrap();
         let mut table = table_with_walltime();
         for number in [0u16, 4, 8] {
-            let err = table.dispatch_pio(&ram, 0x500 + number, true, 4, 0x10000).unwrap_err();
-            assert_eq!(err.message(), format!("Invalid guest hypercall: num={number}"));
+            let err = table
+                .dispatch_pio(&ram, 0x500 + number, true, 4, 0x10000)
+                .unwrap_err();
+            assert_eq!(
+                err.message(),
+                format!("Invalid guest hypercall: num={number}")
+            );
         }
-        assert!(table.register(0, Box::new(|_, _| Ok(Action::Continue))).is_err());
-        assert!(table.register(nr::WALLTIME, Box::new(|_, _| Ok(Action::Continue))).is_err());
+        assert!(table
+            .register(0, Box::new(|_, _| Ok(Action::Continue)))
+            .is_err());
+        assert!(table
+            .register(nr::WALLTIME, Box::new(|_, _| Ok(Action::Continue)))
+            .is_err());
     }
 
     #[test]
     fn argument_addresses_are_checked() {
         let ram = GuestRam::new(2 << 20).unwrap();
         let mut table = table_with_walltime();
-        assert_eq!(table.dispatch_pio(&ram, 0x501, true, 4, 0x10000), Ok(Action::Continue));
+        assert_eq!(
+            table.dispatch_pio(&ram, 0x501, true, 4, 0x10000),
+            Ok(Action::Continue)
+        );
         assert_eq!(ram.read_arg::<u64>(0x10000).unwrap(), 42);
         let top = (2u32 << 20) - 8;
         let err = table.dispatch_pio(&ram, 0x501, true, 4, top).unwrap_err();
-        assert_eq!(err.message(), format!("hypercall WALLTIME: Invalid guest access: gpa=0x{top:x}, sz=8"));
+        assert_eq!(
+            err.message(),
+            format!("hypercall WALLTIME: Invalid guest access: gpa=0x{top:x}, sz=8")
+        );
     }
 }

@@ -38,7 +38,8 @@ use vstate::vm::Vm;
 pub const GUEST_FAULT_EXIT: i32 = hvt_abi::hypercall::exit::ABORT;
 
 fn usage(modules: &[Box<dyn Module>]) -> String {
-    let mut text = String::from("usage: tender [ CORE OPTIONS ] [ MODULE OPTIONS ] [ -- ] KERNEL [ ARGS ]\n");
+    let mut text =
+        String::from("usage: tender [ CORE OPTIONS ] [ MODULE OPTIONS ] [ -- ] KERNEL [ ARGS ]\n");
     text.push_str("KERNEL is the filename of the unikernel to run.\nARGS are optional arguments passed to KERNEL.\n");
     text.push_str("Core options:\n");
     for module in modules {
@@ -46,9 +47,17 @@ fn usage(modules: &[Box<dyn Module>]) -> String {
             text.push_str(module.usage());
         }
     }
-    text.push_str("  [ --help ] (display this help)\n  [ --version ] (display version information)\n");
+    text.push_str(
+        "  [ --help ] (display this help)\n  [ --version ] (display version information)\n",
+    );
     text.push_str("Compiled-in modules: ");
-    text.push_str(&modules.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "));
+    text.push_str(
+        &modules
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     text.push_str("\nCompiled-in module options:\n");
     for module in modules.iter().filter(|m| m.name() != "core") {
         text.push_str(module.usage());
@@ -57,7 +66,11 @@ fn usage(modules: &[Box<dyn Module>]) -> String {
 }
 
 fn version() -> String {
-    format!("tender {} (Solo5 hvt compatible)\nABI version {}", env!("CARGO_PKG_VERSION"), hvt_abi::note::HVT_ABI_VERSION)
+    format!(
+        "tender {} (Solo5 hvt compatible)\nABI version {}",
+        env!("CARGO_PKG_VERSION"),
+        hvt_abi::note::HVT_ABI_VERSION
+    )
 }
 
 /// Runs the tender with `args` (without the program name) and returns the
@@ -88,12 +101,20 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
         }
         Command::Run(invocation) => invocation,
     };
-    let Invocation { options, kernel, cmdline } = invocation;
+    let Invocation {
+        options,
+        kernel,
+        cmdline,
+    } = invocation;
 
     let elf = ElfFile::open(Path::new(&kernel))?;
     elf::find_abi_note(&elf)?;
     let mut manifest = Manifest::parse(&elf::find_manifest_note(&elf)?)?;
-    let privilege = if elf::is_unprivileged(&elf) { Privilege::User } else { Privilege::Kernel };
+    let privilege = if elf::is_unprivileged(&elf) {
+        Privilege::User
+    } else {
+        Privilege::Kernel
+    };
 
     let mut mem_size = cli::DEFAULT_MEM;
     for option in &options {
@@ -127,7 +148,12 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     let poller = Rc::new(Poller::new()?);
     let mut hypercalls = Hypercalls::default();
     {
-        let mut ctx = SetupContext { manifest: &mut manifest, hypercalls: &mut hypercalls, poller: &poller, ram: &ram };
+        let mut ctx = SetupContext {
+            manifest: &mut manifest,
+            hypercalls: &mut hypercalls,
+            poller: &poller,
+            ram: &ram,
+        };
         for module in modules.iter_mut() {
             module.setup(&mut ctx)?;
         }
@@ -135,7 +161,14 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     manifest.check_all_attached()?;
     write_boot_info(
         &ram,
-        &BootParams { kernel_end: image.kernel_end, tsc_hz, manifest: &manifest, cmdline: &cmdline, host_features: 0, net_ring: 0 },
+        &BootParams {
+            kernel_end: image.kernel_end,
+            tsc_hz,
+            manifest: &manifest,
+            cmdline: &cmdline,
+            host_features: 0,
+            net_ring: 0,
+        },
     )?;
 
     match vstate::vcpu::run(&mut vm.vcpu, &ram, &mut hypercalls, privilege)? {

@@ -57,7 +57,10 @@ impl Manifest {
         if first.kind != MFT_RESERVED_FIRST || first.name[0] != 0 {
             return Err(invalid());
         }
-        if entries.iter().any(|e| e.name[MFT_NAME_SIZE - 1] != 0 || e.attached != 0) {
+        if entries
+            .iter()
+            .any(|e| e.name[MFT_NAME_SIZE - 1] != 0 || e.attached != 0)
+        {
             return Err(invalid());
         }
         Ok(Manifest { entries })
@@ -65,12 +68,18 @@ impl Manifest {
 
     /// Index (= guest handle) of the device `name` of type `kind`.
     pub fn find(&self, name: &str, kind: u32) -> Option<usize> {
-        self.entries.iter().position(|e| e.kind == kind && e.name_bytes() == name.as_bytes())
+        self.entries
+            .iter()
+            .position(|e| e.kind == kind && e.name_bytes() == name.as_bytes())
     }
 
     /// Handles of every device of type `kind`.
     pub fn handles_of(&self, kind: u32) -> impl Iterator<Item = usize> + '_ {
-        self.entries.iter().enumerate().filter(move |(_, e)| e.kind == kind).map(|(i, _)| i)
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.kind == kind)
+            .map(|(i, _)| i)
     }
 
     /// The attach check run after module setup (§4.5).
@@ -98,7 +107,10 @@ impl Manifest {
 
     /// The bytes the guest receives (header + entries).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header = MftHeader { version: MFT_VERSION, entries: self.entries.len() as u32 };
+        let header = MftHeader {
+            version: MFT_VERSION,
+            entries: self.entries.len() as u32,
+        };
         let mut out = Vec::with_capacity(mft_size(self.entries.len()));
         out.extend_from_slice(header.as_slice());
         for entry in &self.entries {
@@ -113,7 +125,10 @@ mod tests {
     use super::*;
 
     fn manifest(entries: &[MftEntry]) -> Vec<u8> {
-        Manifest { entries: entries.to_vec() }.to_bytes()
+        Manifest {
+            entries: entries.to_vec(),
+        }
+        .to_bytes()
     }
 
     #[test]

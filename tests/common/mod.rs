@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 
 /// Root of the repository.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tender/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tender/ has a parent")
+        .to_owned()
 }
 
 /// The tender binary cargo built for these tests.
@@ -111,7 +114,9 @@ pub const PT_NOTE: u32 = 4;
 
 impl Elf {
     pub fn load(path: &Path) -> Elf {
-        Elf { bytes: std::fs::read(path).expect("read image") }
+        Elf {
+            bytes: std::fs::read(path).expect("read image"),
+        }
     }
 
     pub fn u16_at(&self, off: usize) -> u16 {
@@ -145,7 +150,9 @@ impl Elf {
     }
     /// Indices of the program headers of type `p_type`.
     pub fn phdrs_of(&self, p_type: u32) -> Vec<usize> {
-        (0..self.phnum()).filter(|&i| self.p_type(i) == p_type).collect()
+        (0..self.phnum())
+            .filter(|&i| self.p_type(i) == p_type)
+            .collect()
     }
     /// Field offsets inside a program header.
     pub const P_FLAGS: usize = 4;

@@ -29,7 +29,10 @@ impl Poller {
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
         // SAFETY: as above.
         let timer = unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
         };
         if timer < 0 {
             return Err(os_error("timerfd_create"));
@@ -42,9 +45,13 @@ impl Poller {
     }
 
     fn add_raw(&self, fd: RawFd, key: u64) -> Result<()> {
-        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key };
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
         // SAFETY: both descriptors are open; `event` outlives the call.
-        let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
         if rc < 0 {
             return Err(os_error("epoll_ctl"));
         }
@@ -54,7 +61,9 @@ impl Poller {
     /// Reports `fd` as device `handle` in the ready set when it is readable.
     pub fn add_device(&self, fd: RawFd, handle: usize) -> Result<()> {
         if handle >= 64 {
-            return Err(Error::new(format!("device handle {handle} does not fit a ready set")));
+            return Err(Error::new(format!(
+                "device handle {handle} does not fit a ready set"
+            )));
         }
         self.add_raw(fd, handle as u64)
     }
@@ -66,14 +75,19 @@ impl Poller {
         // timer, which then fires at once (as upstream does).
         let timeout_ns = timeout_ns | 1;
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: libc::timespec {
                 tv_sec: (timeout_ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
             },
         };
         // SAFETY: valid descriptor and a fully initialised itimerspec.
-        let rc = unsafe { libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        let rc = unsafe {
+            libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+        };
         if rc < 0 {
             return Err(os_error("timerfd_settime"));
         }
@@ -81,7 +95,13 @@ impl Poller {
         let count = loop {
             // SAFETY: `events` has room for MAX_EVENTS entries.
             let n = unsafe {
-                libc::epoll_pwait(self.epoll.as_raw_fd(), events.as_mut_ptr(), MAX_EVENTS as i32, -1, std::ptr::null())
+                libc::epoll_pwait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    MAX_EVENTS as i32,
+                    -1,
+                    std::ptr::null(),
+                )
             };
             if n >= 0 {
                 break n as usize;

@@ -57,7 +57,13 @@ impl ElfFile {
             .metadata()
             .map_err(|e| Error::new(format!("{}: Could not stat: {e}", path.display())))?
             .len();
-        let mut elf = ElfFile { path: path.to_owned(), file, len, entry: 0, phdrs: Vec::new() };
+        let mut elf = ElfFile {
+            path: path.to_owned(),
+            file,
+            len,
+            entry: 0,
+            phdrs: Vec::new(),
+        };
         elf.parse()?;
         Ok(elf)
     }
@@ -76,12 +82,17 @@ impl ElfFile {
 
     /// "FILE: invalid executable: WHY".
     pub fn invalid(&self, why: impl std::fmt::Display) -> Error {
-        Error::new(format!("{}: invalid executable: {why}", self.path.display()))
+        Error::new(format!(
+            "{}: invalid executable: {why}",
+            self.path.display()
+        ))
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`; a short file is an error.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let fits = offset.checked_add(buf.len() as u64).is_some_and(|end| end <= self.len);
+        let fits = offset
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.len);
         if !fits {
             return Err(self.invalid(format!(
                 "read of {} bytes at offset 0x{offset:x} is past the end of the file",
@@ -136,7 +147,9 @@ impl ElfFile {
         self.entry = u64_at(&ehdr, 24);
 
         let mut table = vec![0u8; phnum * PHDR_SIZE];
-        let fits = phoff.checked_add(table.len() as u64).is_some_and(|end| end <= self.len);
+        let fits = phoff
+            .checked_add(table.len() as u64)
+            .is_some_and(|end| end <= self.len);
         if !fits {
             return Err(self.header_error("program headers past the end of the file"));
         }

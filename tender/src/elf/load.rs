@@ -21,7 +21,10 @@ const PAGE: u64 = 4096;
 pub fn load_segments(elf: &ElfFile, ram: &GuestRam) -> Result<LoadedImage> {
     let mem_size = ram.alloc_size();
     if elf.entry < GUEST_MIN_BASE || elf.entry >= mem_size {
-        return Err(elf.invalid(format!("entry point 0x{:x} is outside guest memory", elf.entry)));
+        return Err(elf.invalid(format!(
+            "entry point 0x{:x} is outside guest memory",
+            elf.entry
+        )));
     }
     let mut kernel_end = 0u64;
     let mut prev_vaddr = 0u64;
@@ -97,5 +100,8 @@ pub fn load_segments(elf: &ElfFile, ram: &GuestRam) -> Result<LoadedImage> {
     for (start, end, prot) in protections {
         ram.protect(start, end, prot)?;
     }
-    Ok(LoadedImage { entry: elf.entry, kernel_end })
+    Ok(LoadedImage {
+        entry: elf.entry,
+        kernel_end,
+    })
 }

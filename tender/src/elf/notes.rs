@@ -57,7 +57,10 @@ fn find_solo5_note(
             )));
         }
         let mut desc = vec![0u8; (descsz - padding) as usize];
-        elf.read_at(ph.p_offset + SOLO5_NOTE_HEADER_SIZE + u64::from(padding), &mut desc)?;
+        elf.read_at(
+            ph.p_offset + SOLO5_NOTE_HEADER_SIZE + u64::from(padding),
+            &mut desc,
+        )?;
         return Ok(Some(desc));
     }
     Ok(None)
@@ -93,16 +96,19 @@ pub fn find_manifest_note(elf: &ElfFile) -> Result<Vec<u8>> {
 pub fn is_unprivileged(elf: &ElfFile) -> bool {
     const HEADER: usize = 20;
     const NOTE: usize = HEADER + std::mem::size_of::<UnprivilegedDesc>();
-    elf.phdrs.iter().filter(|ph| ph.p_type == PT_NOTE && ph.p_filesz >= NOTE as u64).any(|ph| {
-        let mut note = [0u8; NOTE];
-        if elf.read_at(ph.p_offset, &mut note).is_err() {
-            return false;
-        }
-        let word = |i: usize| u32::from_le_bytes(note[i..i + 4].try_into().expect("4 bytes"));
-        word(0) == TENDER_NOTE_NAMESZ
-            && word(4) as usize == std::mem::size_of::<UnprivilegedDesc>()
-            && word(8) == UNPRIVILEGED_NOTE_TYPE
-            && note[12..20] == *TENDER_NOTE_NAME
-            && word(HEADER) & UNPRIVILEGED_CPL3 != 0
-    })
+    elf.phdrs
+        .iter()
+        .filter(|ph| ph.p_type == PT_NOTE && ph.p_filesz >= NOTE as u64)
+        .any(|ph| {
+            let mut note = [0u8; NOTE];
+            if elf.read_at(ph.p_offset, &mut note).is_err() {
+                return false;
+            }
+            let word = |i: usize| u32::from_le_bytes(note[i..i + 4].try_into().expect("4 bytes"));
+            word(0) == TENDER_NOTE_NAMESZ
+                && word(4) as usize == std::mem::size_of::<UnprivilegedDesc>()
+                && word(8) == UNPRIVILEGED_NOTE_TYPE
+                && note[12..20] == *TENDER_NOTE_NAME
+                && word(HEADER) & UNPRIVILEGED_CPL3 != 0
+        })
 }

@@ -26,17 +26,21 @@ impl Module for Block {
             only_device(manifest, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
                 Error::usage("--block=PATH needs exactly one block device in the manifest")
             })?
-        } else if let Some((name, _)) = named_option(option, "--block")
-            .or_else(|| named_option(option, "--block-sector-size"))
+        } else if let Some((name, _)) =
+            named_option(option, "--block").or_else(|| named_option(option, "--block-sector-size"))
         {
             name.to_owned()
         } else {
             return Ok(false);
         };
         if !valid_device_name(&name) || manifest.find(&name, MFT_DEV_BLOCK_BASIC).is_none() {
-            return Err(Error::usage(format!("Resource not declared in manifest: '{name}'")));
+            return Err(Error::usage(format!(
+                "Resource not declared in manifest: '{name}'"
+            )));
         }
-        Err(Error::new(format!("{option}: block devices are not supported by this tender yet")))
+        Err(Error::new(format!(
+            "{option}: block devices are not supported by this tender yet"
+        )))
     }
 
     fn setup(&mut self, _ctx: &mut SetupContext<'_>) -> Result<()> {

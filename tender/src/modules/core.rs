@@ -30,7 +30,11 @@ impl Module for Core {
     }
 
     fn setup(&mut self, ctx: &mut SetupContext<'_>) -> Result<()> {
-        register(ctx.hypercalls, Rc::new(RefCell::new(Console::Stdout)), ctx.poller.clone())
+        register(
+            ctx.hypercalls,
+            Rc::new(RefCell::new(Console::Stdout)),
+            ctx.poller.clone(),
+        )
     }
 }
 
@@ -40,7 +44,11 @@ fn now_realtime_ns() -> u64 {
 }
 
 /// Registers the core hypercalls over `console` and `poller`.
-pub fn register(hypercalls: &mut Hypercalls, console: Rc<RefCell<Console>>, poller: Rc<Poller>) -> Result<()> {
+pub fn register(
+    hypercalls: &mut Hypercalls,
+    console: Rc<RefCell<Console>>,
+    poller: Rc<Poller>,
+) -> Result<()> {
     hypercalls.register(
         nr::WALLTIME,
         Box::new(|ram, gpa| {
@@ -66,8 +74,9 @@ pub fn register(hypercalls: &mut Hypercalls, console: Rc<RefCell<Console>>, poll
         nr::POLL,
         Box::new(move |ram, gpa| {
             let mut arg: Poll = ram.read_arg(gpa)?;
-            let (ready_set, ready) =
-                poller.wait(arg.timeout_nsecs).map_err(|e| Fault::Fatal(e.to_string()))?;
+            let (ready_set, ready) = poller
+                .wait(arg.timeout_nsecs)
+                .map_err(|e| Fault::Fatal(e.to_string()))?;
             arg.ready_set = ready_set;
             arg.ret = ready;
             ram.write_arg(gpa, &arg)?;

@@ -39,12 +39,19 @@ pub trait Module {
 
 /// The modules of this tender, in upstream order.
 pub fn all() -> Vec<Box<dyn Module>> {
-    vec![Box::new(core::Core::default()), Box::new(block::Block::default()), Box::new(net::Net::default())]
+    vec![
+        Box::new(core::Core),
+        Box::new(block::Block),
+        Box::new(net::Net),
+    ]
 }
 
 /// Splits `--prefix:NAME=VALUE` into `(NAME, VALUE)`.
 pub fn named_option<'a>(option: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
-    option.strip_prefix(prefix)?.strip_prefix(':')?.split_once('=')
+    option
+        .strip_prefix(prefix)?
+        .strip_prefix(':')?
+        .split_once('=')
 }
 
 /// A device name must be 1-67 characters of `[A-Za-z0-9]` (§4.5).

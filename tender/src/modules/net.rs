@@ -35,7 +35,9 @@ impl Module for Net {
             return Ok(false);
         };
         if !valid_device_name(&name) || manifest.find(&name, MFT_DEV_NET_BASIC).is_none() {
-            return Err(Error::usage(format!("Resource not declared in manifest: '{name}'")));
+            return Err(Error::usage(format!(
+                "Resource not declared in manifest: '{name}'"
+            )));
         }
         Err(Error::new(format!(
             "{option}: network devices are not supported by this tender yet"

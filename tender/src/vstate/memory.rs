@@ -21,7 +21,11 @@ pub struct InvalidAccess {
 
 impl std::fmt::Display for InvalidAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Invalid guest access: gpa=0x{:x}, sz={}", self.gpa, self.len)
+        write!(
+            f,
+            "Invalid guest access: gpa=0x{:x}, sz={}",
+            self.gpa, self.len
+        )
     }
 }
 
@@ -38,12 +42,18 @@ pub struct GuestRam {
 impl GuestRam {
     /// Maps `alloc_size` bytes of zeroed memory.
     pub fn new(alloc_size: u64) -> Result<Self> {
-        if alloc_size == 0 || alloc_size % MEM_GRANULE != 0 || alloc_size > MAX_MEM_SIZE {
-            return Err(Error::new(format!("invalid guest memory size {alloc_size}")));
+        if alloc_size == 0 || !alloc_size.is_multiple_of(MEM_GRANULE) || alloc_size > MAX_MEM_SIZE {
+            return Err(Error::new(format!(
+                "invalid guest memory size {alloc_size}"
+            )));
         }
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), alloc_size as usize)])
             .map_err(|e| Error::new(format!("Could not allocate guest memory: {e}")))?;
-        Ok(GuestRam { mem, alloc_size, visible_size: alloc_size })
+        Ok(GuestRam {
+            mem,
+            alloc_size,
+            visible_size: alloc_size,
+        })
     }
 
     /// Whole allocation, ring area included.
@@ -73,15 +83,23 @@ impl GuestRam {
     /// Validates a guest range by the rule of §5.
     pub fn check(&self, gpa: u64, len: u64) -> std::result::Result<GuestAddress, InvalidAccess> {
         match gpa.checked_add(len) {
-            Some(end) if gpa < self.visible_size && end < self.visible_size => Ok(GuestAddress(gpa)),
+            Some(end) if gpa < self.visible_size && end < self.visible_size => {
+                Ok(GuestAddress(gpa))
+            }
             _ => Err(InvalidAccess { gpa, len }),
         }
     }
 
     /// A validated view of guest memory.
-    pub fn slice(&self, gpa: u64, len: u64) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
+    pub fn slice(
+        &self,
+        gpa: u64,
+        len: u64,
+    ) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
         let addr = self.check(gpa, len)?;
-        self.mem.get_slice(addr, len as usize).map_err(|_| InvalidAccess { gpa, len })
+        self.mem
+            .get_slice(addr, len as usize)
+            .map_err(|_| InvalidAccess { gpa, len })
     }
 
     /// Reads a hypercall argument struct.
@@ -91,7 +109,9 @@ impl GuestRam {
     ) -> std::result::Result<T, InvalidAccess> {
         let len = std::mem::size_of::<T>() as u64;
         let addr = self.check(gpa, len)?;
-        self.mem.read_obj(addr).map_err(|_| InvalidAccess { gpa, len })
+        self.mem
+            .read_obj(addr)
+            .map_err(|_| InvalidAccess { gpa, len })
     }
 
     /// Writes a hypercall result struct back.
@@ -102,7 +122,9 @@ impl GuestRam {
     ) -> std::result::Result<(), InvalidAccess> {
         let len = std::mem::size_of::<T>() as u64;
         let addr = self.check(gpa, len)?;
-        self.mem.write_obj(*value, addr).map_err(|_| InvalidAccess { gpa, len })
+        self.mem
+            .write_obj(*value, addr)
+            .map_err(|_| InvalidAccess { gpa, len })
     }
 
     /// Tender-side writes (ELF image, page tables, boot info): anywhere in the
@@ -127,13 +149,21 @@ impl GuestRam {
 
     /// Changes the host protection of `[start, end)` of the allocation.
     pub fn protect(&self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
-        if start > end || end > self.alloc_size || start % 4096 != 0 {
-            return Err(Error::new(format!("mprotect range 0x{start:x}-0x{end:x} is invalid")));
+        if start > end || end > self.alloc_size || !start.is_multiple_of(4096) {
+            return Err(Error::new(format!(
+                "mprotect range 0x{start:x}-0x{end:x} is invalid"
+            )));
         }
         let (host, _) = self.host_mapping();
         // SAFETY: the range lies inside our own mapping (checked above); only
         // its protection changes, no Rust reference into it is outstanding.
-        let rc = unsafe { libc::mprotect(host.add(start as usize).cast(), (end - start) as usize, prot) };
+        let rc = unsafe {
+            libc::mprotect(
+                host.add(start as usize).cast(),
+                (end - start) as usize,
+                prot,
+            )
+        };
         if rc != 0 {
             return Err(Error::new(format!(
                 "mprotect of guest memory failed: {}",
@@ -154,7 +184,13 @@ mod tests {
         let top = 2u64 << 20;
         assert!(ram.check(0x1000, 16).is_ok());
         assert!(ram.check(top - 17, 16).is_ok());
-        assert_eq!(ram.check(top - 16, 16), Err(InvalidAccess { gpa: top - 16, len: 16 }));
+        assert_eq!(
+            ram.check(top - 16, 16),
+            Err(InvalidAccess {
+                gpa: top - 16,
+                len: 16
+            })
+        );
         assert!(ram.check(top, 0).is_err());
         assert!(ram.check(u64::MAX - 1, 16).is_err());
         assert!(ram.check(0, u64::MAX).is_err());

@@ -28,23 +28,45 @@ fn register_dump(vcpu: &VcpuFd) -> String {
     format!(
         "rip=0x{:x} rsp=0x{:x} rflags=0x{:x} cr2=0x{:x} cs=0x{:x} \
          rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} rsi=0x{:x} rdi=0x{:x} rbp=0x{:x}",
-        r.rip, r.rsp, r.rflags, s.cr2, s.cs.selector, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
+        r.rip,
+        r.rsp,
+        r.rflags,
+        s.cr2,
+        s.cs.selector,
+        r.rax,
+        r.rbx,
+        r.rcx,
+        r.rdx,
+        r.rsi,
+        r.rdi,
+        r.rbp
     )
 }
 
 fn unhandled(vcpu: &mut VcpuFd) -> Error {
     let reason = vcpu.get_kvm_run().exit_reason;
-    Error::new(format!("KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}", rip(vcpu)))
+    Error::new(format!(
+        "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
+        rip(vcpu)
+    ))
 }
 
 /// Runs the guest until it halts or the tender must stop it.
-pub fn run(vcpu: &mut VcpuFd, ram: &GuestRam, hypercalls: &mut Hypercalls, privilege: Privilege) -> Result<Stop> {
+pub fn run(
+    vcpu: &mut VcpuFd,
+    ram: &GuestRam,
+    hypercalls: &mut Hypercalls,
+    privilege: Privilege,
+) -> Result<Stop> {
     loop {
         let exit = match vcpu.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) if e.errno() == libc::EFAULT => {
-                return Err(Error::new(format!("KVM: host/guest translation fault: rip=0x{:x}", rip(vcpu))))
+                return Err(Error::new(format!(
+                    "KVM: host/guest translation fault: rip=0x{:x}",
+                    rip(vcpu)
+                )))
             }
             Err(e) => return Err(Error::new(format!("KVM: KVM_RUN failed: {e}"))),
         };
@@ -63,7 +85,9 @@ pub fn run(vcpu: &mut VcpuFd, ram: &GuestRam, hypercalls: &mut Hypercalls, privi
                 }
             }
             VcpuExit::IoIn(port, _) => {
-                return Err(Error::new(format!("Invalid guest port access: port=0x{port:x}")))
+                return Err(Error::new(format!(
+                    "Invalid guest port access: port=0x{port:x}"
+                )))
             }
             // A write to a page the host maps read-only (guest text or
             // rodata) surfaces as MMIO on shadow-paging KVM: the same guest
@@ -75,12 +99,16 @@ pub fn run(vcpu: &mut VcpuFd, ram: &GuestRam, hypercalls: &mut Hypercalls, privi
                 )))
             }
             VcpuExit::FailEntry(reason, _) => {
-                return Err(Error::new(format!("KVM: entry failure: hw_entry_failure_reason=0x{reason:x}")))
+                return Err(Error::new(format!(
+                    "KVM: entry failure: hw_entry_failure_reason=0x{reason:x}"
+                )))
             }
             VcpuExit::InternalError => {
                 // SAFETY: the exit reason says the `internal` union member is valid.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                return Err(Error::new(format!("KVM: internal error exit: suberror=0x{suberror:x}")));
+                return Err(Error::new(format!(
+                    "KVM: internal error exit: suberror=0x{suberror:x}"
+                )));
             }
             VcpuExit::Shutdown if privilege == Privilege::User => {
                 return Ok(Stop::GuestFault(format!(

@@ -3,7 +3,8 @@
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::arch::x86_64::{cpuid, gdt, paging, regs, Privilege};
+use crate::arch::x86_64::cpuid::PendingCpuid;
+use crate::arch::x86_64::{gdt, paging, regs, Privilege};
 use crate::error::{Error, Result};
 use crate::vstate::memory::GuestRam;
 
@@ -14,6 +15,7 @@ pub struct Vm {
     pub kvm: Kvm,
     pub fd: VmFd,
     pub vcpu: VcpuFd,
+    cpuid: Option<PendingCpuid>,
 }
 
 fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -25,16 +27,24 @@ impl Vm {
     /// `ram` as slot 0 at GPA 0 and one vCPU.
     pub fn new(ram: &GuestRam) -> Result<Vm> {
         let kvm = Kvm::new().map_err(|e| kvm_error("could not open /dev/kvm", e))?;
+        let cpuid = Some(PendingCpuid::start());
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
-            return Err(Error::new(format!("KVM: API version is {version}, {KVM_API_VERSION} required")));
+            return Err(Error::new(format!(
+                "KVM: API version is {version}, {KVM_API_VERSION} required"
+            )));
         }
-        for (cap, name) in [(Cap::UserMemory, "KVM_CAP_USER_MEMORY"), (Cap::GetTscKhz, "KVM_CAP_GET_TSC_KHZ")] {
+        for (cap, name) in [
+            (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+            (Cap::GetTscKhz, "KVM_CAP_GET_TSC_KHZ"),
+        ] {
             if !kvm.check_extension(cap) {
                 return Err(Error::new(format!("KVM: extension {name} is required")));
             }
         }
-        let fd = kvm.create_vm().map_err(|e| kvm_error("KVM_CREATE_VM failed", e))?;
+        let fd = kvm
+            .create_vm()
+            .map_err(|e| kvm_error("KVM_CREATE_VM failed", e))?;
         let (host, size) = ram.host_mapping();
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -47,8 +57,15 @@ impl Vm {
         // caller keeps `ram` alive for as long as the VM runs).
         unsafe { fd.set_user_memory_region(region) }
             .map_err(|e| kvm_error("KVM_SET_USER_MEMORY_REGION failed", e))?;
-        let vcpu = fd.create_vcpu(0).map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
-        Ok(Vm { kvm, fd, vcpu })
+        let vcpu = fd
+            .create_vcpu(0)
+            .map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
+        Ok(Vm {
+            kvm,
+            fd,
+            vcpu,
+            cpuid,
+        })
     }
 
     /// TSC frequency in Hz (§3.5).
@@ -63,11 +80,22 @@ impl Vm {
     }
 
     /// GDT, page tables, CPUID and registers for the first instruction.
-    pub fn set_initial_state(&self, ram: &GuestRam, entry: u64, privilege: Privilege) -> Result<()> {
+    pub fn set_initial_state(
+        &mut self,
+        ram: &GuestRam,
+        entry: u64,
+        privilege: Privilege,
+    ) -> Result<()> {
         gdt::write_gdt(ram, privilege)?;
         paging::write_page_tables(ram, privilege)?;
-        cpuid::passthrough(&self.kvm, &self.vcpu)?;
-        let sregs = self.vcpu.get_sregs().map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+        self.cpuid
+            .take()
+            .ok_or_else(|| Error::new("vCPU state was already set"))?
+            .apply(&self.vcpu)?;
+        let sregs = self
+            .vcpu
+            .get_sregs()
+            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
         self.vcpu
             .set_sregs(&regs::initial_sregs(sregs, privilege))
             .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;

@@ -11,8 +11,8 @@ hvt_bindings::manifest!();
 hvt_bindings::entry!(main);
 
 const NAMES: [&str; 19] = [
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
-    "r13", "r14", "r15", "rflags", "cs", "ss",
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rflags", "cs", "ss",
 ];
 
 fn main(start: &StartInfo) -> i32 {
@@ -31,7 +31,12 @@ fn main(start: &StartInfo) -> i32 {
     let entries: &[MftEntry] = boot::manifest_entries();
     println!("mft.entries={}", entries.len());
     for (i, e) in entries.iter().enumerate() {
-        println!("mft.{i}=type:0x{:x},attached:{},name:{}", e.kind, e.attached, core::str::from_utf8(e.name_bytes()).unwrap_or("?"));
+        println!(
+            "mft.{i}=type:0x{:x},attached:{},name:{}",
+            e.kind,
+            e.attached,
+            core::str::from_utf8(e.name_bytes()).unwrap_or("?")
+        );
     }
     println!("cmdline={}", start.cmdline);
     println!("heap_start=0x{:x}", start.heap_start);
@@ -55,5 +60,8 @@ fn control_registers() {
     println!("cr0=0x{cr0:x}");
     println!("cr3=0x{cr3:x}");
     println!("cr4=0x{cr4:x}");
-    println!("efer=0x{:x}", (u64::from(efer_hi) << 32) | u64::from(efer_lo));
+    println!(
+        "efer=0x{:x}",
+        (u64::from(efer_hi) << 32) | u64::from(efer_lo)
+    );
 }

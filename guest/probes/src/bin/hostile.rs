@@ -51,17 +51,27 @@ fn main(start: &StartInfo) -> i32 {
         // WALLTIME whose 8-byte argument ends exactly at the top of memory.
         "gpa-top" => outl(PIO_BASE + nr::WALLTIME, (mem_size() - 8) as u32),
         "puts-huge" => {
-            let mut arg = Puts { data: 0x10_0000, len: u64::MAX - 0x1000 };
+            let mut arg = Puts {
+                data: 0x10_0000,
+                len: u64::MAX - 0x1000,
+            };
             // SAFETY: a well-formed PUTS struct naming a bad range.
             unsafe { hypercall(nr::PUTS, &mut arg) };
         }
         "puts-past-top" => {
-            let mut arg = Puts { data: mem_size() - 16, len: 32 };
+            let mut arg = Puts {
+                data: mem_size() - 16,
+                len: 32,
+            };
             // SAFETY: as above.
             unsafe { hypercall(nr::PUTS, &mut arg) };
         }
         "halt-cookie" => {
-            let mut arg = Halt { cookie: mem_size() - 100, exit_status: 0, _pad: 0 };
+            let mut arg = Halt {
+                cookie: mem_size() - 100,
+                exit_status: 0,
+                _pad: 0,
+            };
             // SAFETY: a HALT whose cookie leaves fewer than 512 bytes.
             unsafe { hypercall(nr::HALT, &mut arg) };
         }

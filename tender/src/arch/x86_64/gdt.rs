@@ -20,7 +20,10 @@ pub fn descriptors(privilege: Privilege) -> [u64; 3] {
 }
 
 pub fn write_gdt(ram: &GuestRam, privilege: Privilege) -> Result<()> {
-    let bytes: Vec<u8> = descriptors(privilege).iter().flat_map(|d| d.to_le_bytes()).collect();
+    let bytes: Vec<u8> = descriptors(privilege)
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
     ram.write_bytes(GDT_BASE, &bytes)?;
     if privilege == Privilege::User {
         write_user_tss(ram)?;
@@ -42,7 +45,15 @@ pub fn task_register(privilege: Privilege) -> kvm_segment {
         Privilege::Kernel => (0, 0),
         Privilege::User => (USER_TSS_BASE, USER_TSS_LIMIT),
     };
-    kvm_segment { base, limit, selector: 0, type_: 11, present: 1, s: 0, ..Default::default() }
+    kvm_segment {
+        base,
+        limit,
+        selector: 0,
+        type_: 11,
+        present: 1,
+        s: 0,
+        ..Default::default()
+    }
 }
 
 /// Decodes a descriptor into KVM's segment form, the way KVM expects the
@@ -51,7 +62,11 @@ pub fn segment_from_descriptor(index: u16, descriptor: u64) -> kvm_segment {
     let base = ((descriptor >> 16) & 0xFF_FFFF) | ((descriptor >> 32) & 0xFF00_0000);
     let raw_limit = (descriptor & 0xFFFF) | ((descriptor >> 32) & 0xF_0000);
     let granular = (descriptor >> 55) & 1;
-    let limit = if granular == 1 { (raw_limit << 12) | 0xFFF } else { raw_limit };
+    let limit = if granular == 1 {
+        (raw_limit << 12) | 0xFFF
+    } else {
+        raw_limit
+    };
     let dpl = ((descriptor >> 45) & 3) as u8;
     kvm_segment {
         base,
@@ -87,18 +102,47 @@ mod tests {
     #[test]
     fn kernel_segments_match_section_3_4() {
         let (cs, ds) = code_and_data(Privilege::Kernel);
-        assert_eq!((cs.selector, cs.base, cs.limit, cs.type_), (0x08, 0, 0xFFFF_FFFF, 9));
-        assert_eq!((cs.s, cs.dpl, cs.present, cs.l, cs.db, cs.g), (1, 0, 1, 1, 0, 1));
-        assert_eq!((ds.selector, ds.base, ds.limit, ds.type_), (0x10, 0, 0xFFFF_FFFF, 3));
-        assert_eq!((ds.s, ds.dpl, ds.present, ds.l, ds.db, ds.g), (1, 0, 1, 0, 1, 1));
+        assert_eq!(
+            (cs.selector, cs.base, cs.limit, cs.type_),
+            (0x08, 0, 0xFFFF_FFFF, 9)
+        );
+        assert_eq!(
+            (cs.s, cs.dpl, cs.present, cs.l, cs.db, cs.g),
+            (1, 0, 1, 1, 0, 1)
+        );
+        assert_eq!(
+            (ds.selector, ds.base, ds.limit, ds.type_),
+            (0x10, 0, 0xFFFF_FFFF, 3)
+        );
+        assert_eq!(
+            (ds.s, ds.dpl, ds.present, ds.l, ds.db, ds.g),
+            (1, 0, 1, 0, 1, 1)
+        );
     }
 
     #[test]
     fn user_segments_differ_only_in_privilege() {
         let (cs, ds) = code_and_data(Privilege::User);
         let (kcs, kds) = code_and_data(Privilege::Kernel);
-        assert_eq!((cs.selector, cs.dpl, ds.selector, ds.dpl), (0x0B, 3, 0x13, 3));
-        assert_eq!(kvm_segment { selector: 0x08, dpl: 0, ..cs }, kcs);
-        assert_eq!(kvm_segment { selector: 0x10, dpl: 0, ..ds }, kds);
+        assert_eq!(
+            (cs.selector, cs.dpl, ds.selector, ds.dpl),
+            (0x0B, 3, 0x13, 3)
+        );
+        assert_eq!(
+            kvm_segment {
+                selector: 0x08,
+                dpl: 0,
+                ..cs
+            },
+            kcs
+        );
+        assert_eq!(
+            kvm_segment {
+                selector: 0x10,
+                dpl: 0,
+                ..ds
+            },
+            kds
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Identity-mapped 4-level page tables (§3.3).
 
-use hvt_abi::layout::{pte, BOOT_INFO_BASE, GUEST_MIN_BASE, PD_BASE, PD_COUNT, PDPT_BASE, PML4_BASE, PT0_BASE};
+use hvt_abi::layout::{
+    pte, BOOT_INFO_BASE, GUEST_MIN_BASE, PDPT_BASE, PD_BASE, PD_COUNT, PML4_BASE, PT0_BASE,
+};
 
 use super::Privilege;
 use crate::error::Result;
@@ -17,7 +19,11 @@ fn table_bytes(entries: &[u64; ENTRIES]) -> Vec<u8> {
 /// Writes PML4, PDPT, the four page directories and PT0 for a guest of
 /// `alloc_size` bytes. The user bit is set on every entry for CPL 3 guests.
 pub fn write_page_tables(ram: &GuestRam, privilege: Privilege) -> Result<()> {
-    let user = if privilege == Privilege::User { pte::USER } else { 0 };
+    let user = if privilege == Privilege::User {
+        pte::USER
+    } else {
+        0
+    };
     let table = pte::PRESENT | pte::WRITABLE | user;
 
     let mut pml4 = [0u64; ENTRIES];
@@ -91,7 +97,10 @@ mod tests {
     fn four_gib_fills_all_four_directories() {
         let ram = GuestRam::new(4 << 30).unwrap();
         write_page_tables(&ram, Privilege::Kernel).unwrap();
-        assert_eq!(entry(&ram, PD_BASE + 3 * PAGE, 511), (2047 * LARGE_PAGE) | 0x83);
+        assert_eq!(
+            entry(&ram, PD_BASE + 3 * PAGE, 511),
+            (2047 * LARGE_PAGE) | 0x83
+        );
     }
 
     #[test]
@@ -100,7 +109,12 @@ mod tests {
         let user = GuestRam::new(8 << 20).unwrap();
         write_page_tables(&kernel, Privilege::Kernel).unwrap();
         write_page_tables(&user, Privilege::User).unwrap();
-        for (table, count) in [(PML4_BASE, 512), (PDPT_BASE, 512), (PD_BASE, 2048), (PT0_BASE, 512)] {
+        for (table, count) in [
+            (PML4_BASE, 512),
+            (PDPT_BASE, 512),
+            (PD_BASE, 2048),
+            (PT0_BASE, 512),
+        ] {
             for i in 0..count {
                 let k = entry(&kernel, table, i);
                 let u = entry(&user, table, i);

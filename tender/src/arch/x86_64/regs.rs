@@ -18,7 +18,10 @@ pub fn initial_sregs(mut sregs: kvm_sregs, privilege: Privilege) -> kvm_sregs {
     sregs.fs = data;
     sregs.gs = data;
     sregs.tr = gdt::task_register(privilege);
-    sregs.ldt = kvm_segment { unusable: 1, ..Default::default() };
+    sregs.ldt = kvm_segment {
+        unusable: 1,
+        ..Default::default()
+    };
     sregs.gdt.base = GDT_BASE;
     sregs.gdt.limit = GDT_LIMIT;
     sregs.idt.base = 0;
@@ -34,7 +37,11 @@ pub fn initial_sregs(mut sregs: kvm_sregs, privilege: Privilege) -> kvm_sregs {
 
 /// General registers: entry point, boot info in RDI, stack at the top.
 pub fn initial_regs(entry: u64, mem_size: u64, privilege: Privilege) -> kvm_regs {
-    let iopl = if privilege == Privilege::User { RFLAGS_IOPL3 } else { 0 };
+    let iopl = if privilege == Privilege::User {
+        RFLAGS_IOPL3
+    } else {
+        0
+    };
     kvm_regs {
         rip: entry,
         rdi: BOOT_INFO_BASE,
@@ -51,13 +58,25 @@ mod tests {
     #[test]
     fn registers_match_section_3_4() {
         let regs = initial_regs(0x100020, 512 << 20, Privilege::Kernel);
-        assert_eq!((regs.rip, regs.rdi, regs.rsp, regs.rflags), (0x100020, 0x10000, 0x1FFF_FFF8, 2));
+        assert_eq!(
+            (regs.rip, regs.rdi, regs.rsp, regs.rflags),
+            (0x100020, 0x10000, 0x1FFF_FFF8, 2)
+        );
         assert_eq!((regs.rax, regs.rbx, regs.rbp, regs.r15), (0, 0, 0, 0));
         let user = initial_regs(0x100020, 512 << 20, Privilege::User);
         assert_eq!(user.rflags, 0x3002);
         let sregs = initial_sregs(kvm_sregs::default(), Privilege::Kernel);
-        assert_eq!((sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer), (0x8001_0021, 0x2000, 0x620, 0x500));
-        assert_eq!((sregs.gdt.base, sregs.gdt.limit, sregs.idt.limit), (0x1000, 23, 0));
-        assert_eq!((sregs.tr.type_, sregs.tr.present, sregs.ldt.unusable), (11, 1, 1));
+        assert_eq!(
+            (sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer),
+            (0x8001_0021, 0x2000, 0x620, 0x500)
+        );
+        assert_eq!(
+            (sregs.gdt.base, sregs.gdt.limit, sregs.idt.limit),
+            (0x1000, 23, 0)
+        );
+        assert_eq!(
+            (sregs.tr.type_, sregs.tr.present, sregs.ldt.unusable),
+            (11, 1, 1)
+        );
     }
 }

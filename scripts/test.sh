@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every check: formatting, lints, and all tests (unit tests, and integration
+# tests that boot real guests under /dev/kvm).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo fmt --all -- --check
+(cd guest && cargo fmt --all -- --check)
+cargo clippy --workspace --all-targets -- -D warnings
+(cd guest && cargo clippy --release --target-dir "$root/target/guest" -- -D warnings)
+cargo test --workspace
