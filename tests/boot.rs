@@ -74,3 +74,54 @@ fn small_memory_is_rounded_with_a_warning() {
         run.stderr
     );
 }
+
+#[test]
+fn image_leaving_too_little_heap_aborts_with_255() {
+    let run = tender(["--mem=2".as_ref(), guest("big-bss").as_os_str()]);
+    assert_eq!(run.code, 255, "{}", run.output());
+    assert!(
+        run.stdout.contains("Solo5: ABORT: Not enough memory"),
+        "{}",
+        run.stdout
+    );
+    // With room for a heap the same image runs.
+    let run = tender(["--mem=8".as_ref(), guest("big-bss").as_os_str()]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stdout.contains("big-bss: heap of"), "{}", run.stdout);
+}
+
+#[test]
+fn sigterm_ends_the_tender_with_exit_1() {
+    let mut child = std::process::Command::new(common::tender_bin())
+        .arg(guest("idle"))
+        .arg("20000")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tender");
+    // Let the guest reach its first yield before the signal.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "tender: Exiting on signal 15\n"
+    );
+}
+
+#[test]
+fn idle_guest_sleeps_in_the_tender_not_on_a_cpu() {
+    let run = tender([guest("idle").as_os_str(), "300".as_ref()]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    // One yield covers the whole sleep (give or take a timer wake-up).
+    let yields: u32 = run
+        .stdout
+        .split("in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("yield count");
+    assert!((1..=3).contains(&yields), "{}", run.stdout);
+}

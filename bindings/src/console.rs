@@ -72,6 +72,7 @@ pub fn print_fmt(args: fmt::Arguments<'_>) {
     let _ = console.write_fmt(args);
 }
 
+// Non-zero initial value: in .data, so usable before the memory check.
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 
 pub fn set_log_level(level: LogLevel) {

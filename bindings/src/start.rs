@@ -8,7 +8,11 @@ use crate::{boot, clock, console, exit, StartInfo};
 
 /// Registers exactly as the tender left them at the first instruction:
 /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8-r15, rflags, cs, ss.
+///
+/// In `.data`, not `.bss`: the bss may end beyond guest memory, and nothing
+/// there may be touched before the memory check.
 #[no_mangle]
+#[link_section = ".data"]
 static mut HVT_ENTRY_REGISTERS: [u64; 19] = [0; 19];
 
 // Saves the entry registers before any compiled code runs, then jumps (not
@@ -67,27 +71,29 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
     // SAFETY: the tender passes the address of its boot information, which
     // stays mapped (read-only) for the life of the guest.
     let info: &'static BootInfo = unsafe { &*info };
-    // SAFETY: first thing at start, single-threaded.
-    unsafe { boot::set_boot_info(info) };
-    clock::init(info.cpu_cycle_freq);
 
+    // Only the stack and .data until the memory check has passed: the bss
+    // of a large image may lie beyond the end of guest memory.
     // SAFETY: the tender wrote a NUL-terminated command line at `cmdline`.
     let raw = unsafe { core::ffi::CStr::from_ptr(info.cmdline as *const core::ffi::c_char) };
     let (level, cmdline) = strip_log_options(raw.to_str().unwrap_or(""));
     console::set_log_level(level);
-    crate::log!(
-        LogLevel::Info,
-        "Bindings version v{} (tender, Rust, CPL {})",
-        env!("CARGO_PKG_VERSION"),
-        entry_registers()[17] & 3
-    );
-
     let heap_start = (core::ptr::addr_of!(_end) as usize + 0xFFF) & !0xFFF;
     let mem_size = info.mem_size as usize;
     if mem_size < heap_start + MIN_HEAP {
         crate::log!(LogLevel::Error, "ABORT: Not enough memory");
         exit::halt(hvt_abi::hypercall::exit::ABORT);
     }
+
+    // SAFETY: first thing after the check, single-threaded.
+    unsafe { boot::set_boot_info(info) };
+    clock::init(info.cpu_cycle_freq);
+    crate::log!(
+        LogLevel::Info,
+        "Bindings version v{} (tender, Rust, CPL {})",
+        env!("CARGO_PKG_VERSION"),
+        entry_registers()[17] & 3
+    );
     let start = StartInfo {
         cmdline,
         heap_start,
