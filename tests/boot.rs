@@ -92,7 +92,7 @@ fn image_leaving_too_little_heap_aborts_with_255() {
 
 #[test]
 fn sigterm_ends_the_tender_with_exit_1() {
-    let mut child = std::process::Command::new(common::tender_bin())
+    let child = std::process::Command::new(common::tender_bin())
         .arg(guest("idle"))
         .arg("20000")
         .stderr(std::process::Stdio::piped())

@@ -20,39 +20,11 @@ pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
     );
 }
 
-/// On the host there is no `outl`: a test harness installs a transport that
-/// serves the call in-process (see the runtime's mock tender).
-#[cfg(not(target_os = "none"))]
-pub mod host {
-    use core::sync::atomic::{AtomicPtr, Ordering};
-
-    /// Receives the hypercall number and the argument's address.
-    pub type Transport = fn(nr: u16, arg: *mut u8);
-
-    static TRANSPORT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-
-    /// Routes every hypercall of this process to `transport`.
-    pub fn set_transport(transport: Transport) {
-        TRANSPORT.store(transport as *mut (), Ordering::SeqCst);
-    }
-
-    pub(super) fn call(nr: u16, arg: *mut u8) {
-        let raw = TRANSPORT.load(Ordering::SeqCst);
-        assert!(
-            !raw.is_null(),
-            "hypercall {nr} on the host with no transport installed"
-        );
-        // SAFETY: only `set_transport` stores here, always a `Transport`.
-        let transport: Transport = unsafe { core::mem::transmute::<*mut (), Transport>(raw) };
-        transport(nr, arg)
-    }
-}
-
 /// Host build: forwards to the installed transport.
 ///
 /// # Safety
 /// As for the guest build: `arg` must be the struct `nr` expects.
 #[cfg(not(target_os = "none"))]
 pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
-    host::call(nr, arg.cast())
+    crate::host::call(nr, arg.cast())
 }

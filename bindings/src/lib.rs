@@ -26,6 +26,9 @@ pub mod hypercall;
 pub mod notes;
 pub mod poll;
 
+#[cfg(not(target_os = "none"))]
+pub mod host;
+
 #[cfg(all(target_os = "none", feature = "panic-handler"))]
 mod panic;
 #[cfg(target_os = "none")]

@@ -1,21 +1,29 @@
 //! The ELF notes every guest carries (§1), and the [`manifest!`] macro.
 
+#[cfg(target_os = "none")]
 use hvt_abi::note::{AbiNote, OpenBsdNote, UnprivilegedNote};
 
+// The notes and the interpreter path only belong in guest images: in a host
+// binary (tests against the mock tender) `.interp` would replace the real
+// dynamic loader.
+#[cfg(target_os = "none")]
 #[used]
 #[link_section = ".note.solo5.abi"]
 static ABI_NOTE: AbiNote = AbiNote::HVT;
 
+#[cfg(target_os = "none")]
 #[used]
 #[link_section = ".note.solo5.not_openbsd"]
 static NOT_OPENBSD_NOTE: OpenBsdNote = OpenBsdNote::NOTE;
 
 /// These bindings execute no privileged instruction: ask to run at CPL 3.
+#[cfg(target_os = "none")]
 #[used]
 #[link_section = ".note.tender.unprivileged"]
 static UNPRIVILEGED_NOTE: UnprivilegedNote = UnprivilegedNote::CPL3;
 
 /// Makes the host kernel refuse to exec the image directly (§1.4).
+#[cfg(target_os = "none")]
 #[used]
 #[link_section = ".interp"]
 static INTERP: [u8; 20] = *b"/nonexistent/solo5/\0";
@@ -30,6 +38,7 @@ macro_rules! manifest {
             use $crate::abi::manifest::{Mft, MftEntry, MftHeader};
             const NAMES: &[&str] = &[$($name),*];
             const ENTRIES: usize = 1 + NAMES.len();
+            #[cfg(target_os = "none")]
             #[used]
             #[link_section = ".note.solo5.manifest"]
             static MANIFEST: $crate::abi::note::ManifestNote<ENTRIES> =

@@ -74,8 +74,9 @@ pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
         size = MEM_GRANULE;
     }
     if size > MAX_MEM_SIZE {
+        // Upstream reports the size after rounding down to 2 MiB.
         return Err(Error::new(format!(
-            "guest memory size {requested} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
+            "guest memory size {size} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
         )));
     }
     let warning = (size != requested).then(|| format!("adjusting memory to {size} bytes"));

@@ -14,6 +14,7 @@ pub mod elf;
 pub mod error;
 pub mod hypercall;
 pub mod manifest;
+pub mod mock;
 pub mod modules;
 pub mod signals;
 pub mod vstate;

@@ -9,6 +9,14 @@ use crate::error::{Error, Result};
 const TIMER_KEY: u64 = u64::MAX;
 const MAX_EVENTS: usize = 64;
 
+/// What the POLL hypercall waits on: the epoll set here, a virtual clock in
+/// the mock tender.
+pub trait Waiter {
+    /// Blocks until a device is readable or `timeout_ns` has passed; returns
+    /// the ready set and the number of ready devices.
+    fn wait(&self, timeout_ns: u64) -> Result<(u64, i32)>;
+}
+
 pub struct Poller {
     epoll: OwnedFd,
     timer: OwnedFd,
@@ -67,10 +75,10 @@ impl Poller {
         }
         self.add_raw(fd, handle as u64)
     }
+}
 
-    /// Blocks until a device is readable or `timeout_ns` has passed; returns
-    /// the ready set and the number of ready devices.
-    pub fn wait(&self, timeout_ns: u64) -> Result<(u64, i32)> {
+impl Waiter for Poller {
+    fn wait(&self, timeout_ns: u64) -> Result<(u64, i32)> {
         // The lowest bit is forced on so that a zero timeout still arms the
         // timer, which then fires at once (as upstream does).
         let timeout_ns = timeout_ns | 1;
@@ -131,6 +139,7 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use std::time::{Duration, Instant};
 
     #[test]

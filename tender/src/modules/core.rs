@@ -7,7 +7,7 @@ use hvt_abi::hypercall::{nr, Halt, Poll, Puts, Walltime, HALT_COOKIE_MAX};
 
 use super::{Module, SetupContext};
 use crate::devices::console::Console;
-use crate::devices::poller::Poller;
+use crate::devices::poller::Waiter;
 use crate::error::Result;
 use crate::hypercall::{Action, Fault, Hypercalls};
 use crate::manifest::Manifest;
@@ -47,7 +47,7 @@ fn now_realtime_ns() -> u64 {
 pub fn register(
     hypercalls: &mut Hypercalls,
     console: Rc<RefCell<Console>>,
-    poller: Rc<Poller>,
+    poller: Rc<dyn Waiter>,
 ) -> Result<()> {
     hypercalls.register(
         nr::WALLTIME,

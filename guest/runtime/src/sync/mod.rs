@@ -1,0 +1,3 @@
+//! Synchronisation between tasks of one guest.
+
+pub mod channel;

@@ -1,0 +1,108 @@
+//! Running guest code on the host, against the in-process mock tender.
+//!
+//! [`run`] gives the calling thread a fresh mock tender, routes the
+//! bindings' hypercalls and clock to it, runs `main` exactly as a guest
+//! would (the runtime's `start`, then the bindings' exit), and reports what
+//! a user of the real tender would see: the exit code and the console.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::string::{String, ToString};
+use std::sync::Once;
+
+use core::fmt::Display;
+use core::future::Future;
+
+use tender::mock::{self, GuestExit, MockTender};
+
+use crate::Args;
+
+/// What a guest run left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code a tender process would have had.
+    pub code: i32,
+    /// Everything the guest printed.
+    pub console: String,
+    /// The tender's error, if it stopped the guest; or the panic message.
+    pub error: Option<String>,
+}
+
+fn quiet_guest_exits() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(std::boxed::Box::new(move |info| {
+            // A guest's exit unwinds with a GuestExit: not an error.
+            if info.payload().downcast_ref::<GuestExit>().is_none() {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".into()
+    }
+}
+
+/// Runs `main` as a guest with command line `cmdline` on a fresh mock
+/// tender. A panic in the guest is reported as the guest would end on
+/// KVM: exit code 255 with the message.
+pub fn run<F, Fut, E>(cmdline: &str, main: F) -> Outcome
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: Display + 'static,
+{
+    quiet_guest_exits();
+    reset_runtime();
+    mock::install(MockTender::new().expect("mock tender"));
+    hvt_bindings::host::set_transport(mock::hypercall);
+    hvt_bindings::host::set_clock(mock::monotonic_ns);
+    let (level, cmdline) = hvt_bindings::cmdline::strip_log_options(cmdline);
+    hvt_bindings::console::set_log_level(level);
+    let cmdline: &'static str = std::boxed::Box::leak(cmdline.to_string().into_boxed_str());
+    let start = hvt_bindings::StartInfo {
+        cmdline,
+        heap_start: 0,
+        heap_size: 0,
+    };
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        let status = crate::start(&start, main);
+        hvt_bindings::exit::exit(status)
+    }));
+    // Leftover tasks are dropped now, while the thread's runtime state is
+    // alive (their destructors deregister timers and waits).
+    reset_runtime();
+    let mock = mock::uninstall().expect("mock tender still installed");
+    let console = String::from_utf8_lossy(&mock.console_output()).into_owned();
+    let (code, error) = match result {
+        Ok(()) => unreachable!("exit returned to the guest"),
+        Err(payload) => match payload.downcast::<GuestExit>() {
+            Ok(exit) => (exit.code, exit.error),
+            Err(payload) => (255, Some(panic_message(&*payload))),
+        },
+    };
+    Outcome {
+        code,
+        console,
+        error,
+    }
+}
+
+fn reset_runtime() {
+    crate::executor::reset();
+    crate::time::reset();
+    crate::io::reset();
+}
+
+/// The current virtual monotonic time of this thread's guest, in ns.
+pub fn virtual_now_ns() -> u64 {
+    mock::monotonic_ns()
+}
