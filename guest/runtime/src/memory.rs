@@ -16,7 +16,7 @@ pub const STACK_SIZE: usize = 512 << 10;
 /// Size of the checked gap between heap and stack.
 pub const GUARD_SIZE: usize = 64 << 10;
 /// Smallest heap the runtime starts with.
-pub const MIN_HEAP: usize = 256 << 10;
+pub const MIN_HEAP: usize = 512 << 10;
 /// Bytes of the guard nearest the stack checked on every scheduler pass
 /// (the whole guard is checked at exit).
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
