@@ -38,13 +38,19 @@ fn ten_thousand_tasks_complete_at_both_levels() {
     for (image, level) in both_levels("tasks") {
         let run = run(&image, &["--tasks=10000"]);
         assert_eq!(run.code, 0, "{level}: {}", run.output());
-        assert!(run.stdout.contains("tasks: 10000 tasks done"), "{level}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("tasks: 10000 tasks done"),
+            "{level}: {}",
+            run.stdout
+        );
         assert!(run.stdout.contains("SUCCESS"), "{level}: {}", run.stdout);
     }
 }
 
 /// A sleeping guest costs the host no CPU: the tender blocks in epoll.
 #[test]
+// The child is reaped by wait4, which also returns its CPU time.
+#[allow(clippy::zombie_processes)]
 fn an_idle_guest_uses_under_5_percent_of_a_core() {
     let start = Instant::now();
     let child = std::process::Command::new(common::tender_bin())
@@ -64,7 +70,11 @@ fn an_idle_guest_uses_under_5_percent_of_a_core() {
     let used = cpu(usage.ru_utime) + cpu(usage.ru_stime);
     assert!(wall >= Duration::from_secs(5));
     let share = used.as_secs_f64() / wall.as_secs_f64();
-    assert!(share < 0.05, "the idle guest used {used:?} of CPU in {wall:?} ({:.1}%)", share * 100.0);
+    assert!(
+        share < 0.05,
+        "the idle guest used {used:?} of CPU in {wall:?} ({:.1}%)",
+        share * 100.0
+    );
 }
 
 #[test]
@@ -72,8 +82,17 @@ fn out_of_memory_ends_with_a_message_and_255() {
     for (image, level) in both_levels("oom") {
         let run = tender(["--mem=8".as_ref(), image.as_os_str()]);
         assert_eq!(run.code, 255, "{level}: {}", run.output());
-        assert!(run.stdout.contains("Solo5: ABORT: panicked at"), "{level}: {}", run.stdout);
-        assert!(run.stdout.contains("memory allocation of 1048576 bytes failed"), "{level}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("Solo5: ABORT: panicked at"),
+            "{level}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains("memory allocation of 1048576 bytes failed"),
+            "{level}: {}",
+            run.stdout
+        );
     }
 }
 
@@ -82,8 +101,16 @@ fn a_panicking_task_ends_with_its_message_and_255() {
     for (image, level) in both_levels("task-panic") {
         let run = run(&image, &[]);
         assert_eq!(run.code, 255, "{level}: {}", run.output());
-        assert!(run.stdout.contains("Solo5: ABORT: panicked at"), "{level}: {}", run.stdout);
-        assert!(run.stdout.contains("task gave up: index 5 of 3"), "{level}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("Solo5: ABORT: panicked at"),
+            "{level}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("task gave up: index 5 of 3"),
+            "{level}: {}",
+            run.stdout
+        );
     }
 }
 
@@ -92,7 +119,8 @@ fn stack_overflow_into_the_guard_is_detected() {
     let run = run(&guest("stack-overflow"), &[]);
     assert_eq!(run.code, 255, "{}", run.output());
     assert!(
-        run.stdout.contains("Solo5: ABORT: stack overflow: the stack outgrew its 512 KiB"),
+        run.stdout
+            .contains("Solo5: ABORT: stack overflow: the stack outgrew its 512 KiB"),
         "{}",
         run.stdout
     );
@@ -105,7 +133,16 @@ fn too_little_memory_for_the_runtime_is_refused() {
     // stack, guard and heap.
     let run = tender(["--mem=2".as_ref(), guest("tasks").as_os_str()]);
     assert_eq!(run.code, 255, "{}", run.output());
-    assert!(run.stdout.contains("Solo5: ABORT: Not enough memory for the runtime"), "{}", run.stdout);
-    let run = tender(["--mem=4".as_ref(), guest("tasks").as_os_str(), "--tasks=100".as_ref()]);
+    assert!(
+        run.stdout
+            .contains("Solo5: ABORT: Not enough memory for the runtime"),
+        "{}",
+        run.stdout
+    );
+    let run = tender([
+        "--mem=4".as_ref(),
+        guest("tasks").as_os_str(),
+        "--tasks=100".as_ref(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.output());
 }

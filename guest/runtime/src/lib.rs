@@ -32,6 +32,8 @@ extern crate alloc;
 extern crate std;
 
 mod args;
+#[doc(hidden)]
+pub mod churn;
 mod executor;
 pub mod io;
 mod local;

@@ -32,6 +32,12 @@ pub type GuestAllocator = talc::TalcLock<spinning_top::RawSpinlock, talc::source
 #[global_allocator]
 static ALLOCATOR: GuestAllocator = GuestAllocator::new(talc::source::Manual);
 
+/// The guest's global allocator (for the benchmark guest).
+#[cfg(target_os = "none")]
+pub fn global_allocator() -> &'static GuestAllocator {
+    &ALLOCATOR
+}
+
 #[cfg(target_os = "none")]
 static GUARD_BASE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 

@@ -35,7 +35,12 @@ fn heap(size: usize) -> Heap {
     // SAFETY: the arena is ours, lives as long as the Heap, and is given once.
     let claimed = unsafe { allocator.lock().claim(base as *mut u8, size) };
     assert!(claimed.is_some());
-    Heap { allocator, _arena: arena, base, size }
+    Heap {
+        allocator,
+        _arena: arena,
+        base,
+        size,
+    }
 }
 
 struct Block {
@@ -47,7 +52,11 @@ struct Block {
 fn check(block: &Block) {
     // SAFETY: the block is live and `layout.size()` long.
     let bytes = unsafe { std::slice::from_raw_parts(block.ptr, block.layout.size()) };
-    assert!(bytes.iter().all(|&b| b == block.fill), "block at {:p} was overwritten", block.ptr);
+    assert!(
+        bytes.iter().all(|&b| b == block.fill),
+        "block at {:p} was overwritten",
+        block.ptr
+    );
 }
 
 #[test]
@@ -86,9 +95,15 @@ fn random_sizes_and_alignments_keep_their_contents() {
         }
     }
     // No two live blocks overlap.
-    let mut spans: Vec<(usize, usize)> = live.iter().map(|b| (b.ptr as usize, b.ptr as usize + b.layout.size())).collect();
+    let mut spans: Vec<(usize, usize)> = live
+        .iter()
+        .map(|b| (b.ptr as usize, b.ptr as usize + b.layout.size()))
+        .collect();
     spans.sort();
-    assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "live blocks overlap");
+    assert!(
+        spans.windows(2).all(|w| w[0].1 <= w[1].0),
+        "live blocks overlap"
+    );
     live.iter().for_each(check);
 }
 
@@ -113,7 +128,10 @@ fn fragmented_heap_still_serves_a_large_block_once_freed() {
         unsafe { heap.allocator.dealloc(*ptr, small) };
     }
     // SAFETY: non-zero-sized layout.
-    assert!(unsafe { heap.allocator.alloc(large) }.is_null(), "a 1 MiB block cannot fit in 1000-byte holes");
+    assert!(
+        unsafe { heap.allocator.alloc(large) }.is_null(),
+        "a 1 MiB block cannot fit in 1000-byte holes"
+    );
     for ptr in blocks.iter().skip(1).step_by(2) {
         // SAFETY: allocated above, freed once.
         unsafe { heap.allocator.dealloc(*ptr, small) };

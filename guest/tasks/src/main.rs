@@ -16,7 +16,10 @@ hvt_runtime::manifest!();
 hvt_runtime::main!(main);
 
 async fn main(args: Args) -> Result<(), &'static str> {
-    let count: u64 = args.value("--tasks").and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let count: u64 = args
+        .value("--tasks")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
     let start = Instant::now();
     let (tx, mut rx) = channel();
     let mut handles = Vec::new();
@@ -43,7 +46,10 @@ async fn main(args: Args) -> Result<(), &'static str> {
     if received != count || sum != expected || joined != expected {
         return Err("a task's report went missing");
     }
-    println!("tasks: {count} tasks done in {} ms", start.elapsed().as_millis());
+    println!(
+        "tasks: {count} tasks done in {} ms",
+        start.elapsed().as_millis()
+    );
 
     // A task that is always ready must not starve a sleeping one.
     let sleeper = spawn(async {
@@ -60,7 +66,10 @@ async fn main(args: Args) -> Result<(), &'static str> {
         (sleeper.await, spins)
     });
     let (slept, spins) = spinner.await;
-    println!("tasks: a 20 ms sleep next to a busy task took {} ms ({spins} spins)", slept.as_millis());
+    println!(
+        "tasks: a 20 ms sleep next to a busy task took {} ms ({spins} spins)",
+        slept.as_millis()
+    );
     if slept > Duration::from_millis(200) {
         return Err("a busy task starved a timer");
     }

@@ -3,8 +3,7 @@
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::arch::x86_64::cpuid::PendingCpuid;
-use crate::arch::x86_64::{gdt, paging, regs, Privilege};
+use crate::arch::x86_64::{cpuid, gdt, paging, regs, Privilege};
 use crate::error::{Error, Result};
 use crate::vstate::memory::GuestRam;
 
@@ -15,7 +14,6 @@ pub struct Vm {
     pub kvm: Kvm,
     pub fd: VmFd,
     pub vcpu: VcpuFd,
-    cpuid: Option<PendingCpuid>,
 }
 
 fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -27,7 +25,6 @@ impl Vm {
     /// `ram` as slot 0 at GPA 0 and one vCPU.
     pub fn new(ram: &GuestRam) -> Result<Vm> {
         let kvm = Kvm::new().map_err(|e| kvm_error("could not open /dev/kvm", e))?;
-        let cpuid = Some(PendingCpuid::start());
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
             return Err(Error::new(format!(
@@ -60,12 +57,7 @@ impl Vm {
         let vcpu = fd
             .create_vcpu(0)
             .map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
-        Ok(Vm {
-            kvm,
-            fd,
-            vcpu,
-            cpuid,
-        })
+        Ok(Vm { kvm, fd, vcpu })
     }
 
     /// TSC frequency in Hz (§3.5).
@@ -81,17 +73,14 @@ impl Vm {
 
     /// GDT, page tables, CPUID and registers for the first instruction.
     pub fn set_initial_state(
-        &mut self,
+        &self,
         ram: &GuestRam,
         entry: u64,
         privilege: Privilege,
     ) -> Result<()> {
         gdt::write_gdt(ram, privilege)?;
         paging::write_page_tables(ram, privilege)?;
-        self.cpuid
-            .take()
-            .ok_or_else(|| Error::new("vCPU state was already set"))?
-            .apply(&self.vcpu)?;
+        cpuid::passthrough(&self.kvm, &self.vcpu)?;
         let sregs = self
             .vcpu
             .get_sregs()

@@ -18,7 +18,7 @@ async fn main(_args: Args) -> Result<(), &'static str> {
         let mut block = Vec::with_capacity(1 << 20);
         block.resize(1 << 20, blocks.len() as u8);
         blocks.push(block);
-        if blocks.len() % 16 == 0 {
+        if blocks.len().is_multiple_of(16) {
             println!("oom: {} MiB allocated", blocks.len());
         }
     }
