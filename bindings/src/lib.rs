@@ -23,6 +23,7 @@ pub mod cmdline;
 pub mod console;
 pub mod exit;
 pub mod hypercall;
+pub mod net;
 pub mod notes;
 pub mod poll;
 
