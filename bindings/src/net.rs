@@ -49,12 +49,22 @@ pub fn acquire(name: &str) -> Result<NetInfo, NetError> {
         return Err(NetError::Invalid);
     }
     let net = entry.net();
-    Ok(NetInfo { handle: index as u64, mac: net.mac, mtu: net.mtu })
+    Ok(NetInfo {
+        handle: index as u64,
+        mac: net.mac,
+        mtu: net.mtu,
+    })
 }
 
 /// Sends one frame (`solo5_net_write`).
 pub fn write(handle: u64, frame: &[u8]) -> Result<(), NetError> {
-    let mut arg = NetIo { handle, data: frame.as_ptr() as u64, len: frame.len() as u64, ret: 0, _pad: 0 };
+    let mut arg = NetIo {
+        handle,
+        data: frame.as_ptr() as u64,
+        len: frame.len() as u64,
+        ret: 0,
+        _pad: 0,
+    };
     // SAFETY: a NET_WRITE argument naming a live buffer.
     unsafe { hypercall(nr::NET_WRITE, &mut arg) };
     check(arg.ret)
@@ -63,8 +73,13 @@ pub fn write(handle: u64, frame: &[u8]) -> Result<(), NetError> {
 /// Receives one frame into `buffer` (at least MTU + 14 bytes) and returns
 /// its length (`solo5_net_read`).
 pub fn read(handle: u64, buffer: &mut [u8]) -> Result<usize, NetError> {
-    let mut arg =
-        NetIo { handle, data: buffer.as_mut_ptr() as u64, len: buffer.len() as u64, ret: 0, _pad: 0 };
+    let mut arg = NetIo {
+        handle,
+        data: buffer.as_mut_ptr() as u64,
+        len: buffer.len() as u64,
+        ret: 0,
+        _pad: 0,
+    };
     // SAFETY: a NET_READ argument naming a live, writable buffer.
     unsafe { hypercall(nr::NET_READ, &mut arg) };
     check(arg.ret)?;

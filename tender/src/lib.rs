@@ -16,6 +16,7 @@ pub mod hypercall;
 pub mod manifest;
 pub mod mock;
 pub mod modules;
+pub mod net_ring;
 pub mod signals;
 pub mod vstate;
 
@@ -28,6 +29,7 @@ use cli::{Command, Invocation};
 use devices::poller::Poller;
 use elf::ElfFile;
 use error::{Error, Result, TENDER_ERROR_EXIT};
+use hvt_abi::boot::HOST_FEATURE_RING_IO;
 use hypercall::Hypercalls;
 use manifest::Manifest;
 use modules::{Module, SetupContext};
@@ -118,7 +120,12 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     };
 
     let mut mem_size = cli::DEFAULT_MEM;
+    let mut ring_enabled = true;
     for option in &options {
+        if option == "--no-net-ring" {
+            ring_enabled = false;
+            continue;
+        }
         if let Some(value) = option.strip_prefix("--mem=") {
             let (size, warning) = cli::parse_mem(value)?;
             if let Some(warning) = warning {
@@ -140,7 +147,8 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     }
 
     signals::install();
-    let ram = GuestRam::new(mem_size)?;
+    let mut ram = GuestRam::new(net_ring::allocation(&manifest, mem_size, ring_enabled))?;
+    let ring_gpa = net_ring::reserve(&mut ram, mem_size);
     let mut vm = Vm::new(&ram)?;
     let image = elf::load_segments(&elf, &ram)?;
     vm.set_initial_state(&ram, image.entry, privilege)?;
@@ -160,6 +168,8 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
         }
     }
     manifest.check_all_attached()?;
+    let mut ring =
+        ring_gpa.and_then(|gpa| Some((gpa, net_ring::offer(&vm, &ram, &manifest, gpa)?)));
     write_boot_info(
         &ram,
         &BootParams {
@@ -167,12 +177,21 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
             tsc_hz,
             manifest: &manifest,
             cmdline: &cmdline,
-            host_features: 0,
-            net_ring: 0,
+            host_features: if ring.is_some() {
+                HOST_FEATURE_RING_IO
+            } else {
+                0
+            },
+            net_ring: ring.as_ref().map_or(0, |(gpa, _)| *gpa),
         },
     )?;
 
-    match vstate::vcpu::run(&mut vm.vcpu, &ram, &mut hypercalls, privilege)? {
+    let stop = vstate::vcpu::run(&mut vm.vcpu, &ram, &mut hypercalls, privilege);
+    // Upstream's HALT hook: the ring thread stops before the tender exits.
+    if let Some((_, service)) = ring.as_mut() {
+        service.stop();
+    }
+    match stop? {
         Stop::Halt(code) => Ok(code),
         Stop::GuestFault(report) => {
             eprintln!("tender: {report}");

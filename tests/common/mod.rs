@@ -205,3 +205,163 @@ pub fn cpl0_copy(name: &str) -> PathBuf {
     copies.push((name.to_owned(), path.clone()));
     path
 }
+
+/// Whether the tests run as root: network namespaces and taps need it.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A name unique to this test process: `prefix`, the process id and a
+/// counter; short enough for an interface name (< 16 characters).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{prefix}{}x{n}", std::process::id());
+    assert!(name.len() < 16, "interface name {name} too long");
+    name
+}
+
+/// A network namespace of one test, with its own interfaces. Dropping it
+/// deletes the interfaces and the namespace, also when the test fails.
+pub struct NetNs {
+    pub name: String,
+    links: Vec<String>,
+}
+
+impl NetNs {
+    /// A new, empty namespace (only `lo`, down), with IPv6 off so that the
+    /// kernel sends no unsolicited frames on its taps.
+    pub fn new() -> NetNs {
+        let name = unique_name("tns");
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = NetNs {
+            name,
+            links: Vec::new(),
+        };
+        // Best effort: a kernel without IPv6 has nothing to switch off.
+        let _ = ns
+            .exec("sysctl")
+            .args([
+                "-qw",
+                "net.ipv6.conf.default.disable_ipv6=1",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ])
+            .output();
+        ns
+    }
+
+    /// `ip -n NS ARGS`, whatever its outcome.
+    pub fn try_ip(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .expect("run ip")
+    }
+
+    /// `ip -n NS ARGS`, which must succeed; returns its stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = self.try_ip(args);
+        assert!(
+            out.status.success(),
+            "ip -n {} {}: {}",
+            self.name,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Deletes `link` with the namespace (for interfaces a test made itself).
+    pub fn adopt_link(&mut self, link: &str) {
+        self.links.push(link.to_owned());
+    }
+
+    /// A persistent tap in the namespace, with `mtu` if given, brought up
+    /// if `up`, with `address` (CIDR) if given. Returns its name.
+    pub fn add_tap(&mut self, mtu: Option<u32>, up: bool, address: Option<&str>) -> String {
+        let tap = unique_name("tap");
+        self.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        self.adopt_link(&tap);
+        if let Some(mtu) = mtu {
+            self.ip(&["link", "set", &tap, "mtu", &mtu.to_string()]);
+        }
+        if let Some(address) = address {
+            self.ip(&["addr", "add", address, "dev", &tap]);
+        }
+        if up {
+            self.ip(&["link", "set", &tap, "up"]);
+        }
+        tap
+    }
+
+    /// `program` run inside the namespace (`ip netns exec`).
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// The tender inside the namespace, with the time limit of [`tender`].
+    pub fn tender_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = self.exec("timeout");
+        command.arg("60").arg(tender_bin()).args(args);
+        command
+    }
+
+    /// Runs the tender inside the namespace to its end.
+    pub fn tender<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.tender_command(args)
+            .output()
+            .expect("run the tender")
+            .into()
+    }
+
+    /// Runs `f` on a thread of its own that joined the namespace: sockets
+    /// and taps it creates belong to the namespace, and stay usable from
+    /// any thread afterwards.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).expect("open the netns file");
+                    // SAFETY: joins this thread (only) to the namespace.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .expect("thread in the netns panicked")
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for link in &self.links {
+            let _ = self.try_ip(&["link", "del", link]);
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}

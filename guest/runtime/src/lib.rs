@@ -39,6 +39,7 @@ pub mod io;
 mod local;
 mod logger;
 pub mod memory;
+pub mod net;
 pub mod sync;
 pub mod time;
 

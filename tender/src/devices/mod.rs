@@ -1,4 +1,6 @@
 //! Host-side device back-ends the modules are built from.
 
 pub mod console;
+pub mod net_ring;
 pub mod poller;
+pub mod tap;

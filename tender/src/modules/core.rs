@@ -21,7 +21,7 @@ impl Module for Core {
     }
 
     fn usage(&self) -> &'static str {
-        "  [ --mem=512 ] (guest memory in MB)\n"
+        "  [ --mem=512 ] (guest memory in MB)\n  [ --no-net-ring ] (network devices use hypercalls only, no shared-memory ring)\n"
     }
 
     fn parse_option(&mut self, _option: &str, _manifest: &mut Manifest) -> Result<bool> {

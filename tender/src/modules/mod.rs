@@ -42,7 +42,7 @@ pub fn all() -> Vec<Box<dyn Module>> {
     vec![
         Box::new(core::Core),
         Box::new(block::Block),
-        Box::new(net::Net),
+        Box::new(net::Net::default()),
     ]
 }
 

@@ -29,6 +29,14 @@ impl std::fmt::Display for InvalidAccess {
     }
 }
 
+/// The rule of §5 for a range in guest memory of `limit` visible bytes.
+pub fn check_range(gpa: u64, len: u64, limit: u64) -> std::result::Result<(), InvalidAccess> {
+    match gpa.checked_add(len) {
+        Some(end) if gpa < limit && end < limit => Ok(()),
+        _ => Err(InvalidAccess { gpa, len }),
+    }
+}
+
 /// The guest's memory: one anonymous, zero-filled mapping at GPA 0.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
@@ -82,12 +90,7 @@ impl GuestRam {
 
     /// Validates a guest range by the rule of §5.
     pub fn check(&self, gpa: u64, len: u64) -> std::result::Result<GuestAddress, InvalidAccess> {
-        match gpa.checked_add(len) {
-            Some(end) if gpa < self.visible_size && end < self.visible_size => {
-                Ok(GuestAddress(gpa))
-            }
-            _ => Err(InvalidAccess { gpa, len }),
-        }
+        check_range(gpa, len, self.visible_size).map(|()| GuestAddress(gpa))
     }
 
     /// A validated view of guest memory.

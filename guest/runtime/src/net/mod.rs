@@ -1,0 +1,28 @@
+//! Networking: a smoltcp interface per network device, driven by a task of
+//! the runtime's executor (the way embassy-net drives smoltcp), with async
+//! TCP and UDP sockets on top.
+//!
+//! ```ignore
+//! let stack = Stack::from_args("service", &args).await?;   // --ipv4=10.0.0.2/24, or DHCP
+//! let mut listener = TcpListener::bind(&stack, 7, 8)?;
+//! let mut conn = listener.accept().await?;
+//! ```
+
+mod config;
+mod device;
+mod error;
+mod ring;
+mod stack;
+mod tcp;
+mod udp;
+
+pub use config::{Config, ConfigError};
+pub use device::NetDevice;
+pub use error::Error;
+pub use stack::Stack;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+pub use smoltcp::wire::{
+    IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
+};

@@ -1,0 +1,273 @@
+//! Async TCP: a listener with an accept backlog, and streams with
+//! back-pressure, half-close and errors as values.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::task::Poll;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, RecvError, State};
+use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+
+use super::error::Error;
+use super::stack::Stack;
+
+/// Receive and send buffer of each TCP socket.
+pub const TCP_BUFFER: usize = 64 << 10;
+
+fn new_socket() -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+    )
+}
+
+/// Accepts connections on a port. `backlog` sockets listen at once, so as
+/// many connections can be completing their handshake before `accept`.
+pub struct TcpListener {
+    stack: Stack,
+    port: u16,
+    listening: Vec<SocketHandle>,
+}
+
+impl TcpListener {
+    pub fn bind(stack: &Stack, port: u16, backlog: usize) -> Result<TcpListener, Error> {
+        if port == 0 {
+            return Err(Error::Unaddressable);
+        }
+        let mut listener = TcpListener {
+            stack: stack.clone(),
+            port,
+            listening: Vec::new(),
+        };
+        for _ in 0..backlog.max(1) {
+            let handle = listener.listen_one()?;
+            listener.listening.push(handle);
+        }
+        Ok(listener)
+    }
+
+    fn listen_one(&self) -> Result<SocketHandle, Error> {
+        let mut socket = new_socket();
+        socket
+            .listen(IpListenEndpoint {
+                addr: None,
+                port: self.port,
+            })
+            .map_err(|_| Error::InvalidState)?;
+        Ok(self.stack.inner.borrow_mut().sockets.add(socket))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next connection.
+    pub async fn accept(&mut self) -> Result<TcpStream, Error> {
+        let index = poll_fn(|cx| {
+            let mut inner = self.stack.inner.borrow_mut();
+            for (i, &handle) in self.listening.iter().enumerate() {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                match socket.state() {
+                    State::Listen => socket.register_recv_waker(cx.waker()),
+                    // A connection (or one that already closed: hand it out
+                    // anyway, its reads report the end).
+                    _ => return Poll::Ready(i),
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let replacement = self.listen_one()?;
+        let handle = core::mem::replace(&mut self.listening[index], replacement);
+        self.stack.inner.borrow_mut().kick();
+        Ok(TcpStream {
+            stack: self.stack.clone(),
+            handle,
+        })
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut inner = self.stack.inner.borrow_mut();
+        for handle in self.listening.drain(..) {
+            inner.sockets.remove(handle);
+        }
+    }
+}
+
+/// One TCP connection.
+pub struct TcpStream {
+    stack: Stack,
+    handle: SocketHandle,
+}
+
+impl TcpStream {
+    /// Connects to `remote`.
+    pub async fn connect(stack: &Stack, remote: IpEndpoint) -> Result<TcpStream, Error> {
+        let handle = {
+            let mut inner = stack.inner.borrow_mut();
+            let port = inner.ephemeral_port();
+            let mut socket = new_socket();
+            let state = &mut *inner;
+            socket
+                .connect(state.iface.context(), remote, port)
+                .map_err(|e| match e {
+                    tcp::ConnectError::Unaddressable => Error::Unaddressable,
+                    tcp::ConnectError::InvalidState => Error::InvalidState,
+                })?;
+            let handle = state.sockets.add(socket);
+            state.kick();
+            handle
+        };
+        let stream = TcpStream {
+            stack: stack.clone(),
+            handle,
+        };
+        poll_fn(|cx| {
+            let mut inner = stream.stack.inner.borrow_mut();
+            let socket = inner.sockets.get_mut::<tcp::Socket>(stream.handle);
+            match socket.state() {
+                State::Established => Poll::Ready(Ok(())),
+                State::SynSent | State::SynReceived => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(Err(Error::ConnectionReset)),
+            }
+        })
+        .await?;
+        Ok(stream)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> R {
+        let mut inner = self.stack.inner.borrow_mut();
+        let result = f(inner.sockets.get_mut::<tcp::Socket>(self.handle));
+        inner.kick();
+        result
+    }
+
+    /// The peer's address.
+    pub fn remote_endpoint(&self) -> Option<IpEndpoint> {
+        self.stack
+            .inner
+            .borrow()
+            .sockets
+            .get::<tcp::Socket>(self.handle)
+            .remote_endpoint()
+    }
+
+    /// Reads what has arrived (at least one byte); `Ok(0)` once the peer
+    /// closed its side.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        poll_fn(|cx| {
+            let mut inner = self.stack.inner.borrow_mut();
+            let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
+            match socket.recv_slice(buf) {
+                Ok(0) => {
+                    if matches!(socket.state(), State::Closed | State::TimeWait)
+                        && !socket.may_recv()
+                    {
+                        // Never reached Established's peer FIN: a reset.
+                        return Poll::Ready(Err(Error::ConnectionReset));
+                    }
+                    socket.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => {
+                    // Reading opened the window: let smoltcp tell the peer.
+                    inner.kick();
+                    Poll::Ready(Ok(n))
+                }
+                Err(RecvError::Finished) => Poll::Ready(Ok(0)),
+                Err(RecvError::InvalidState) => Poll::Ready(Err(Error::ConnectionReset)),
+            }
+        })
+        .await
+    }
+
+    /// Queues some of `buf` for sending; waits while the send buffer is
+    /// full (the peer's window closed).
+    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        poll_fn(|cx| {
+            let mut inner = self.stack.inner.borrow_mut();
+            let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
+            if !socket.may_send() {
+                let error = match socket.state() {
+                    State::FinWait1
+                    | State::FinWait2
+                    | State::Closing
+                    | State::LastAck
+                    | State::TimeWait => Error::BrokenPipe,
+                    _ => Error::ConnectionReset,
+                };
+                return Poll::Ready(Err(error));
+            }
+            match socket.send_slice(buf) {
+                Ok(0) => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => {
+                    inner.kick();
+                    Poll::Ready(Ok(n))
+                }
+                Err(_) => Poll::Ready(Err(Error::ConnectionReset)),
+            }
+        })
+        .await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written has been acknowledged.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| {
+            let mut inner = self.stack.inner.borrow_mut();
+            let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
+            if socket.send_queue() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if !socket.is_active() {
+                return Poll::Ready(Err(Error::ConnectionReset));
+            }
+            socket.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Closes this side (sends FIN); reading goes on until the peer closes.
+    pub fn shutdown(&mut self) {
+        self.with(|socket| socket.close());
+    }
+
+    /// Resets the connection at once.
+    pub fn abort(&mut self) {
+        self.with(|socket| socket.abort());
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let mut inner = self.stack.inner.borrow_mut();
+        inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        inner.closing.push(self.handle);
+        inner.kick();
+    }
+}
