@@ -398,7 +398,7 @@ fn a_missing_interface_fails_with_a_message() {
     let ns = NetNs::new();
     let image = guest("echo");
     let run = ns.tender([
-        &"--net:service=nosuchtap0".to_string(),
+        "--net:service=nosuchtap0",
         image.to_str().unwrap(),
         "--ipv4=10.77.0.2/24",
     ]);
