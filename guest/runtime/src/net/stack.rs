@@ -67,10 +67,13 @@ impl Inner {
                     log::info!("net: DHCP gave {address}");
                 }
                 Some(dhcpv4::Event::Deconfigured) => {
+                    // Also reported once at start, before any lease.
+                    if self.ipv4().is_some() {
+                        log::warn!("net: DHCP lease lost");
+                    }
                     self.iface
                         .update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
                     self.iface.routes_mut().remove_default_ipv4_route();
-                    log::warn!("net: DHCP lease lost");
                 }
                 None => {}
             }
