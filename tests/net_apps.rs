@@ -461,3 +461,40 @@ fn without_an_address_the_guest_asks_dhcp() {
         httpd.seen
     );
 }
+
+#[test]
+fn ipv6_ping_and_http() {
+    let (ns, tap) = one_tap(None);
+    // The namespace starts with IPv6 off (no unsolicited frames): switch it
+    // on for this tap only.
+    let (ok, out) = run_in(
+        &ns,
+        "sysctl",
+        &["-qw", &format!("net.ipv6.conf.{tap}.disable_ipv6=0")],
+    );
+    assert!(ok, "{out}");
+    ns.ip(&["addr", "add", "fd00:77::1/64", "dev", &tap, "nodad"]);
+    let image = guest("httpd");
+    let mut httpd = Guest::start(
+        &ns,
+        &[
+            &format!("--net:service={tap}"),
+            image.to_str().unwrap(),
+            "--ipv4=10.77.0.2/24",
+            "--ipv6=fd00:77::2/64",
+        ],
+    );
+    httpd.wait_for("httpd: serving");
+    let (ok, out) = run_in(
+        &ns,
+        "ping",
+        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "fd00:77::2"],
+    );
+    assert!(ok && out.contains("3 received"), "{out}");
+    let (ok, page) = run_in(
+        &ns,
+        "curl",
+        &["-s", "-m", "10", "-g", "http://[fd00:77::2]/"],
+    );
+    assert!(ok && page.contains("Hello from a unikernel"), "{page}");
+}
