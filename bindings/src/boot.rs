@@ -28,12 +28,23 @@ pub unsafe fn set_boot_info(info: &'static BootInfo) {
 }
 
 /// The boot information, once the bindings started.
+#[cfg(target_os = "none")]
 pub fn boot_info() -> Option<&'static BootInfo> {
     // SAFETY: written once at start, read-only afterwards.
     unsafe { BOOT_INFO }
 }
 
+/// The boot information: on the host, from the source a test harness
+/// installed ([`crate::host::set_boot_info_source`]), else what
+/// [`set_boot_info`] stored.
+#[cfg(not(target_os = "none"))]
+pub fn boot_info() -> Option<&'static BootInfo> {
+    // SAFETY: as on the guest, written before anything reads it.
+    crate::host::boot_info().or(unsafe { BOOT_INFO })
+}
+
 /// The tender's manifest copy (§4.4): its entries, attached devices filled in.
+/// (On the host, the manifest the installed boot information points at.)
 pub fn manifest_entries() -> &'static [MftEntry] {
     let Some(info) = boot_info() else { return &[] };
     let header = info.mft as *const MftHeader;

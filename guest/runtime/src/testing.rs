@@ -1,9 +1,22 @@
 //! Running guest code on the host, against the in-process mock tender.
 //!
 //! [`run`] gives the calling thread a fresh mock tender, routes the
-//! bindings' hypercalls and clock to it, runs `main` exactly as a guest
-//! would (the runtime's `start`, then the bindings' exit), and reports what
-//! a user of the real tender would see: the exit code and the console.
+//! bindings' hypercalls, clock and boot information to it, runs `main`
+//! exactly as a guest would (the runtime's `start`, then the bindings'
+//! exit), and reports what a user of the real tender would see: the exit
+//! code and the console.
+//!
+//! [`run_with_net`] does the same with network devices, wired to each other
+//! in pairs by in-memory wires (lossy if asked), so that one guest can run
+//! two network stacks back to back:
+//!
+//! ```ignore
+//! run_with_net("", &["a", "b"], WireConfig::clean(), |_| async {
+//!     let a = Stack::new("a", Config::ipv4(...))?;   // handle 1
+//!     let b = Stack::new("b", Config::ipv4(...))?;   // handle 2
+//!     ...
+//! });
+//! ```
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -13,7 +26,9 @@ use std::sync::Once;
 use core::fmt::Display;
 use core::future::Future;
 
-use tender::mock::{self, GuestExit, MockTender};
+use tender::mock::{self, GuestExit, MockConfig, MockTender};
+
+pub use tender::devices::wire::{WireConfig, WireStats};
 
 use crate::Args;
 
@@ -60,11 +75,36 @@ where
     Fut: Future<Output = Result<(), E>> + 'static,
     E: Display + 'static,
 {
+    run_with_net(cmdline, &[], WireConfig::clean(), main)
+}
+
+/// Runs `main` as [`run`] does, on a mock tender with the network devices
+/// `devices` (handles 1, 2, ... in this order; MAC `02:00:00:00:00:HH`
+/// with HH the handle; MTU 1500). The devices are wired to each other in
+/// pairs, the first with the second, the third with the fourth, and so on,
+/// by wires that behave as `wire` says. Panics if `devices` is odd.
+pub fn run_with_net<F, Fut, E>(
+    cmdline: &str,
+    devices: &[&str],
+    wire: WireConfig,
+    main: F,
+) -> Outcome
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: Display + 'static,
+{
     quiet_guest_exits();
     reset_runtime();
-    mock::install(MockTender::new().expect("mock tender"));
+    let config = MockConfig {
+        cmdline,
+        net_devices: devices,
+        wire,
+    };
+    mock::install(MockTender::with_config(&config).expect("mock tender"));
     hvt_bindings::host::set_transport(mock::hypercall);
     hvt_bindings::host::set_clock(mock::monotonic_ns);
+    hvt_bindings::host::set_boot_info_source(mock::boot_info);
     let (level, cmdline) = hvt_bindings::cmdline::strip_log_options(cmdline);
     hvt_bindings::console::set_log_level(level);
     let cmdline: &'static str = std::boxed::Box::leak(cmdline.to_string().into_boxed_str());
@@ -105,4 +145,19 @@ fn reset_runtime() {
 /// The current virtual monotonic time of this thread's guest, in ns.
 pub fn virtual_now_ns() -> u64 {
     mock::monotonic_ns()
+}
+
+/// What happened so far on the wire of this thread's network device
+/// `handle` (both directions), if it has one.
+pub fn wire_stats(handle: usize) -> Option<WireStats> {
+    mock::with(|m| m.wire_port(handle).map(|port| port.stats()))
+}
+
+/// Changes the impairments of the wire of device `handle` from now on.
+pub fn reconfigure_wire(handle: usize, config: WireConfig) {
+    mock::with(|m| {
+        m.wire_port(handle)
+            .expect("no wire on this handle")
+            .reconfigure(config)
+    })
 }

@@ -2,12 +2,15 @@
 //! Linux tap interface (or take a pre-opened tap descriptor), and move one
 //! Ethernet frame per `read()`/`write()` directly between the tap and guest
 //! memory. Nothing here knows about hypercalls, so the shared-memory ring
-//! can drive the same device.
+//! can drive the same device; the hypercall handlers see it as a
+//! [`FrameBackend`].
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile};
+
+use super::frame::FrameBackend;
 
 /// `ETHTOOL_SGSO` and `ETHTOOL_SGRO` from `<linux/ethtool.h>`.
 const ETHTOOL_SGSO: u32 = 0x24;
@@ -227,6 +230,24 @@ impl Tap {
     /// Sends one frame with a single `write()`; returns the bytes written.
     pub fn write(&self, frame: &VolatileSlice<'_>) -> io::Result<usize> {
         (&self.fd).write_volatile(frame).map_err(volatile_error)
+    }
+}
+
+impl FrameBackend for Tap {
+    fn name(&self) -> &str {
+        Tap::name(self)
+    }
+
+    fn mtu(&self) -> u16 {
+        Tap::mtu(self)
+    }
+
+    fn send(&self, frame: &VolatileSlice<'_>) -> io::Result<usize> {
+        self.write(frame)
+    }
+
+    fn receive(&self, buffer: &mut VolatileSlice<'_>) -> io::Result<usize> {
+        self.read(buffer)
     }
 }
 

@@ -4,7 +4,9 @@
 //! Taps are attached while the options are parsed, as upstream does, so a
 //! bad interface is reported before any guest memory is set up. The MAC
 //! (given or random), the manifest entry, the poll set and the hypercalls
-//! are set up in [`Module::setup`].
+//! are set up in [`Module::setup`]. The hypercall handlers work over any
+//! [`FrameBackend`]: the mock tender registers them, through
+//! [`register_hypercalls`], over the in-memory wire.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,12 +14,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use hvt_abi::hypercall::{nr, result, NetIo};
-use hvt_abi::manifest::{MftNetBasic, MFT_DEV_NET_BASIC};
+use hvt_abi::manifest::{MftEntry, MftNetBasic, MFT_DEV_NET_BASIC};
 
 use super::{named_option, only_device, valid_device_name, Module, SetupContext};
+use crate::devices::frame::FrameBackend;
 use crate::devices::tap::{error_text, Tap};
 use crate::error::{Error, Result};
-use crate::hypercall::{Action, Fault, HypercallResult};
+use crate::hypercall::{Action, Fault, HypercallResult, Hypercalls};
 use crate::manifest::Manifest;
 use crate::vstate::memory::GuestRam;
 
@@ -37,9 +40,9 @@ pub struct Net {
     devices: BTreeMap<usize, Device>,
 }
 
-/// The attached taps, indexed by handle; `None` where the manifest has no
-/// attached network device.
-type Taps = Vec<Option<Tap>>;
+/// The back-ends of the attached network devices, indexed by handle; `None`
+/// where the manifest has no attached network device.
+pub type Backends = Vec<Option<Rc<dyn FrameBackend>>>;
 
 /// Parses `xx:xx:xx:xx:xx:xx` (six groups of one or two hex digits).
 pub fn parse_mac(text: &str) -> Option<Mac> {
@@ -182,7 +185,7 @@ impl Module for Net {
     }
 
     fn setup(&mut self, ctx: &mut SetupContext<'_>) -> Result<()> {
-        let mut taps: Taps = (0..ctx.manifest.entries.len()).map(|_| None).collect();
+        let mut backends: Backends = (0..ctx.manifest.entries.len()).map(|_| None).collect();
         let mut attached = 0;
         for (index, device) in std::mem::take(&mut self.devices) {
             // A MAC without a tap: the attach check reports the device.
@@ -197,64 +200,78 @@ impl Module for Net {
                     ))
                 })?,
             };
-            let entry = &mut ctx.manifest.entries[index];
-            entry.set_net(MftNetBasic {
-                mac,
-                mtu: tap.mtu(),
-                _pad: [0; 8],
-            });
             // `b.hostfd`, as upstream (§4.4).
-            entry.b = u64::from(tap.as_raw_fd() as u32);
-            entry.attached = 1;
+            let hostfd = u64::from(tap.as_raw_fd() as u32);
+            attach(&mut ctx.manifest.entries[index], mac, tap.mtu(), hostfd);
             ctx.poller.add_device(tap.as_raw_fd(), index)?;
-            taps[index] = Some(tap);
+            backends[index] = Some(Rc::new(tap));
             attached += 1;
         }
         if attached == 0 {
             // No handlers: NET_* hypercalls stay invalid (§5).
             return Ok(());
         }
-        let taps = Rc::new(taps);
-        let write_taps = Rc::clone(&taps);
-        ctx.hypercalls.register(
-            nr::NET_WRITE,
-            Box::new(move |ram, gpa| net_write(&write_taps, ram, gpa)),
-        )?;
-        ctx.hypercalls.register(
-            nr::NET_READ,
-            Box::new(move |ram, gpa| net_read(&taps, ram, gpa)),
-        )
+        register_hypercalls(ctx.hypercalls, backends)
     }
 }
 
-/// The tap of `handle`, if it names an attached network device.
-fn tap_of(taps: &Taps, handle: u64) -> Option<&Tap> {
+/// Fills in the manifest entry of an attached network device (§4.4): MAC,
+/// MTU, the tender-private `b` and the attached flag.
+pub fn attach(entry: &mut MftEntry, mac: Mac, mtu: u16, b: u64) {
+    entry.set_net(MftNetBasic {
+        mac,
+        mtu,
+        _pad: [0; 8],
+    });
+    entry.b = b;
+    entry.attached = 1;
+}
+
+/// Registers NET_WRITE and NET_READ (§6.4) over `backends`, indexed by
+/// handle (`None` where the manifest has no attached network device). The
+/// tender registers its taps here, the mock tender its wire ports: both are
+/// served by the same handlers.
+pub fn register_hypercalls(hypercalls: &mut Hypercalls, backends: Backends) -> Result<()> {
+    let backends = Rc::new(backends);
+    let write_backends = Rc::clone(&backends);
+    hypercalls.register(
+        nr::NET_WRITE,
+        Box::new(move |ram, gpa| net_write(&write_backends, ram, gpa)),
+    )?;
+    hypercalls.register(
+        nr::NET_READ,
+        Box::new(move |ram, gpa| net_read(&backends, ram, gpa)),
+    )
+}
+
+/// The back-end of `handle`, if it names an attached network device.
+fn backend_of(backends: &Backends, handle: u64) -> Option<&dyn FrameBackend> {
     usize::try_from(handle)
         .ok()
-        .and_then(|index| taps.get(index))
-        .and_then(Option::as_ref)
+        .and_then(|index| backends.get(index))
+        .and_then(Option::as_deref)
 }
 
 /// NET_WRITE (§6.4): one `write()` of the guest's frame.
-fn net_write(taps: &Taps, ram: &GuestRam, gpa: u64) -> HypercallResult {
+fn net_write(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
     let mut arg: NetIo = ram.read_arg(gpa)?;
-    arg.ret = match tap_of(taps, arg.handle) {
+    arg.ret = match backend_of(backends, arg.handle) {
         None => result::EINVAL,
-        Some(tap) => {
+        Some(device) => {
             let frame = ram.slice(arg.data, arg.len)?;
-            match tap.write(&frame) {
+            match device.send(&frame) {
                 Ok(n) if n as u64 == arg.len => result::OK,
                 Ok(n) => {
                     return Err(Fault::Fatal(format!(
                         "Fatal error when writing to {}: wrote only {n} out of {} bytes",
-                        tap.name(),
+                        device.name(),
                         arg.len
                     )))
                 }
                 Err(e) => {
                     return Err(Fault::Fatal(format!(
                         "Fatal error when writing to {}: {}",
-                        tap.name(),
+                        device.name(),
                         error_text(&e)
                     )))
                 }
@@ -266,13 +283,13 @@ fn net_write(taps: &Taps, ram: &GuestRam, gpa: u64) -> HypercallResult {
 }
 
 /// NET_READ (§6.4): one `read()` into the guest's buffer.
-fn net_read(taps: &Taps, ram: &GuestRam, gpa: u64) -> HypercallResult {
+fn net_read(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
     let mut arg: NetIo = ram.read_arg(gpa)?;
-    arg.ret = match tap_of(taps, arg.handle) {
+    arg.ret = match backend_of(backends, arg.handle) {
         None => result::EINVAL,
-        Some(tap) => {
+        Some(device) => {
             let mut buffer = ram.slice(arg.data, arg.len)?;
-            match tap.read(&mut buffer) {
+            match device.receive(&mut buffer) {
                 Ok(0) => result::AGAIN,
                 Ok(n) => {
                     arg.len = n as u64;
@@ -291,7 +308,7 @@ fn net_read(taps: &Taps, ram: &GuestRam, gpa: u64) -> HypercallResult {
                 Err(e) => {
                     return Err(Fault::Fatal(format!(
                         "Fatal error when reading from {}: {}",
-                        tap.name(),
+                        device.name(),
                         error_text(&e)
                     )))
                 }
@@ -305,8 +322,6 @@ fn net_read(taps: &Taps, ram: &GuestRam, gpa: u64) -> HypercallResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use hvt_abi::manifest::MftEntry;
 
     #[test]
     fn mac_syntax() {
@@ -436,7 +451,7 @@ mod tests {
     #[test]
     fn bad_handles_are_einval_and_bad_buffers_are_faults() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        let taps: Taps = vec![None, None, None];
+        let backends: Backends = vec![None, None, None];
         let gpa = 0x10000;
         for handle in [0u64, 1, 2, 99, u64::MAX] {
             for call in [net_write, net_read] {
@@ -448,14 +463,14 @@ mod tests {
                     _pad: 0,
                 };
                 ram.write_arg(gpa, &arg).unwrap();
-                assert_eq!(call(&taps, &ram, gpa), Ok(Action::Continue));
+                assert_eq!(call(&backends, &ram, gpa), Ok(Action::Continue));
                 let back: NetIo = ram.read_arg(gpa).unwrap();
                 assert_eq!(back.ret, result::EINVAL, "handle {handle}");
                 assert_eq!(back.len, 64);
             }
         }
         assert!(matches!(
-            net_read(&taps, &ram, (2 << 20) - 16),
+            net_read(&backends, &ram, (2 << 20) - 16),
             Err(Fault::Access(_))
         ));
     }
@@ -481,5 +496,124 @@ mod tests {
             .dispatch_pio(&ram, 0x500 + nr::NET_READ, true, 4, 0x10000)
             .unwrap_err();
         assert_eq!(err.message(), "Invalid guest hypercall: num=7");
+    }
+
+    /// A back-end whose sends and receives fail, or send too little.
+    struct Broken {
+        short: bool,
+    }
+
+    impl FrameBackend for Broken {
+        fn name(&self) -> &str {
+            "broken0"
+        }
+        fn mtu(&self) -> u16 {
+            1500
+        }
+        fn send(&self, _frame: &vm_memory::VolatileSlice<'_>) -> io::Result<usize> {
+            if self.short {
+                Ok(3)
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            }
+        }
+        fn receive(&self, _buffer: &mut vm_memory::VolatileSlice<'_>) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::ENETDOWN))
+        }
+    }
+
+    fn call(
+        hypercalls: &mut Hypercalls,
+        ram: &GuestRam,
+        number: u16,
+        arg: NetIo,
+    ) -> std::result::Result<NetIo, String> {
+        let gpa = 0x10000;
+        ram.write_arg(gpa, &arg).unwrap();
+        hypercalls
+            .dispatch_pio(ram, 0x500 + number, true, 4, gpa as u32)
+            .map_err(|e| e.message().to_owned())?;
+        Ok(ram.read_arg(gpa).unwrap())
+    }
+
+    fn io(handle: u64, data: u64, len: u64) -> NetIo {
+        NetIo {
+            handle,
+            data,
+            len,
+            ret: -1,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn the_handlers_move_frames_over_a_wire() {
+        use crate::devices::wire::{pair, WireConfig};
+
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let (a, b) = pair(WireConfig::clean(), ["a", "b"]);
+        let mut hypercalls = Hypercalls::default();
+        register_hypercalls(
+            &mut hypercalls,
+            vec![None, Some(Rc::new(a)), Some(Rc::new(b))],
+        )
+        .unwrap();
+        let frame: Vec<u8> = (0..100).collect();
+        ram.write_bytes(0x20000, &frame).unwrap();
+        let sent = call(&mut hypercalls, &ram, nr::NET_WRITE, io(1, 0x20000, 100)).unwrap();
+        assert_eq!((sent.ret, sent.len), (result::OK, 100));
+
+        // Nothing came back to the sender; the frame is at the other end.
+        let none = call(&mut hypercalls, &ram, nr::NET_READ, io(1, 0x30000, 1514)).unwrap();
+        assert_eq!((none.ret, none.len), (result::AGAIN, 1514));
+        let got = call(&mut hypercalls, &ram, nr::NET_READ, io(2, 0x30000, 1514)).unwrap();
+        assert_eq!((got.ret, got.len), (result::OK, 100));
+        let mut back = vec![0u8; 100];
+        ram.read_bytes(0x30000, &mut back).unwrap();
+        assert_eq!(back, frame);
+
+        // A short buffer gets the start of the frame, as from a tap.
+        call(&mut hypercalls, &ram, nr::NET_WRITE, io(2, 0x20000, 100)).unwrap();
+        let cut = call(&mut hypercalls, &ram, nr::NET_READ, io(1, 0x40000, 10)).unwrap();
+        assert_eq!((cut.ret, cut.len), (result::OK, 10));
+        // The same argument checks as for a tap.
+        let bad = call(&mut hypercalls, &ram, nr::NET_READ, io(0, 0x40000, 10)).unwrap();
+        assert_eq!(bad.ret, result::EINVAL);
+        let err = call(
+            &mut hypercalls,
+            &ram,
+            nr::NET_WRITE,
+            io(1, 0x1f_ff00, 0x100),
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            "hypercall NET_WRITE: Invalid guest access: gpa=0x1fff00, sz=256"
+        );
+    }
+
+    #[test]
+    fn backend_failures_end_the_guest_with_the_tap_messages() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        for (short, write_error) in [
+            (
+                false,
+                "Fatal error when writing to broken0: Input/output error",
+            ),
+            (
+                true,
+                "Fatal error when writing to broken0: wrote only 3 out of 10 bytes",
+            ),
+        ] {
+            let mut hypercalls = Hypercalls::default();
+            let broken: Rc<dyn FrameBackend> = Rc::new(Broken { short });
+            register_hypercalls(&mut hypercalls, vec![None, Some(broken)]).unwrap();
+            let err = call(&mut hypercalls, &ram, nr::NET_WRITE, io(1, 0x20000, 10));
+            assert_eq!(err.unwrap_err(), write_error);
+            let err = call(&mut hypercalls, &ram, nr::NET_READ, io(1, 0x20000, 10));
+            assert_eq!(
+                err.unwrap_err(),
+                "Fatal error when reading from broken0: Network is down"
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ pub use config::{Config, ConfigError};
 pub use device::NetDevice;
 pub use error::Error;
 pub use stack::Stack;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpReader, TcpStream, TcpWriter};
 pub use udp::UdpSocket;
 
 pub use smoltcp::wire::{

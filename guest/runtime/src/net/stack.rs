@@ -7,6 +7,7 @@
 //! (data queued to send, a window to open). No `RefCell` borrow is held
 //! across an `.await`.
 
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -16,7 +17,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::dhcpv4;
+use smoltcp::socket::{dhcpv4, tcp, udp, Socket};
 use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
@@ -38,16 +39,24 @@ pub(crate) struct Inner {
     config_waiters: Vec<Waker>,
     /// Closed-by-drop TCP sockets, removed once smoltcp is done with them.
     pub(crate) closing: Vec<SocketHandle>,
+    /// What streams in TIME-WAIT had not read yet, kept here because smoltcp
+    /// forgets the socket, buffer included, when TIME-WAIT ends. An entry
+    /// also records that the peer closed gracefully (FIN, not a reset).
+    pub(crate) time_wait_data: BTreeMap<SocketHandle, VecDeque<u8>>,
+    /// Dropped UDP sockets with datagrams still to send, removed once sent
+    /// (or at the deadline, if the peer's address never resolves).
+    pub(crate) closing_udp: Vec<(SocketHandle, NetInstant)>,
     next_ephemeral_port: u16,
 }
 
-fn now() -> NetInstant {
+pub(crate) fn now() -> NetInstant {
     NetInstant::from_micros(Instant::now().as_nanos() as i64 / 1000)
 }
 
 impl Inner {
     fn poll(&mut self) {
         let timestamp = now();
+        self.keep_time_wait_data();
         self.iface
             .poll(timestamp, &mut self.device, &mut self.sockets);
         if let Some(handle) = self.dhcp {
@@ -80,13 +89,45 @@ impl Inner {
         }
         let sockets = &mut self.sockets;
         self.closing.retain(|&handle| {
-            let closed = sockets.get::<smoltcp::socket::tcp::Socket>(handle).state()
-                == smoltcp::socket::tcp::State::Closed;
+            let closed = sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed;
             if closed {
                 sockets.remove(handle);
             }
             !closed
         });
+        self.closing_udp.retain(|&(handle, deadline)| {
+            let done =
+                sockets.get::<udp::Socket>(handle).send_queue() == 0 || timestamp >= deadline;
+            if done {
+                sockets.remove(handle);
+            }
+            !done
+        });
+    }
+
+    /// Moves the unread data of streams in TIME-WAIT out of smoltcp, which
+    /// drops it when TIME-WAIT ends: the application may read the end of a
+    /// half-closed connection later than that. A socket enters TIME-WAIT in
+    /// one poll and leaves it in a later one, so this, run before each
+    /// poll, always gets there first.
+    fn keep_time_wait_data(&mut self) {
+        for (handle, socket) in self.sockets.iter_mut() {
+            let Socket::Tcp(socket) = socket else {
+                continue;
+            };
+            if socket.state() != tcp::State::TimeWait || self.closing.contains(&handle) {
+                continue;
+            }
+            let kept = self.time_wait_data.entry(handle).or_default();
+            while let Ok(n) = socket.recv(|data| {
+                kept.extend(data.iter());
+                (data.len(), data.len())
+            }) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
     }
 
     fn set_ipv4(&mut self, cidr: Ipv4Cidr) {
@@ -166,6 +207,8 @@ impl Stack {
             kicked: true,
             config_waiters: Vec::new(),
             closing: Vec::new(),
+            closing_udp: Vec::new(),
+            time_wait_data: BTreeMap::new(),
             next_ephemeral_port: 49152 + (crate::__bindings::clock::rdtsc() % 8192) as u16,
         }));
         crate::spawn(drive(Rc::downgrade(&inner)));

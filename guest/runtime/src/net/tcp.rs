@@ -1,6 +1,7 @@
 //! Async TCP: a listener with an accept backlog, and streams with
 //! back-pressure, half-close and errors as values.
 
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
@@ -70,7 +71,10 @@ impl TcpListener {
             for (i, &handle) in self.listening.iter().enumerate() {
                 let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
                 match socket.state() {
-                    State::Listen => socket.register_recv_waker(cx.waker()),
+                    // Still handshaking: a stream read or written now would
+                    // fail (smoltcp cannot receive before Established), and
+                    // a reset sends the socket back to Listen.
+                    State::Listen | State::SynReceived => socket.register_recv_waker(cx.waker()),
                     // A connection (or one that already closed: hand it out
                     // anyway, its reads report the end).
                     _ => return Poll::Ready(i),
@@ -162,11 +166,64 @@ impl TcpStream {
     /// Reads what has arrived (at least one byte); `Ok(0)` once the peer
     /// closed its side.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.read_shared(buf).await
+    }
+
+    /// Queues some of `buf` for sending; waits while the send buffer is
+    /// full (the peer's window closed).
+    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.write_shared(buf).await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
+        self.write_all_shared(buf).await
+    }
+
+    /// Waits until everything written has been acknowledged.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.flush_shared().await
+    }
+
+    /// Closes this side (sends FIN); reading goes on until the peer closes.
+    pub fn shutdown(&mut self) {
+        self.with(|socket| socket.close());
+    }
+
+    /// Resets the connection at once.
+    pub fn abort(&mut self) {
+        self.with(|socket| socket.abort());
+    }
+
+    /// Splits the stream into a half that reads and a half that writes, for
+    /// two tasks: one may wait for data while the other waits for room. The
+    /// connection is closed, as when a stream is dropped, once both halves
+    /// are dropped.
+    pub fn into_split(self) -> (TcpReader, TcpWriter) {
+        let stream = Rc::new(self);
+        (
+            TcpReader {
+                stream: stream.clone(),
+            },
+            TcpWriter { stream },
+        )
+    }
+
+    async fn read_shared(&self, buf: &mut [u8]) -> Result<usize, Error> {
         if buf.is_empty() {
             return Ok(0);
         }
         poll_fn(|cx| {
             let mut inner = self.stack.inner.borrow_mut();
+            if let Some(kept) = inner.time_wait_data.get_mut(&self.handle) {
+                // The peer closed and smoltcp may have forgotten the socket:
+                // the rest of the data, then the end.
+                let n = kept.len().min(buf.len());
+                for (to, from) in buf.iter_mut().zip(kept.drain(..n)) {
+                    *to = from;
+                }
+                return Poll::Ready(Ok(n));
+            }
             let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
             match socket.recv_slice(buf) {
                 Ok(0) => {
@@ -191,9 +248,7 @@ impl TcpStream {
         .await
     }
 
-    /// Queues some of `buf` for sending; waits while the send buffer is
-    /// full (the peer's window closed).
-    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+    async fn write_shared(&self, buf: &[u8]) -> Result<usize, Error> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -201,7 +256,11 @@ impl TcpStream {
             let mut inner = self.stack.inner.borrow_mut();
             let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
             if !socket.may_send() {
+                // After TIME-WAIT, smoltcp's socket is closed as if reset.
+                let time_wait = inner.time_wait_data.contains_key(&self.handle);
+                let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
                 let error = match socket.state() {
+                    _ if time_wait => Error::BrokenPipe,
                     State::FinWait1
                     | State::FinWait2
                     | State::Closing
@@ -226,17 +285,15 @@ impl TcpStream {
         .await
     }
 
-    /// Writes all of `buf`.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
+    async fn write_all_shared(&self, mut buf: &[u8]) -> Result<(), Error> {
         while !buf.is_empty() {
-            let n = self.write(buf).await?;
+            let n = self.write_shared(buf).await?;
             buf = &buf[n..];
         }
         Ok(())
     }
 
-    /// Waits until everything written has been acknowledged.
-    pub async fn flush(&mut self) -> Result<(), Error> {
+    async fn flush_shared(&self) -> Result<(), Error> {
         poll_fn(|cx| {
             let mut inner = self.stack.inner.borrow_mut();
             let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
@@ -251,23 +308,63 @@ impl TcpStream {
         })
         .await
     }
-
-    /// Closes this side (sends FIN); reading goes on until the peer closes.
-    pub fn shutdown(&mut self) {
-        self.with(|socket| socket.close());
-    }
-
-    /// Resets the connection at once.
-    pub fn abort(&mut self) {
-        self.with(|socket| socket.abort());
-    }
 }
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.stack.inner.borrow_mut();
         inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        inner.time_wait_data.remove(&self.handle);
         inner.closing.push(self.handle);
         inner.kick();
+    }
+}
+
+/// The reading half of a [`TcpStream`] ([`TcpStream::into_split`]).
+pub struct TcpReader {
+    stream: Rc<TcpStream>,
+}
+
+impl TcpReader {
+    /// As [`TcpStream::read`].
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.stream.read_shared(buf).await
+    }
+
+    /// The peer's address.
+    pub fn remote_endpoint(&self) -> Option<IpEndpoint> {
+        self.stream.remote_endpoint()
+    }
+}
+
+/// The writing half of a [`TcpStream`] ([`TcpStream::into_split`]).
+pub struct TcpWriter {
+    stream: Rc<TcpStream>,
+}
+
+impl TcpWriter {
+    /// As [`TcpStream::write`].
+    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.stream.write_shared(buf).await
+    }
+
+    /// As [`TcpStream::write_all`].
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
+        self.stream.write_all_shared(buf).await
+    }
+
+    /// As [`TcpStream::flush`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.stream.flush_shared().await
+    }
+
+    /// As [`TcpStream::shutdown`]: the reading half goes on reading.
+    pub fn shutdown(&mut self) {
+        self.stream.with(|socket| socket.close());
+    }
+
+    /// As [`TcpStream::abort`].
+    pub fn abort(&mut self) {
+        self.stream.with(|socket| socket.abort());
     }
 }

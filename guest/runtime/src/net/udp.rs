@@ -6,10 +6,11 @@ use core::task::Poll;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
+use smoltcp::time::Duration;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
 use super::error::Error;
-use super::stack::Stack;
+use super::stack::{self, Stack};
 
 /// Datagrams each direction can hold, and their total bytes.
 const UDP_PACKETS: usize = 64;
@@ -78,8 +79,21 @@ impl UdpSocket {
     }
 }
 
+/// How long a dropped socket may take to send what it still holds.
+const LINGER: Duration = Duration::from_secs(3);
+
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.stack.inner.borrow_mut().sockets.remove(self.handle);
+        let mut inner = self.stack.inner.borrow_mut();
+        if inner.sockets.get::<udp::Socket>(self.handle).send_queue() == 0 {
+            inner.sockets.remove(self.handle);
+            return;
+        }
+        // Datagrams sent just before the drop still go out, as from a
+        // closed socket of a kernel: the driving task removes the socket
+        // once its queue is empty.
+        let deadline = stack::now() + LINGER;
+        inner.closing_udp.push((self.handle, deadline));
+        inner.kick();
     }
 }
