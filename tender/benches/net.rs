@@ -108,6 +108,8 @@ fn start_guest(ns: &NetNs, args: &[&str], ready: &str) -> Child {
     let mut child = ns
         .tender_command(args)
         .stdout(Stdio::piped())
+        // Stopping it makes the tender say "Exiting on signal 15".
+        .stderr(Stdio::null())
         .spawn()
         .expect("start tender");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
