@@ -236,3 +236,30 @@ fn bad_option_after_a_good_mem_option_is_still_refused() {
     let run = refused(["--mem=2", "--bogus", &hello()]);
     assert_message_then_usage(&run, "Invalid option: `--bogus'");
 }
+
+#[test]
+fn kernel_that_is_a_fifo_is_refused_without_hanging() {
+    let fifo = scratch("cli-fifo-kernel").join("kernel.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: creates a FIFO at a path we own.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let run = refused([&fifo]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tender: {}: Could not open: not a regular file\n",
+            fifo.display()
+        )
+    );
+}
+
+#[test]
+fn arguments_that_are_not_utf8_are_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let run = refused([std::ffi::OsStr::new(&hello()), bad]);
+    assert_eq!(
+        run.stderr,
+        "tender: argument is not valid UTF-8: caf\u{fffd}\n"
+    );
+}

@@ -79,6 +79,16 @@ fn argument_ending_exactly_at_the_top_of_memory() {
 }
 
 #[test]
+fn results_written_into_guest_code_are_refused_not_a_crash() {
+    // The tender's own mapping of guest code is read-only (§2): writing a
+    // WALLTIME result there must be an invalid access, never a SIGSEGV.
+    assert_tender_stops(
+        "gpa-text",
+        "hypercall WALLTIME: Invalid guest access: gpa=0x10",
+    );
+}
+
+#[test]
 fn puts_with_a_huge_length() {
     assert_tender_stops(
         "puts-huge",

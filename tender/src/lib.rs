@@ -147,10 +147,11 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     }
 
     signals::install();
-    let mut ram = GuestRam::new(net_ring::allocation(&manifest, mem_size, ring_enabled))?;
-    let ring_gpa = net_ring::reserve(&mut ram, mem_size);
+    let ring_wanted = net_ring::wanted(&manifest, ring_enabled);
+    let mut ram = GuestRam::new(net_ring::allocation(mem_size, ring_wanted))?;
+    let ring_gpa = net_ring::reserve(&mut ram, ring_wanted);
     let mut vm = Vm::new(&ram)?;
-    let image = elf::load_segments(&elf, &ram)?;
+    let image = elf::load_segments(&elf, &mut ram)?;
     vm.set_initial_state(&ram, image.entry, privilege)?;
     let tsc_hz = vm.tsc_hz()?;
 
@@ -169,7 +170,7 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
     }
     manifest.check_all_attached()?;
     let mut ring =
-        ring_gpa.and_then(|gpa| Some((gpa, net_ring::offer(&vm, &ram, &manifest, gpa)?)));
+        ring_gpa.and_then(|gpa| Some((gpa, net_ring::offer(&vm, &mut ram, &manifest, gpa)?)));
     write_boot_info(
         &ram,
         &BootParams {

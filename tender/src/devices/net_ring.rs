@@ -14,7 +14,7 @@ use hvt_abi::ring::{Ring, RingCommit, RingEntry, OP_NET_READ, OP_NET_WRITE, RING
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{Error, Result};
-use crate::vstate::memory::check_range;
+use crate::vstate::memory::{check_protection, check_range, Protected};
 
 /// Iterations the thread spins looking for work before it sleeps.
 const SPIN_BEFORE_SLEEP: u32 = 4096;
@@ -24,11 +24,12 @@ pub const RING_AREA: u64 = 2 << 20;
 
 /// Where the thread finds guest memory. Raw addresses: the mapping outlives
 /// the thread (the thread is joined before the memory is unmapped).
-#[derive(Clone, Copy)]
 struct GuestView {
     host_base: usize,
     /// Guest-visible size: buffers must lie below it (§5).
     visible_size: u64,
+    /// Ranges the host mapping does not let the thread read or write.
+    protected: Vec<Protected>,
     ring: usize,
 }
 
@@ -50,6 +51,7 @@ impl RingService {
     pub fn start(
         host_base: *mut u8,
         visible_size: u64,
+        protected: Vec<Protected>,
         ring_gpa: u64,
         taps: Vec<Option<RawFd>>,
         doorbell: EventFd,
@@ -57,6 +59,7 @@ impl RingService {
         let view = GuestView {
             host_base: host_base as usize,
             visible_size,
+            protected,
             ring: host_base as usize + ring_gpa as usize,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -108,9 +111,12 @@ const NEEDS_KICK: usize = std::mem::offset_of!(Ring, needs_kick);
 const ENTRIES: usize = std::mem::offset_of!(Ring, entries);
 const COMMITS: usize = std::mem::offset_of!(Ring, commits);
 
-/// A validated host pointer to guest buffer `[gpa, gpa + len)`.
-fn buffer(view: &GuestView, gpa: u64, len: u32) -> *mut u8 {
-    if let Err(access) = check_range(gpa, u64::from(len), view.visible_size) {
+/// A validated host pointer to guest buffer `[gpa, gpa + len)`, which the
+/// thread reads (or writes, if `write`).
+fn buffer(view: &GuestView, gpa: u64, len: u32, write: bool) -> *mut u8 {
+    let checked = check_range(gpa, u64::from(len), view.visible_size)
+        .and_then(|()| check_protection(&view.protected, gpa, u64::from(len), write));
+    if let Err(access) = checked {
         fatal(format!("net ring: {access}"));
     }
     (view.host_base + gpa as usize) as *mut u8
@@ -145,7 +151,17 @@ fn serve(view: GuestView, taps: &[Option<RawFd>], stop: &AtomicBool, doorbell: &
         }
         let tail = counter(&view, ENT_TAIL).load(Ordering::Acquire);
         let mut head = counter(&view, ENT_HEAD).load(Ordering::Relaxed);
+        // A guest never has more entries outstanding than the ring holds:
+        // anything else is a corrupt ring, not 2^32 entries of work.
+        if tail.wrapping_sub(head) > RING_SIZE as u32 {
+            fatal(format!(
+                "net ring: invalid indices ent_head={head}, ent_tail={tail}"
+            ));
+        }
         while head != tail {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let slot = head as usize % RING_SIZE;
             // SAFETY: the slot lies inside the ring; the guest does not
             // touch it until `ent_head` moves past it.
@@ -157,13 +173,19 @@ fn serve(view: GuestView, taps: &[Option<RawFd>], stop: &AtomicBool, doorbell: &
             match entry.operation {
                 OP_NET_WRITE => {
                     if let Some(fd) = tap(entry.handle) {
-                        let data = buffer(&view, entry.data, entry.len);
+                        let data = buffer(&view, entry.data, entry.len, false);
                         // SAFETY: `data..data+len` was validated above.
                         let n = unsafe { libc::write(fd, data.cast(), entry.len as usize) };
-                        if n != entry.len as isize {
+                        if n < 0 {
                             fatal(format!(
                                 "Fatal error when writing to the network (ring): {}",
                                 std::io::Error::last_os_error()
+                            ));
+                        }
+                        if n != entry.len as isize {
+                            fatal(format!(
+                                "Fatal error when writing to the network (ring): wrote only {n} out of {} bytes",
+                                entry.len
                             ));
                         }
                     }
@@ -176,7 +198,7 @@ fn serve(view: GuestView, taps: &[Option<RawFd>], stop: &AtomicBool, doorbell: &
                     let (ret, len) = match tap(entry.handle) {
                         None => (result::EINVAL, 0),
                         Some(fd) => {
-                            let data = buffer(&view, entry.data, entry.len);
+                            let data = buffer(&view, entry.data, entry.len, true);
                             // SAFETY: `data..data+len` was validated above.
                             let n = unsafe { libc::read(fd, data.cast(), entry.len as usize) };
                             if n > 0 {

@@ -1,7 +1,7 @@
 //! ELF header and program-header table, with the checks of §2.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -51,12 +51,23 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 impl ElfFile {
     /// Opens `path` and checks the ELF header and program headers.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path)
+        // Non-blocking, so that a FIFO cannot hang the open; only regular
+        // files are executables.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
             .map_err(|e| Error::new(format!("{}: Could not open: {e}", path.display())))?;
-        let len = file
+        let metadata = file
             .metadata()
-            .map_err(|e| Error::new(format!("{}: Could not stat: {e}", path.display())))?
-            .len();
+            .map_err(|e| Error::new(format!("{}: Could not stat: {e}", path.display())))?;
+        if !metadata.is_file() {
+            return Err(Error::new(format!(
+                "{}: Could not open: not a regular file",
+                path.display()
+            )));
+        }
+        let len = metadata.len();
         let mut elf = ElfFile {
             path: path.to_owned(),
             file,
@@ -102,6 +113,11 @@ impl ElfFile {
         self.file
             .read_exact_at(buf, offset)
             .map_err(|e| self.invalid(format!("read at offset 0x{offset:x}: {e}")))
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.len
     }
 
     pub fn file(&self) -> &File {

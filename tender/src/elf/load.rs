@@ -15,10 +15,12 @@ pub struct LoadedImage {
 }
 
 const PAGE: u64 = 4096;
+/// Segment bytes are copied from the file in pieces of this size.
+const COPY_CHUNK: u64 = 1 << 20;
 
 /// Loads every `PT_LOAD` segment with `p_filesz != 0` into `ram` and sets the
 /// host protection of each (§2). `mem_size` is the whole allocation.
-pub fn load_segments(elf: &ElfFile, ram: &GuestRam) -> Result<LoadedImage> {
+pub fn load_segments(elf: &ElfFile, ram: &mut GuestRam) -> Result<LoadedImage> {
     let mem_size = ram.alloc_size();
     if elf.entry < GUEST_MIN_BASE || elf.entry >= mem_size {
         return Err(elf.invalid(format!(
@@ -74,9 +76,23 @@ pub fn load_segments(elf: &ElfFile, ram: &GuestRam) -> Result<LoadedImage> {
         highest_end = end;
         kernel_end = kernel_end.max(end);
 
-        let mut image = vec![0u8; ph.p_filesz as usize];
-        elf.read_at(ph.p_offset, &mut image)?;
-        ram.write_bytes(ph.p_vaddr, &image)?;
+        // Check the file range before reading (a huge p_filesz must not
+        // cost a huge buffer), then copy in bounded chunks.
+        let in_file = ph
+            .p_offset
+            .checked_add(ph.p_filesz)
+            .is_some_and(|end| end <= elf.file_len());
+        if !in_file {
+            return Err(bad("segment data lies past the end of the file"));
+        }
+        let mut chunk = vec![0u8; COPY_CHUNK.min(ph.p_filesz) as usize];
+        let mut copied = 0;
+        while copied < ph.p_filesz {
+            let n = COPY_CHUNK.min(ph.p_filesz - copied) as usize;
+            elf.read_at(ph.p_offset + copied, &mut chunk[..n])?;
+            ram.write_bytes(ph.p_vaddr + copied, &chunk[..n])?;
+            copied += n as u64;
+        }
         // Guest memory is zero-filled already; the bss tail needs no write.
 
         if start % PAGE != 0 || end % PAGE != 0 {

@@ -288,7 +288,7 @@ fn net_read(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
     arg.ret = match backend_of(backends, arg.handle) {
         None => result::EINVAL,
         Some(device) => {
-            let mut buffer = ram.slice(arg.data, arg.len)?;
+            let mut buffer = ram.slice_mut(arg.data, arg.len)?;
             match device.receive(&mut buffer) {
                 Ok(0) => result::AGAIN,
                 Ok(n) => {

@@ -37,6 +37,42 @@ pub fn check_range(gpa: u64, len: u64, limit: u64) -> std::result::Result<(), In
     }
 }
 
+/// Host protection of a part of guest memory that is not read/write: the
+/// loader makes guest code and read-only data read-only (or inaccessible) in
+/// the tender's own mapping (§2). A guest address inside one must not be
+/// written (or read) by the tender, which would fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protected {
+    pub start: u64,
+    pub end: u64,
+    pub prot: libc::c_int,
+}
+
+/// The host-protection part of the §5 check: `[gpa, gpa + len)` may be read
+/// (or written, if `write`) by the tender. Bounds are checked separately.
+pub fn check_protection(
+    protected: &[Protected],
+    gpa: u64,
+    len: u64,
+    write: bool,
+) -> std::result::Result<(), InvalidAccess> {
+    let end = gpa.saturating_add(len);
+    let refused = protected.iter().any(|p| {
+        let overlaps = gpa < p.end && end > p.start;
+        let allowed = if write {
+            p.prot & libc::PROT_WRITE != 0
+        } else {
+            p.prot != libc::PROT_NONE
+        };
+        overlaps && !allowed
+    });
+    if refused {
+        Err(InvalidAccess { gpa, len })
+    } else {
+        Ok(())
+    }
+}
+
 /// The guest's memory: one anonymous, zero-filled mapping at GPA 0.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
@@ -45,6 +81,8 @@ pub struct GuestRam {
     /// Bytes the guest may name in hypercalls; less than `alloc_size` when
     /// the top of the allocation holds the network ring.
     visible_size: u64,
+    /// Ranges the host mapping does not allow to read or write.
+    protected: Vec<Protected>,
 }
 
 impl GuestRam {
@@ -61,6 +99,7 @@ impl GuestRam {
             mem,
             alloc_size,
             visible_size: alloc_size,
+            protected: Vec::new(),
         })
     }
 
@@ -88,18 +127,48 @@ impl GuestRam {
         (host, region.len())
     }
 
-    /// Validates a guest range by the rule of §5.
+    /// Validates a guest range the tender will read, by the rule of §5 and
+    /// the host protection of the range.
     pub fn check(&self, gpa: u64, len: u64) -> std::result::Result<GuestAddress, InvalidAccess> {
-        check_range(gpa, len, self.visible_size).map(|()| GuestAddress(gpa))
+        self.check_access(gpa, len, false)
     }
 
-    /// A validated view of guest memory.
+    /// Validates a guest range the tender reads, or writes if `write`.
+    pub fn check_access(
+        &self,
+        gpa: u64,
+        len: u64,
+        write: bool,
+    ) -> std::result::Result<GuestAddress, InvalidAccess> {
+        check_range(gpa, len, self.visible_size)?;
+        check_protection(&self.protected, gpa, len, write)?;
+        Ok(GuestAddress(gpa))
+    }
+
+    /// The host-protected ranges (for the ring thread's checks).
+    pub fn protected(&self) -> &[Protected] {
+        &self.protected
+    }
+
+    /// A validated view of guest memory the tender reads.
     pub fn slice(
         &self,
         gpa: u64,
         len: u64,
     ) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
-        let addr = self.check(gpa, len)?;
+        let addr = self.check_access(gpa, len, false)?;
+        self.mem
+            .get_slice(addr, len as usize)
+            .map_err(|_| InvalidAccess { gpa, len })
+    }
+
+    /// A validated view of guest memory the tender writes.
+    pub fn slice_mut(
+        &self,
+        gpa: u64,
+        len: u64,
+    ) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
+        let addr = self.check_access(gpa, len, true)?;
         self.mem
             .get_slice(addr, len as usize)
             .map_err(|_| InvalidAccess { gpa, len })
@@ -124,7 +193,7 @@ impl GuestRam {
         value: &T,
     ) -> std::result::Result<(), InvalidAccess> {
         let len = std::mem::size_of::<T>() as u64;
-        let addr = self.check(gpa, len)?;
+        let addr = self.check_access(gpa, len, true)?;
         self.mem
             .write_obj(*value, addr)
             .map_err(|_| InvalidAccess { gpa, len })
@@ -151,7 +220,8 @@ impl GuestRam {
     }
 
     /// Changes the host protection of `[start, end)` of the allocation.
-    pub fn protect(&self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
+    /// Ranges left read/write are not recorded: read/write is the default.
+    pub fn protect(&mut self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
         if start > end || end > self.alloc_size || !start.is_multiple_of(4096) {
             return Err(Error::new(format!(
                 "mprotect range 0x{start:x}-0x{end:x} is invalid"
@@ -172,6 +242,9 @@ impl GuestRam {
                 "mprotect of guest memory failed: {}",
                 std::io::Error::last_os_error()
             )));
+        }
+        if prot != libc::PROT_READ | libc::PROT_WRITE {
+            self.protected.push(Protected { start, end, prot });
         }
         Ok(())
     }
@@ -197,6 +270,30 @@ mod tests {
         assert!(ram.check(top, 0).is_err());
         assert!(ram.check(u64::MAX - 1, 16).is_err());
         assert!(ram.check(0, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn protected_ranges_refuse_the_access_they_forbid() {
+        let mut ram = GuestRam::new(4 << 20).unwrap();
+        ram.protect(0x10_0000, 0x10_2000, libc::PROT_READ).unwrap();
+        ram.protect(0x10_2000, 0x10_3000, libc::PROT_NONE).unwrap();
+        // Reading code is fine, writing it is not.
+        assert!(ram.read_arg::<u64>(0x10_0000).is_ok());
+        assert!(ram.write_arg(0x10_0ff8, &0u64).is_err());
+        assert!(
+            ram.slice_mut(0x0f_fff0, 0x20).is_err(),
+            "straddling into read-only"
+        );
+        assert!(ram.slice(0x0f_fff0, 0x20).is_ok());
+        // No access at all: neither.
+        assert!(ram.read_arg::<u64>(0x10_2008).is_err());
+        assert!(ram.slice(0x10_1ff8, 16).is_err());
+        // Outside them, both.
+        assert!(ram.write_arg(0x10_3000, &1u64).is_ok());
+        assert!(
+            ram.slice(0x10_2000, 0).is_ok(),
+            "an empty range touches nothing"
+        );
     }
 
     #[test]

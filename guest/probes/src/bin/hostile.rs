@@ -48,6 +48,9 @@ fn main(start: &StartInfo) -> i32 {
         }
         // WALLTIME whose argument lies past the end of memory.
         "gpa-oob" => outl(PIO_BASE + nr::WALLTIME, (mem_size() + 0x1000) as u32),
+        // WALLTIME whose result would land in the guest's own code, which
+        // the tender maps read-only.
+        "gpa-text" => outl(PIO_BASE + nr::WALLTIME, main as *const () as usize as u32),
         // WALLTIME whose 8-byte argument ends exactly at the top of memory.
         "gpa-top" => outl(PIO_BASE + nr::WALLTIME, (mem_size() - 8) as u32),
         "puts-huge" => {
