@@ -648,3 +648,67 @@ fn two_nics_use_handles_1_and_2() {
         .iter()
         .any(|f| is_udp_frame_to(f, &macs[1], "hello service1")));
 }
+
+#[test]
+fn corrupt_ring_indices_end_the_tender() {
+    if skip() {
+        return;
+    }
+    let mut ns = NetNs::new();
+    let tap = ns.add_tap(None, true, None);
+    let run = ns.tender([
+        "--mem=64",
+        &format!("--net:service0={tap}"),
+        &netprobe(),
+        "ring-garbage",
+    ]);
+    assert_no_panic(&run);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(!run.stdout.contains("survived"), "{}", run.output());
+    assert!(
+        run.stderr
+            .contains("tender: net ring: invalid indices ent_head=0, ent_tail=2147483648"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn an_8_bit_doorbell_is_refused() {
+    if skip() {
+        return;
+    }
+    let mut ns = NetNs::new();
+    let tap = ns.add_tap(None, true, None);
+    let run = ns.tender([
+        "--mem=64",
+        &format!("--net:service0={tap}"),
+        &netprobe(),
+        "kick8",
+    ]);
+    assert_no_panic(&run);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(
+        run.stderr.contains("Invalid guest port access: port=0x600"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn the_ring_is_offered_at_4_gib_too() {
+    if skip() {
+        return;
+    }
+    let mut ns = NetNs::new();
+    let tap = ns.add_tap(None, true, None);
+    // kick8 first checks that a ring is offered ("no ring offered", 2).
+    let run = ns.tender([
+        "--mem=4096",
+        &format!("--net:service0={tap}"),
+        &netprobe(),
+        "kick8",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(!run.stdout.contains("no ring offered"), "{}", run.output());
+}

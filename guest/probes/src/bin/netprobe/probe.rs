@@ -8,7 +8,10 @@
 //! prints "ready", answers ARP requests for those addresses and exits 0 once
 //! every device has received a UDP datagram for its address ("NAME: got
 //! UDP: PAYLOAD"), or 1 after 30 seconds. With "short-write" instead, it
-//! writes a 5-byte frame, which must end the tender.
+//! writes a 5-byte frame, which must end the tender. With "ring-garbage" it
+//! corrupts the shared-memory ring's indices and rings the doorbell; with
+//! "kick8" it rings the doorbell with an 8-bit OUT: both must end the
+//! tender too.
 
 use hvt_bindings::net::{self, NetError};
 use hvt_bindings::{clock, poll, println};
@@ -100,6 +103,9 @@ pub fn run(names: &[&str], cmdline: &str) -> i32 {
         }
         return 3;
     }
+    if first == "ring-garbage" || first == "kick8" {
+        return abuse_ring(first);
+    }
     let mut next = Some(first);
     for device in devices.iter_mut().flatten() {
         match next.and_then(parse_ipv4) {
@@ -183,4 +189,35 @@ fn handle_frame(device: &mut Device, frame: &[u8]) {
         println!("{}: got UDP: {text}", device.name);
         device.done = true;
     }
+}
+
+/// Misuses the shared-memory ring (§6.7) the way `action` says.
+fn abuse_ring(action: &str) -> i32 {
+    let Some(info) = hvt_bindings::boot::boot_info() else {
+        return 2;
+    };
+    if info.host_features & hvt_bindings::abi::boot::HOST_FEATURE_RING_IO == 0 {
+        println!("netprobe: no ring offered");
+        return 2;
+    }
+    let ring = info.net_ring as *mut hvt_bindings::abi::ring::Ring;
+    if action == "ring-garbage" {
+        // 2^31 entries "outstanding": far more than the ring holds.
+        // SAFETY: the ring is ours to write (it is the guest's half).
+        unsafe {
+            let tail = core::ptr::addr_of_mut!((*ring).ent_tail);
+            tail.write_volatile(0x8000_0000);
+            core::arch::asm!("out dx, eax", in("dx") 0x600u16, in("eax") 0u32);
+        }
+        // Give the I/O thread time to look.
+        let deadline = clock::monotonic_ns() + 2_000_000_000;
+        while clock::monotonic_ns() < deadline {
+            poll::yield_until(deadline);
+        }
+    } else {
+        // SAFETY: an 8-bit OUT to the doorbell: refused by the tender.
+        unsafe { core::arch::asm!("out dx, al", in("dx") 0x600u16, in("al") 0u8) };
+    }
+    println!("netprobe: survived {action}");
+    3
 }
