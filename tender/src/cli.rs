@@ -6,7 +6,7 @@
 //! (A general parser such as clap cannot express `--net:NAME=IFACE`, whose
 //! names come from the kernel's manifest.)
 
-use hvt_abi::layout::{CMDLINE_SIZE, DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
+use hvt_abi::layout::{CMDLINE_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
 
 use crate::error::{Error, Result};
 
@@ -82,9 +82,6 @@ pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
     let warning = (size != requested).then(|| format!("adjusting memory to {size} bytes"));
     Ok((size, warning))
 }
-
-/// Default memory when no `--mem` is given.
-pub const DEFAULT_MEM: u64 = DEFAULT_MEM_SIZE;
 
 #[cfg(test)]
 mod tests {

@@ -119,7 +119,7 @@ fn run(args: &[String], modules: &mut [Box<dyn Module>]) -> Result<i32> {
         Privilege::Kernel
     };
 
-    let mut mem_size = cli::DEFAULT_MEM;
+    let mut mem_size = hvt_abi::layout::DEFAULT_MEM_SIZE;
     let mut ring_enabled = true;
     for option in &options {
         if option == "--no-net-ring" {

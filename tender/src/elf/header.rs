@@ -120,10 +120,6 @@ impl ElfFile {
         self.len
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     fn parse(&mut self) -> Result<()> {
         let mut ehdr = [0u8; EHDR_SIZE];
         if self.len < EHDR_SIZE as u64 {

@@ -50,11 +50,6 @@ impl NetDevice {
         self.info
     }
 
-    /// True when frames go through the shared-memory ring.
-    pub fn uses_ring(&self) -> bool {
-        self.ring.is_some()
-    }
-
     fn read_frame(&mut self) -> Result<usize, NetError> {
         match self.ring.as_mut() {
             Some(ring) => ring.read(self.info.handle, &mut self.rx),

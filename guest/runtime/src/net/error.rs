@@ -2,10 +2,14 @@
 
 use core::fmt;
 
+use super::config::ConfigError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// The network device is not in the manifest or not attached.
     NoDevice,
+    /// A malformed addressing option on the command line.
+    Config(ConfigError),
     /// The peer reset the connection, or it timed out.
     ConnectionReset,
     /// The connection is not open (closed, or never connected).
@@ -23,6 +27,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Error::Config(error) => return error.fmt(f),
             Error::NoDevice => "network device not attached",
             Error::ConnectionReset => "connection reset",
             Error::NotConnected => "not connected",

@@ -3,7 +3,7 @@
 //! TCP and UDP sockets on top.
 //!
 //! ```ignore
-//! let stack = Stack::from_args("service", &args).await?;   // --ipv4=10.0.0.2/24, or DHCP
+//! let stack = Stack::from_args("service", &args)?;   // --ipv4=10.0.0.2/24, or DHCP
 //! let mut listener = TcpListener::bind(&stack, 7, 8)?;
 //! let mut conn = listener.accept().await?;
 //! ```

@@ -6,6 +6,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec;
+use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
 use hvt_abi::boot::HOST_FEATURE_RING_IO;
@@ -27,12 +28,6 @@ pub struct RingClient {
     next_id: u32,
 }
 
-fn counter(field: *mut u32) -> &'static AtomicU32 {
-    // SAFETY: the ring lives in guest memory for the life of the guest; its
-    // counters are naturally aligned u32s shared with the host.
-    unsafe { AtomicU32::from_ptr(field) }
-}
-
 impl RingClient {
     /// The ring, if the tender offers one.
     pub fn from_boot_info() -> Option<RingClient> {
@@ -47,25 +42,27 @@ impl RingClient {
         })
     }
 
+    /// The ring counter at byte `offset` of `struct hvt_ring`.
+    fn counter(&self, offset: usize) -> &'static AtomicU32 {
+        // SAFETY: the ring lives in guest memory for the life of the guest;
+        // `offset` names one of its naturally aligned u32 counters, shared
+        // with the host.
+        unsafe { AtomicU32::from_ptr(self.ring.cast::<u8>().add(offset).cast()) }
+    }
     fn ent_tail(&self) -> &'static AtomicU32 {
-        // SAFETY: field of the shared ring (see `counter`).
-        counter(unsafe { core::ptr::addr_of_mut!((*self.ring).ent_tail) })
+        self.counter(offset_of!(Ring, ent_tail))
     }
     fn ent_head(&self) -> &'static AtomicU32 {
-        // SAFETY: as above.
-        counter(unsafe { core::ptr::addr_of_mut!((*self.ring).ent_head) })
+        self.counter(offset_of!(Ring, ent_head))
     }
     fn com_head(&self) -> &'static AtomicU32 {
-        // SAFETY: as above.
-        counter(unsafe { core::ptr::addr_of_mut!((*self.ring).com_head) })
+        self.counter(offset_of!(Ring, com_head))
     }
     fn com_tail(&self) -> &'static AtomicU32 {
-        // SAFETY: as above.
-        counter(unsafe { core::ptr::addr_of_mut!((*self.ring).com_tail) })
+        self.counter(offset_of!(Ring, com_tail))
     }
     fn needs_kick(&self) -> &'static AtomicU32 {
-        // SAFETY: as above.
-        counter(unsafe { core::ptr::addr_of_mut!((*self.ring).needs_kick) })
+        self.counter(offset_of!(Ring, needs_kick))
     }
 
     /// Publishes `entry` in the next slot and rings the doorbell if the

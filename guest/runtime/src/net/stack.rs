@@ -217,12 +217,8 @@ impl Stack {
 
     /// Brings up `name` with the addresses given on the command line
     /// (`--ipv4=`, `--ipv4-gateway=`, `--ipv6=`, `--ipv6-gateway=`), or DHCPv4.
-    pub fn from_args(name: &str, args: &crate::Args) -> Result<Stack, crate::net::ConfigError> {
-        let config = Config::from_args(args)?;
-        Stack::new(name, config).map_err(|_| crate::net::ConfigError {
-            option: "network device",
-            value: "not attached",
-        })
+    pub fn from_args(name: &str, args: &crate::Args) -> Result<Stack, Error> {
+        Stack::new(name, Config::from_args(args).map_err(Error::Config)?)
     }
 
     /// Waits until the interface has an IPv4 address (at once when static).
