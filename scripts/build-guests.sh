@@ -4,6 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/target/guest/x86_64-unknown-none/release"
+"$root/scripts/setup-toolchain.sh"
 (cd "$root/guest" && cargo build --release --target-dir "$root/target/guest")
 mkdir -p "$root/target/guests"
 for image in "$out"/*; do

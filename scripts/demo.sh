@@ -3,6 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+scripts/setup-toolchain.sh
 cargo build --release --workspace
 scripts/build-guests.sh
 echo "+ target/x86_64-unknown-linux-gnu/release/tender target/guests/hello.hvt Hello_Solo5"

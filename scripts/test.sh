@@ -4,6 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+scripts/setup-toolchain.sh
 cargo fmt --all -- --check
 (cd guest && cargo fmt --all -- --check)
 cargo clippy --workspace --all-targets -- -D warnings

@@ -104,3 +104,94 @@ crate::assert_layout!(Poll, size = 24, timeout_nsecs @ 0, ready_set @ 8, ret @ 1
 crate::assert_layout!(BlockIo, size = 40, handle @ 0, offset @ 8, data @ 16, len @ 24, ret @ 32);
 crate::assert_layout!(NetIo, size = 32, handle @ 0, data @ 8, len @ 16, ret @ 24);
 crate::assert_layout!(Halt, size = 16, cookie @ 0, exit_status @ 8);
+
+/// Upper-case name of hypercall `number`, as the tender's messages print it.
+pub fn name(number: u16) -> &'static str {
+    match number {
+        nr::WALLTIME => "WALLTIME",
+        nr::PUTS => "PUTS",
+        nr::POLL => "POLL",
+        nr::BLOCK_WRITE => "BLOCK_WRITE",
+        nr::BLOCK_READ => "BLOCK_READ",
+        nr::NET_WRITE => "NET_WRITE",
+        nr::NET_READ => "NET_READ",
+        nr::HALT => "HALT",
+        _ => "INVALID",
+    }
+}
+
+/// How a guest buffer's length is given in an argument struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferLen {
+    /// The `u64` field at this byte offset of the struct.
+    Field(usize),
+    /// A fixed length, when the pointer is non-zero (the HALT cookie).
+    Fixed(u64),
+}
+
+/// A guest pointer field of an argument struct (§5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferField {
+    /// Byte offset of the `u64` guest address in the struct.
+    pub ptr_offset: usize,
+    /// Where its length comes from.
+    pub len: BufferLen,
+    /// True when the tender writes into the buffer (reads from devices).
+    pub written_by_tender: bool,
+}
+
+/// The shape of a hypercall's argument struct: its size and the guest
+/// buffers it names. Someone who moves arguments between address spaces
+/// (an in-process tender) needs exactly this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgShape {
+    pub size: usize,
+    pub buffers: &'static [BufferField],
+}
+
+/// The argument shape of hypercall `number`, `None` for an invalid number.
+pub fn arg_shape(number: u16) -> Option<ArgShape> {
+    use core::mem::{offset_of, size_of};
+    const fn field(ptr_offset: usize, len_offset: usize, written: bool) -> BufferField {
+        BufferField {
+            ptr_offset,
+            len: BufferLen::Field(len_offset),
+            written_by_tender: written,
+        }
+    }
+    const PUTS: &[BufferField] = &[field(offset_of!(Puts, data), offset_of!(Puts, len), false)];
+    const BLOCK_WRITE: &[BufferField] = &[field(
+        offset_of!(BlockIo, data),
+        offset_of!(BlockIo, len),
+        false,
+    )];
+    const BLOCK_READ: &[BufferField] = &[field(
+        offset_of!(BlockIo, data),
+        offset_of!(BlockIo, len),
+        true,
+    )];
+    const NET_WRITE: &[BufferField] = &[field(
+        offset_of!(NetIo, data),
+        offset_of!(NetIo, len),
+        false,
+    )];
+    const NET_READ: &[BufferField] =
+        &[field(offset_of!(NetIo, data), offset_of!(NetIo, len), true)];
+    const HALT: &[BufferField] = &[BufferField {
+        ptr_offset: offset_of!(Halt, cookie),
+        len: BufferLen::Fixed(HALT_COOKIE_MAX),
+        written_by_tender: false,
+    }];
+    let (size, buffers): (usize, &'static [BufferField]) = match number {
+        nr::WALLTIME => (size_of::<Walltime>(), &[]),
+        nr::PUTS => (size_of::<Puts>(), PUTS),
+        nr::POLL => (size_of::<Poll>(), &[]),
+        nr::BLOCK_WRITE => (size_of::<BlockIo>(), BLOCK_WRITE),
+        nr::BLOCK_READ => (size_of::<BlockIo>(), BLOCK_READ),
+        nr::NET_WRITE => (size_of::<NetIo>(), NET_WRITE),
+        nr::NET_READ => (size_of::<NetIo>(), NET_READ),
+        nr::HALT => (size_of::<Halt>(), HALT),
+        _ => return None,
+    };
+    Some(ArgShape { size, buffers })
+}

@@ -29,9 +29,10 @@ pub const USER_TSS_IOMAP_OFFSET: u16 = 104;
 /// Bytes of the I/O bitmap: one bit per port, all clear (every port
 /// reaches the tender, which refuses all but its own), then one byte of
 /// all ones as the architecture requires.
-pub const USER_TSS_IOMAP_SIZE: u64 = 65536 / 8 + 1;
+pub const USER_TSS_IOMAP_SIZE: u64 = USER_TSS_IOMAP_BYTES as u64;
+const USER_TSS_IOMAP_BYTES: u32 = 65536 / 8 + 1;
 /// TR limit: TSS plus bitmap, minus one.
-pub const USER_TSS_LIMIT: u32 = USER_TSS_IOMAP_OFFSET as u32 + USER_TSS_IOMAP_SIZE as u32 - 1;
+pub const USER_TSS_LIMIT: u32 = USER_TSS_IOMAP_OFFSET as u32 + USER_TSS_IOMAP_BYTES - 1;
 
 /// Default guest memory (512 MiB), in bytes.
 pub const DEFAULT_MEM_SIZE: u64 = 512 << 20;

@@ -30,6 +30,16 @@ pub mod target {
 /// `HVT_ABI_VERSION`.
 pub const HVT_ABI_VERSION: u32 = 2;
 
+/// A note's `namesz` or `descsz` from a `usize` length: a length that does
+/// not fit fails the build (every caller here is evaluated in `const`).
+const fn note_size(len: usize) -> u32 {
+    assert!(len <= u32::MAX as usize);
+    // reason: checked just above, so the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
+    let size = len as u32;
+    size
+}
+
 /// The generic 12-byte ELF note header.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,8 +71,8 @@ pub struct AbiNote {
 impl AbiNote {
     pub const HVT: AbiNote = AbiNote {
         header: NoteHeader {
-            namesz: SOLO5_NOTE_NAME.len() as u32,
-            descsz: core::mem::size_of::<AbiDesc>() as u32,
+            namesz: note_size(SOLO5_NOTE_NAME.len()),
+            descsz: note_size(core::mem::size_of::<AbiDesc>()),
             kind: ABI1_NOTE_TYPE,
         },
         name: *b"Solo5\0\0\0",
@@ -90,8 +100,8 @@ impl<const N: usize> ManifestNote<N> {
     pub const fn new(mft: Mft<N>) -> Self {
         ManifestNote {
             header: NoteHeader {
-                namesz: SOLO5_NOTE_NAME.len() as u32,
-                descsz: (4 + core::mem::size_of::<Mft<N>>()) as u32,
+                namesz: note_size(SOLO5_NOTE_NAME.len()),
+                descsz: note_size(4 + core::mem::size_of::<Mft<N>>()),
                 kind: MFT1_NOTE_TYPE,
             },
             name: *b"Solo5\0\0\0",
@@ -153,7 +163,7 @@ impl UnprivilegedNote {
     pub const CPL3: UnprivilegedNote = UnprivilegedNote {
         header: NoteHeader {
             namesz: TENDER_NOTE_NAMESZ,
-            descsz: core::mem::size_of::<UnprivilegedDesc>() as u32,
+            descsz: note_size(core::mem::size_of::<UnprivilegedDesc>()),
             kind: UNPRIVILEGED_NOTE_TYPE,
         },
         name: *TENDER_NOTE_NAME,

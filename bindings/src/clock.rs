@@ -1,7 +1,7 @@
 //! Clocks (§6.2): monotonic time from the TSC without exits, wall time by
 //! hypercall.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hvt_abi::hypercall::{nr, Walltime};
 
@@ -24,7 +24,7 @@ impl TscScale {
             let mult = (1_000_000_000u128 << shift) / freq;
             if mult <= u32::MAX as u128 || shift == 0 {
                 return TscScale {
-                    mult: mult.min(u32::MAX as u128) as u32,
+                    mult: u32::try_from(mult).unwrap_or(u32::MAX),
                     shift,
                 };
             }
@@ -32,13 +32,17 @@ impl TscScale {
         }
     }
 
+    // reason: the result is nanoseconds since boot, below 2^64 for 584 years;
+    // past that, wrapping is intended. On the hot path (every clock read), so
+    // no check.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ((ticks as u128 * self.mult as u128) >> self.shift) as u64
     }
 }
 
-static MULT: AtomicU64 = AtomicU64::new(0);
-static SHIFT: AtomicU64 = AtomicU64::new(0);
+static MULT: AtomicU32 = AtomicU32::new(0);
+static SHIFT: AtomicU32 = AtomicU32::new(0);
 static TSC_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// Reads the time-stamp counter (no exit on KVM).
@@ -58,8 +62,8 @@ pub fn rdtsc() -> u64 {
 /// Sets up the monotonic clock from the TSC frequency in the boot info.
 pub fn init(freq_hz: u64) {
     let scale = TscScale::new(freq_hz);
-    MULT.store(scale.mult as u64, Ordering::Relaxed);
-    SHIFT.store(scale.shift as u64, Ordering::Relaxed);
+    MULT.store(scale.mult, Ordering::Relaxed);
+    SHIFT.store(scale.shift, Ordering::Relaxed);
     TSC_BASE.store(rdtsc(), Ordering::Relaxed);
 }
 
@@ -73,8 +77,8 @@ pub fn monotonic_ns() -> u64 {
 #[cfg(target_os = "none")]
 pub fn monotonic_ns() -> u64 {
     let scale = TscScale {
-        mult: MULT.load(Ordering::Relaxed) as u32,
-        shift: SHIFT.load(Ordering::Relaxed) as u32,
+        mult: MULT.load(Ordering::Relaxed),
+        shift: SHIFT.load(Ordering::Relaxed),
     };
     scale.ticks_to_ns(rdtsc().wrapping_sub(TSC_BASE.load(Ordering::Relaxed)))
 }

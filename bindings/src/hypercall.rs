@@ -12,12 +12,20 @@
 pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
     // No `nomem`: the asm is a compiler barrier, so the argument struct is
     // written before and read after the exit (x86 is TSO, no fence needed).
-    core::arch::asm!(
-        "out dx, eax",
-        in("dx") hvt_abi::hypercall::PIO_BASE + nr,
-        in("eax") arg as usize as u32,
-        options(nostack, preserves_flags),
-    );
+    // reason: guest memory ends at 4 GiB at most (`MAX_MEM_SIZE`), so the
+    // address of a guest struct fits in EAX; on every hypercall, so no check.
+    #[allow(clippy::cast_possible_truncation)]
+    let gpa = arg as usize as u32;
+    // SAFETY: the caller guarantees `arg` is the struct `nr` expects; the
+    // `out` only exits to the tender, which reads and writes that struct.
+    unsafe {
+        core::arch::asm!(
+            "out dx, eax",
+            in("dx") hvt_abi::hypercall::PIO_BASE + nr,
+            in("eax") gpa,
+            options(nostack, preserves_flags),
+        );
+    }
 }
 
 /// Host build: forwards to the installed transport.

@@ -83,5 +83,7 @@ pub fn read(handle: u64, buffer: &mut [u8]) -> Result<usize, NetError> {
     // SAFETY: a NET_READ argument naming a live, writable buffer.
     unsafe { hypercall(nr::NET_READ, &mut arg) };
     check(arg.ret)?;
-    Ok((arg.len as usize).min(buffer.len()))
+    Ok(usize::try_from(arg.len)
+        .unwrap_or(usize::MAX)
+        .min(buffer.len()))
 }

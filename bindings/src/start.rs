@@ -79,7 +79,7 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
     let (level, cmdline) = strip_log_options(raw.to_str().unwrap_or(""));
     console::set_log_level(level);
     let heap_start = (core::ptr::addr_of!(_end) as usize + 0xFFF) & !0xFFF;
-    let mem_size = info.mem_size as usize;
+    let mem_size = usize::try_from(info.mem_size).unwrap_or(usize::MAX);
     if mem_size < heap_start + MIN_HEAP {
         crate::log!(LogLevel::Error, "ABORT: Not enough memory");
         exit::halt(hvt_abi::hypercall::exit::ABORT);

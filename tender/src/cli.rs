@@ -6,9 +6,9 @@
 //! (A general parser such as clap cannot express `--net:NAME=IFACE`, whose
 //! names come from the kernel's manifest.)
 
-use hvt_abi::layout::{CMDLINE_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
+use hvt_abi::layout::CMDLINE_SIZE;
 
-use crate::error::{Error, Result};
+use tender_core::error::{Error, Result};
 
 /// What the first pass found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,31 +58,6 @@ pub fn parse(args: &[String]) -> Result<Command> {
     }))
 }
 
-/// A `--mem=` value, sized as upstream does (§3.1). Returns the size in
-/// bytes and, when it was adjusted, the warning to print.
-pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
-    let mib: i64 = value
-        .parse()
-        .ok()
-        .filter(|&n| n != 0)
-        .ok_or_else(|| Error::new("Malformed argument to --mem"))?;
-    // Upstream shifts a signed size: a negative value wraps to a huge size
-    // and fails the maximum check, as does one whose shift overflows.
-    let requested = (mib as u64).saturating_mul(1 << 20);
-    let mut size = requested & !(MEM_GRANULE - 1);
-    if size == 0 {
-        size = MEM_GRANULE;
-    }
-    if size > MAX_MEM_SIZE {
-        // Upstream reports the size after rounding down to 2 MiB.
-        return Err(Error::new(format!(
-            "guest memory size {size} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
-        )));
-    }
-    let warning = (size != requested).then(|| format!("adjusting memory to {size} bytes"));
-    Ok((size, warning))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,34 +99,5 @@ mod tests {
             parse(&args(&["k", &long])).unwrap_err().message(),
             "Guest command line too long (max=8191 characters)"
         );
-    }
-
-    #[test]
-    fn memory_is_sized_like_upstream() {
-        assert_eq!(parse_mem("512").unwrap(), (512 << 20, None));
-        assert_eq!(
-            parse_mem("3").unwrap(),
-            (2 << 20, Some("adjusting memory to 2097152 bytes".into()))
-        );
-        assert_eq!(parse_mem("1").unwrap().0, 2 << 20);
-        assert_eq!(parse_mem("4097").unwrap().0, 4 << 30);
-        for bad in ["0", "x", "", "12x"] {
-            assert_eq!(
-                parse_mem(bad).unwrap_err().message(),
-                "Malformed argument to --mem"
-            );
-        }
-        assert!(parse_mem("4098")
-            .unwrap_err()
-            .message()
-            .contains("exceeds the max size 4294967296 bytes"));
-        assert!(parse_mem("-1")
-            .unwrap_err()
-            .message()
-            .contains("exceeds the max size"));
-        assert!(parse_mem("99999999999999999")
-            .unwrap_err()
-            .message()
-            .contains("exceeds the max size"));
     }
 }

@@ -11,7 +11,7 @@ fn main() {
                     "tender: argument is not valid UTF-8: {}",
                     raw.to_string_lossy()
                 );
-                std::process::exit(tender::error::TENDER_ERROR_EXIT);
+                std::process::exit(tender_core::error::TENDER_ERROR_EXIT);
             }
         }
     }

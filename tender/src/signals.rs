@@ -1,26 +1,38 @@
 //! SIGINT and SIGTERM end the tender with "Exiting on signal N", exit 1 (§8).
 
-extern "C" fn on_signal(signal: libc::c_int) {
-    // Only async-signal-safe calls here: format into a stack buffer, write, _exit.
-    let mut message = *b"tender: Exiting on signal   \n";
-    let digits = message.len() - 3;
-    message[digits] = b'0' + ((signal / 10) % 10) as u8;
-    message[digits + 1] = b'0' + (signal % 10) as u8;
-    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+use tender_core::error::{Error, Result, TENDER_ERROR_EXIT};
+use vmm_sys_util::signal::register_signal_handler;
+
+extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Only async-signal-safe calls here: format into a stack buffer, write,
+    // _exit. Signal numbers are below 100: one or two digits, as upstream's
+    // "%d" prints them.
+    let mut message = *b"tender: Exiting on signal NN\n";
+    let number = u8::try_from(signal.clamp(0, 99)).unwrap_or(0);
+    let start = message.len() - 3;
+    let len = if number >= 10 {
+        message[start] = b'0' + number / 10;
+        message[start + 1] = b'0' + number % 10;
+        message[start + 2] = b'\n';
+        message.len()
+    } else {
+        message[start] = b'0' + number;
+        message[start + 1] = b'\n';
+        message.len() - 1
+    };
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours
+    // and `len` is within it.
     unsafe {
-        libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), message.len());
-        libc::_exit(crate::error::TENDER_ERROR_EXIT);
+        libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), len);
+        libc::_exit(TENDER_ERROR_EXIT);
     }
 }
 
-pub fn install() {
+/// Installs the handler for SIGINT and SIGTERM.
+pub fn install() -> Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs a handler that only calls async-signal-safe functions.
-        unsafe {
-            libc::signal(
-                signal,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
+        register_signal_handler(signal, on_signal)
+            .map_err(|e| Error::new(format!("Could not install a signal handler: {e}")))?;
     }
+    Ok(())
 }

@@ -51,8 +51,8 @@ async fn discard(mut conn: TcpStream) {
 /// Port 19: send a pattern until the peer goes away.
 async fn source(mut conn: TcpStream) {
     let mut chunk = [0u8; 16384];
-    for (i, byte) in chunk.iter_mut().enumerate() {
-        *byte = i as u8;
+    for (byte, value) in chunk.iter_mut().zip((0..=u8::MAX).cycle()) {
+        *byte = value;
     }
     while conn.write_all(&chunk).await.is_ok() {}
 }

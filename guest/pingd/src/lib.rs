@@ -136,7 +136,8 @@ async fn answer_all(
                 }
             }
         }
-        io::readable(info.handle as usize).await;
+        // A handle beyond usize fails io::readable's range check.
+        io::readable(usize::try_from(info.handle).unwrap_or(usize::MAX)).await;
     }
 }
 

@@ -17,6 +17,12 @@ hvt_runtime::main!(main);
 /// Steps of the allocation workload (shared with the host benchmark).
 const CHURN_STEPS: usize = 2_000_000;
 
+/// `duration` in nanoseconds. The durations here come from `Instant`, which
+/// counts u64 nanoseconds, so they always fit.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 async fn main(_args: Args) -> Result<(), &'static str> {
     // Spawn and complete: batches of 10,000 trivial tasks.
     let tasks = 10_000u64;
@@ -31,7 +37,7 @@ async fn main(_args: Args) -> Result<(), &'static str> {
         if sum != tasks * (tasks - 1) / 2 {
             return Err("lost a task");
         }
-        best = best.min(start.elapsed().as_nanos() as u64 / tasks);
+        best = best.min(nanos(start.elapsed()) / tasks);
     }
     println!("bench.spawn_complete_ns={best}");
 
@@ -40,7 +46,7 @@ async fn main(_args: Args) -> Result<(), &'static str> {
     for _ in 0..200 {
         let asked = Instant::now() + Duration::from_millis(1);
         hvt_runtime::time::sleep_until(asked).await;
-        late.push((Instant::now() - asked).as_nanos() as u64);
+        late.push(nanos(Instant::now() - asked));
     }
     late.sort_unstable();
     println!("bench.timer_late_median_us={}", late[late.len() / 2] / 1000);
@@ -54,7 +60,7 @@ async fn main(_args: Args) -> Result<(), &'static str> {
     }
     println!(
         "bench.yield_roundtrip_ns={}",
-        start.elapsed().as_nanos() as u64 / rounds
+        nanos(start.elapsed()) / rounds
     );
 
     // Allocation throughput of the guest heap (talc).
@@ -62,7 +68,7 @@ async fn main(_args: Args) -> Result<(), &'static str> {
     let checksum =
         hvt_runtime::churn::churn(hvt_runtime::memory::global_allocator(), CHURN_STEPS, 42)
             .ok_or("allocation failed")?;
-    let ns = start.elapsed().as_nanos() as u64;
+    let ns = nanos(start.elapsed());
     println!("bench.alloc_steps={CHURN_STEPS}");
     println!("bench.alloc_ns={ns}");
     println!("bench.alloc_checksum={checksum}");

@@ -22,6 +22,8 @@ pub fn churn<A: GlobalAlloc>(allocator: &A, steps: usize, seed: u64) -> Option<u
     let mut failed = false;
     for _ in 0..steps {
         let r = next();
+        // reason: below SLOTS (256).
+        #[allow(clippy::cast_possible_truncation)]
         let slot = (r % SLOTS as u64) as usize;
         let (old, old_size) = slots[slot];
         if !old.is_null() {
@@ -36,10 +38,11 @@ pub fn churn<A: GlobalAlloc>(allocator: &A, steps: usize, seed: u64) -> Option<u
             slots[slot] = (core::ptr::null_mut(), 0);
             break;
         }
+        let [first, last, ..] = r.to_le_bytes();
         // SAFETY: `ptr` is a fresh block of `size` bytes.
         unsafe {
-            ptr.write(r as u8);
-            ptr.add(size - 1).write((r >> 8) as u8);
+            ptr.write(first);
+            ptr.add(size - 1).write(last);
             checksum =
                 checksum.wrapping_add(u64::from(ptr.read()) + u64::from(ptr.add(size - 1).read()));
         }

@@ -26,9 +26,9 @@ use std::sync::Once;
 use core::fmt::Display;
 use core::future::Future;
 
-use tender::mock::{self, GuestExit, MockConfig, MockTender};
+use tender_mock::{self as mock, GuestExit, MockConfig, MockTender};
 
-pub use tender::devices::wire::{WireConfig, WireStats};
+pub use tender_mock::{WireConfig, WireStats};
 
 use crate::Args;
 
@@ -100,6 +100,7 @@ where
         cmdline,
         net_devices: devices,
         wire,
+        ..MockConfig::default()
     };
     mock::install(MockTender::with_config(&config).expect("mock tender"));
     hvt_bindings::host::set_transport(mock::hypercall);

@@ -16,8 +16,9 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    fn below(&mut self, n: usize) -> usize {
+        let n = u64::try_from(n).unwrap();
+        usize::try_from(self.next() % n).unwrap()
     }
 }
 
@@ -70,7 +71,7 @@ fn random_sizes_and_alignments_keep_their_contents() {
                 0 => 1 + rng.below(64 << 10),
                 1..=3 => 1 + rng.below(4096),
                 _ => 1 + rng.below(256),
-            } as usize;
+            };
             let align = 1usize << rng.below(13); // 1 ..= 4096
             let layout = Layout::from_size_align(size, align).unwrap();
             // SAFETY: a non-zero-sized layout.
@@ -80,12 +81,12 @@ fn random_sizes_and_alignments_keep_their_contents() {
             }
             assert_eq!(ptr as usize % align, 0, "misaligned block");
             assert!(ptr as usize >= heap.base && ptr as usize + size <= heap.base + heap.size);
-            let fill = round as u8 | 1;
+            let fill = (round & 0xFF) as u8 | 1;
             // SAFETY: freshly allocated, `size` bytes.
             unsafe { ptr.write_bytes(fill, size) };
             live.push(Block { ptr, layout, fill });
         } else {
-            let block = live.swap_remove(rng.below(live.len() as u64) as usize);
+            let block = live.swap_remove(rng.below(live.len()));
             check(&block);
             // SAFETY: allocated above with this layout, freed once.
             unsafe { heap.allocator.dealloc(block.ptr, block.layout) };
@@ -128,8 +129,9 @@ fn fragmented_heap_still_serves_a_large_block_once_freed() {
         unsafe { heap.allocator.dealloc(*ptr, small) };
     }
     // SAFETY: non-zero-sized layout.
+    let none = unsafe { heap.allocator.alloc(large) };
     assert!(
-        unsafe { heap.allocator.alloc(large) }.is_null(),
+        none.is_null(),
         "a 1 MiB block cannot fit in 1000-byte holes"
     );
     for ptr in blocks.iter().skip(1).step_by(2) {
@@ -147,8 +149,12 @@ fn exhaustion_returns_null_instead_of_corrupting() {
     let heap = heap(1 << 20);
     let layout = Layout::from_size_align(64 << 10, 16).unwrap();
     let mut count = 0;
-    // SAFETY (loop): non-zero-sized layout.
-    while !unsafe { heap.allocator.alloc(layout) }.is_null() {
+    loop {
+        // SAFETY: non-zero-sized layout.
+        let ptr = unsafe { heap.allocator.alloc(layout) };
+        if ptr.is_null() {
+            break;
+        }
         count += 1;
         assert!(count < 64, "more 64 KiB blocks than fit in 1 MiB");
     }

@@ -69,6 +69,8 @@ fn text(error: Error) -> String {
 
 /// Byte `i` of the test data: not periodic in any power of two, so that a
 /// segment delivered at the wrong offset is noticed.
+// reason: truncation intended: the byte is the sequence's low 8 bits.
+#[allow(clippy::cast_possible_truncation)]
 fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(31) ^ (i / 1021)) as u8
 }

@@ -247,7 +247,7 @@ fn waiting_with_nothing_to_wake_is_a_reported_deadlock() {
 #[test]
 fn device_readiness_wakes_the_waiting_task() {
     let outcome = run("", |_| async {
-        tender::mock::with(|m| m.clock().schedule_ready(2, 40 * MS));
+        tender_mock::with(|m| m.clock().schedule_ready(2, 40 * MS));
         let ticker = spawn(async {
             sleep(Duration::from_millis(100)).await;
         });

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use tender_core::error::{Error, Result};
 
 pub const PT_LOAD: u32 = 1;
 pub const PT_NOTE: u32 = 4;

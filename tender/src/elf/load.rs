@@ -3,8 +3,8 @@
 use hvt_abi::layout::GUEST_MIN_BASE;
 
 use super::header::{ElfFile, PF_R, PF_W, PF_X, PT_LOAD};
-use crate::error::Result;
-use crate::vstate::memory::GuestRam;
+use tender_core::error::Result;
+use tender_core::memory::GuestRam;
 
 /// What the loader hands on to the boot-info writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use hvt_abi::{note::target, note::UnprivilegedDesc};
 use vm_memory::ByteValued;
 
 use super::header::{ElfFile, PT_NOTE};
-use crate::error::{Error, Result};
+use tender_core::error::{Error, Result};
 
 /// Bytes of padding before a descriptor of alignment 8 (the manifest).
 const MFT_DESC_PADDING: u32 = 4;

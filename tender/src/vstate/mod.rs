@@ -1,5 +1,5 @@
-//! KVM state: guest memory, the VM and its single vCPU.
+//! KVM state: the VM, its single vCPU, and the loop that runs it.
 
-pub mod memory;
+pub mod run;
 pub mod vcpu;
 pub mod vm;

@@ -1,135 +1,240 @@
-//! The vCPU run loop: every VM exit of §8, with its message.
+//! The KVM vCPU as modules see it ([`Vcpu`]): registers in the
+//! architecture's terms, and KVM's debug controls.
 
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_bindings::{
+    kvm_dtable, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_ENABLE,
+    KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+};
+use kvm_ioctls::VcpuFd;
+use tender_core::error::Result;
+use tender_core::vm::{DebugControl, DescriptorTable, Registers, Segment, SpecialRegisters, Vcpu};
 
-use crate::arch::x86_64::Privilege;
-use crate::error::{Error, Result};
-use crate::hypercall::{Action, Hypercalls};
-use crate::vstate::memory::GuestRam;
+use super::vm::kvm_error;
 
-/// How a run ends when the tender itself does not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stop {
-    /// HALT hypercall: the exit code.
-    Halt(i32),
-    /// An unprivileged guest faulted (§12): the message to print; exit 255.
-    GuestFault(String),
+/// The VM's one vCPU.
+pub struct KvmVcpu {
+    pub fd: VcpuFd,
 }
 
-fn rip(vcpu: &VcpuFd) -> u64 {
-    vcpu.get_regs().map(|r| r.rip).unwrap_or(0)
-}
-
-/// The guest's registers, for the report of a fault.
-fn register_dump(vcpu: &VcpuFd) -> String {
-    let (Ok(r), Ok(s)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
-        return "registers unavailable".into();
-    };
-    format!(
-        "rip=0x{:x} rsp=0x{:x} rflags=0x{:x} cr2=0x{:x} cs=0x{:x} \
-         rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} rsi=0x{:x} rdi=0x{:x} rbp=0x{:x}",
-        r.rip,
-        r.rsp,
-        r.rflags,
-        s.cr2,
-        s.cs.selector,
-        r.rax,
-        r.rbx,
-        r.rcx,
-        r.rdx,
-        r.rsi,
-        r.rdi,
-        r.rbp
-    )
-}
-
-fn unhandled(vcpu: &mut VcpuFd) -> Error {
-    let reason = vcpu.get_kvm_run().exit_reason;
-    Error::new(format!(
-        "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
-        rip(vcpu)
-    ))
-}
-
-/// Runs the guest until it halts or the tender must stop it.
-pub fn run(
-    vcpu: &mut VcpuFd,
-    ram: &GuestRam,
-    hypercalls: &mut Hypercalls,
-    privilege: Privilege,
-) -> Result<Stop> {
-    loop {
-        let exit = match vcpu.run() {
-            Ok(exit) => exit,
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
-            Err(e) if e.errno() == libc::EFAULT => {
-                return Err(Error::new(format!(
-                    "KVM: host/guest translation fault: rip=0x{:x}",
-                    rip(vcpu)
-                )))
-            }
-            Err(e) => return Err(Error::new(format!("KVM: KVM_RUN failed: {e}"))),
-        };
-        match exit {
-            VcpuExit::IoOut(port, data) => {
-                let mut word = [0u8; 4];
-                let n = data.len().min(4);
-                word[..n].copy_from_slice(&data[..n]);
-                let value = u32::from_le_bytes(word);
-                // `data` spans count × size for string I/O; the access size
-                // is what counts (§5 ignores the count).
-                let size = usize::from(vcpu.get_kvm_run().exit_reason_io_size());
-                match hypercalls.dispatch_pio(ram, port, true, size, value)? {
-                    Action::Continue => {}
-                    Action::Exit(code) => return Ok(Stop::Halt(code)),
-                }
-            }
-            VcpuExit::IoIn(port, _) => {
-                return Err(Error::new(format!(
-                    "Invalid guest port access: port=0x{port:x}"
-                )))
-            }
-            // A write to a page the host maps read-only (guest text or
-            // rodata) surfaces as MMIO on shadow-paging KVM: the same guest
-            // fault as EFAULT on hardware KVM (§11).
-            VcpuExit::MmioWrite(addr, _) | VcpuExit::MmioRead(addr, _) => {
-                return Err(Error::new(format!(
-                    "KVM: host/guest translation fault: rip=0x{:x}, gpa=0x{addr:x}",
-                    rip(vcpu)
-                )))
-            }
-            VcpuExit::FailEntry(reason, _) => {
-                return Err(Error::new(format!(
-                    "KVM: entry failure: hw_entry_failure_reason=0x{reason:x}"
-                )))
-            }
-            VcpuExit::InternalError => {
-                // SAFETY: the exit reason says the `internal` union member is valid.
-                let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                return Err(Error::new(format!(
-                    "KVM: internal error exit: suberror=0x{suberror:x}"
-                )));
-            }
-            VcpuExit::Shutdown if privilege == Privilege::User => {
-                return Ok(Stop::GuestFault(format!(
-                    "Guest fault (triple fault at CPL 3): {}",
-                    register_dump(vcpu)
-                )))
-            }
-            _ => return Err(unhandled(vcpu)),
-        }
+impl KvmVcpu {
+    pub fn new(fd: VcpuFd) -> KvmVcpu {
+        KvmVcpu { fd }
     }
 }
 
-/// Reads the I/O access size of the current KVM_EXIT_IO.
-trait IoSize {
-    fn exit_reason_io_size(&self) -> u8;
+fn segment_from_kvm(s: &kvm_segment) -> Segment {
+    Segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: s.present != 0,
+        dpl: s.dpl,
+        db: s.db != 0,
+        s: s.s != 0,
+        l: s.l != 0,
+        g: s.g != 0,
+        avl: s.avl != 0,
+        unusable: s.unusable != 0,
+    }
 }
 
-impl IoSize for kvm_bindings::kvm_run {
-    fn exit_reason_io_size(&self) -> u8 {
-        // SAFETY: only called on a KVM_EXIT_IO, for which `io` is the valid
-        // union member.
-        unsafe { self.__bindgen_anon_1.io.size }
+fn segment_to_kvm(s: &Segment) -> kvm_segment {
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: s.present.into(),
+        dpl: s.dpl,
+        db: s.db.into(),
+        s: s.s.into(),
+        l: s.l.into(),
+        g: s.g.into(),
+        avl: s.avl.into(),
+        unusable: s.unusable.into(),
+        padding: 0,
+    }
+}
+
+fn table_from_kvm(t: &kvm_dtable) -> DescriptorTable {
+    DescriptorTable {
+        base: t.base,
+        limit: t.limit,
+    }
+}
+
+fn table_to_kvm(t: &DescriptorTable) -> kvm_dtable {
+    kvm_dtable {
+        base: t.base,
+        limit: t.limit,
+        ..Default::default()
+    }
+}
+
+/// Bit of DR7 that enables breakpoint `index` locally.
+fn dr7_local_enable(index: usize) -> u64 {
+    1 << (2 * index)
+}
+
+impl Vcpu for KvmVcpu {
+    fn registers(&self) -> Result<Registers> {
+        let r = self
+            .fd
+            .get_regs()
+            .map_err(|e| kvm_error("KVM_GET_REGS failed", e))?;
+        Ok(Registers {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rsp: r.rsp,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+        })
+    }
+
+    fn set_registers(&mut self, r: &Registers) -> Result<()> {
+        let regs = kvm_regs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rsp: r.rsp,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+        };
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
+    }
+
+    fn special_registers(&self) -> Result<SpecialRegisters> {
+        let s = self
+            .fd
+            .get_sregs()
+            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+        Ok(SpecialRegisters {
+            cs: segment_from_kvm(&s.cs),
+            ds: segment_from_kvm(&s.ds),
+            es: segment_from_kvm(&s.es),
+            fs: segment_from_kvm(&s.fs),
+            gs: segment_from_kvm(&s.gs),
+            ss: segment_from_kvm(&s.ss),
+            tr: segment_from_kvm(&s.tr),
+            ldt: segment_from_kvm(&s.ldt),
+            gdt: table_from_kvm(&s.gdt),
+            idt: table_from_kvm(&s.idt),
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: s.cr8,
+            efer: s.efer,
+        })
+    }
+
+    fn set_special_registers(&mut self, r: &SpecialRegisters) -> Result<()> {
+        // Start from KVM's own state, so what we do not model (the APIC
+        // base, pending interrupts) stays as it is.
+        let mut s: kvm_sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+        s.cs = segment_to_kvm(&r.cs);
+        s.ds = segment_to_kvm(&r.ds);
+        s.es = segment_to_kvm(&r.es);
+        s.fs = segment_to_kvm(&r.fs);
+        s.gs = segment_to_kvm(&r.gs);
+        s.ss = segment_to_kvm(&r.ss);
+        s.tr = segment_to_kvm(&r.tr);
+        s.ldt = segment_to_kvm(&r.ldt);
+        s.gdt = table_to_kvm(&r.gdt);
+        s.idt = table_to_kvm(&r.idt);
+        s.cr0 = r.cr0;
+        s.cr2 = r.cr2;
+        s.cr3 = r.cr3;
+        s.cr4 = r.cr4;
+        s.cr8 = r.cr8;
+        s.efer = r.efer;
+        self.fd
+            .set_sregs(&s)
+            .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))
+    }
+
+    fn set_debug(&mut self, control: &DebugControl) -> Result<()> {
+        let mut debug = kvm_guest_debug::default();
+        if control.enabled {
+            debug.control = KVM_GUESTDBG_ENABLE;
+            if control.single_step {
+                debug.control |= KVM_GUESTDBG_SINGLESTEP;
+            }
+            if control.software_breakpoints {
+                debug.control |= KVM_GUESTDBG_USE_SW_BP;
+            }
+            let mut dr7 = 0;
+            for (index, address) in control.hardware_breakpoints.iter().enumerate() {
+                if let Some(address) = address {
+                    // Execute breakpoints: R/W and LEN bits stay 0.
+                    debug.arch.debugreg[index] = *address;
+                    dr7 |= dr7_local_enable(index);
+                }
+            }
+            if dr7 != 0 {
+                debug.control |= KVM_GUESTDBG_USE_HW_BP;
+                debug.arch.debugreg[7] = dr7;
+            }
+        }
+        self.fd
+            .set_guest_debug(&debug)
+            .map_err(|e| kvm_error("KVM_SET_GUEST_DEBUG failed", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_through_kvm() {
+        let segment = Segment {
+            base: 0x1000,
+            limit: 0xffff_ffff,
+            selector: 0x1b,
+            type_: 11,
+            present: true,
+            dpl: 3,
+            db: false,
+            s: true,
+            l: true,
+            g: true,
+            avl: false,
+            unusable: false,
+        };
+        assert_eq!(segment_from_kvm(&segment_to_kvm(&segment)), segment);
+        assert_eq!(dr7_local_enable(0), 1);
+        assert_eq!(dr7_local_enable(3), 0x40);
     }
 }

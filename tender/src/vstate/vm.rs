@@ -1,11 +1,18 @@
-//! The KVM VM with one memory slot and one vCPU (§3.1, §8).
+//! The KVM VM with one memory slot and one vCPU (§3.1, §8), and the VM
+//! operations modules may ask of it ([`VmOps`]).
 
-use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use std::sync::Arc;
 
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
+use tender_core::error::{Error, Result};
+use tender_core::memory::GuestRam;
+use tender_core::vm::{Extension, VmOps};
+use vm_memory::{GuestMemoryRegion, GuestRegionMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::vcpu::KvmVcpu;
 use crate::arch::x86_64::{cpuid, gdt, paging, regs, Privilege};
-use crate::error::{Error, Result};
-use crate::vstate::memory::GuestRam;
 
 /// KVM API version every tender requires.
 const KVM_API_VERSION: i32 = 12;
@@ -13,10 +20,12 @@ const KVM_API_VERSION: i32 = 12;
 pub struct Vm {
     pub kvm: Kvm,
     pub fd: VmFd,
-    pub vcpu: VcpuFd,
+    pub vcpu: KvmVcpu,
+    /// Regions modules added, kept mapped for as long as the VM exists.
+    extra_regions: Vec<Arc<GuestRegionMmap>>,
 }
 
-fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
+pub fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(format!("KVM: {what}: {e}"))
 }
 
@@ -57,12 +66,17 @@ impl Vm {
         let vcpu = fd
             .create_vcpu(0)
             .map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
-        Ok(Vm { kvm, fd, vcpu })
+        Ok(Vm {
+            kvm,
+            fd,
+            vcpu: KvmVcpu::new(vcpu),
+            extra_regions: Vec::new(),
+        })
     }
 
     /// TSC frequency in Hz (§3.5).
     pub fn tsc_hz(&self) -> Result<u64> {
-        match self.vcpu.get_tsc_khz() {
+        match self.vcpu.fd.get_tsc_khz() {
             Ok(khz) => Ok(u64::from(khz) * 1000),
             Err(e) if e.errno() == libc::EIO => {
                 Err(Error::new("KVM: host TSC is unstable, cannot continue"))
@@ -78,18 +92,54 @@ impl Vm {
         entry: u64,
         privilege: Privilege,
     ) -> Result<()> {
+        let vcpu = &self.vcpu.fd;
         gdt::write_gdt(ram, privilege)?;
         paging::write_page_tables(ram, privilege)?;
-        cpuid::passthrough(&self.kvm, &self.vcpu)?;
-        let sregs = self
-            .vcpu
+        cpuid::passthrough(&self.kvm, vcpu)?;
+        let sregs = vcpu
             .get_sregs()
             .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
-        self.vcpu
-            .set_sregs(&regs::initial_sregs(sregs, privilege))
+        vcpu.set_sregs(&regs::initial_sregs(sregs, privilege))
             .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;
-        self.vcpu
-            .set_regs(&regs::initial_regs(entry, ram.visible_size(), privilege))
+        vcpu.set_regs(&regs::initial_regs(entry, ram.visible_size(), privilege))
             .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
+    }
+}
+
+impl VmOps for Vm {
+    fn has_extension(&self, extension: Extension) -> bool {
+        let cap = match extension {
+            Extension::IoEventFd => Cap::Ioeventfd,
+            Extension::GuestDebug => Cap::SetGuestDebug,
+        };
+        self.kvm.check_extension(cap)
+    }
+
+    fn register_ioevent(&mut self, eventfd: &EventFd, port: u16, datamatch: u32) -> Result<()> {
+        self.fd
+            .register_ioevent(eventfd, &IoEventAddress::Pio(u64::from(port)), datamatch)
+            .map_err(|e| kvm_error("KVM_IOEVENTFD failed", e))
+    }
+
+    fn add_memory_region(&mut self, region: Arc<GuestRegionMmap>, read_only: bool) -> Result<()> {
+        // Slot 0 is the guest's memory; modules' regions follow.
+        let slot = u32::try_from(self.extra_regions.len() + 1)
+            .map_err(|_| Error::new("KVM: too many memory regions"))?;
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|e| kvm_error("memory region has no host mapping", e))?;
+        let kvm_region = kvm_userspace_memory_region {
+            slot,
+            flags: if read_only { KVM_MEM_READONLY } else { 0 },
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is mapped for as long as the VM exists: the VM
+        // keeps an `Arc` of it in `extra_regions`.
+        unsafe { self.fd.set_user_memory_region(kvm_region) }
+            .map_err(|e| kvm_error("KVM_SET_USER_MEMORY_REGION failed", e))?;
+        self.extra_regions.push(region);
+        Ok(())
     }
 }

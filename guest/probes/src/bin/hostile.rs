@@ -21,6 +21,11 @@ fn mem_size() -> u64 {
     boot::boot_info().expect("boot info").mem_size
 }
 
+/// `addr` as the 32-bit hypercall argument (EAX).
+fn gpa(addr: u64) -> u32 {
+    u32::try_from(addr).expect("guest address below 4 GiB")
+}
+
 fn main(start: &StartInfo) -> i32 {
     let mut args = start.cmdline.split(' ');
     let action = args.next().unwrap_or("");
@@ -47,12 +52,12 @@ fn main(start: &StartInfo) -> i32 {
             unsafe { asm!("out dx, ax", in("dx") PIO_BASE + nr::WALLTIME, in("ax") 0u16) };
         }
         // WALLTIME whose argument lies past the end of memory.
-        "gpa-oob" => outl(PIO_BASE + nr::WALLTIME, (mem_size() + 0x1000) as u32),
+        "gpa-oob" => outl(PIO_BASE + nr::WALLTIME, gpa(mem_size() + 0x1000)),
         // WALLTIME whose result would land in the guest's own code, which
         // the tender maps read-only.
-        "gpa-text" => outl(PIO_BASE + nr::WALLTIME, main as *const () as usize as u32),
+        "gpa-text" => outl(PIO_BASE + nr::WALLTIME, gpa(main as *const () as u64)),
         // WALLTIME whose 8-byte argument ends exactly at the top of memory.
-        "gpa-top" => outl(PIO_BASE + nr::WALLTIME, (mem_size() - 8) as u32),
+        "gpa-top" => outl(PIO_BASE + nr::WALLTIME, gpa(mem_size() - 8)),
         "puts-huge" => {
             let mut arg = Puts {
                 data: 0x10_0000,
@@ -78,9 +83,15 @@ fn main(start: &StartInfo) -> i32 {
             // SAFETY: a HALT whose cookie leaves fewer than 512 bytes.
             unsafe { hypercall(nr::HALT, &mut arg) };
         }
-        // SAFETY (both): privileged or faulting on purpose.
-        "hlt" => unsafe { asm!("hlt") },
-        "triple" => unsafe { asm!("ud2") },
+        "hlt" => {
+            // SAFETY: privileged on purpose: the tender must stop a CPL 3
+            // guest that runs it.
+            unsafe { asm!("hlt") }
+        }
+        "triple" => {
+            // SAFETY: faults on purpose: the tender must end the guest.
+            unsafe { asm!("ud2") }
+        }
         "write-text" => {
             let text = main as *const u8 as *mut u8;
             // SAFETY: deliberately writes to our own code (host read-only).

@@ -16,7 +16,10 @@ async fn main(_args: Args) -> Result<(), &'static str> {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     loop {
         let mut block = Vec::with_capacity(1 << 20);
-        block.resize(1 << 20, blocks.len() as u8);
+        // reason: truncation intended: the low byte is only a fill pattern.
+        #[allow(clippy::cast_possible_truncation)]
+        let fill = blocks.len() as u8;
+        block.resize(1 << 20, fill);
         blocks.push(block);
         if blocks.len().is_multiple_of(16) {
             println!("oom: {} MiB allocated", blocks.len());

@@ -11,6 +11,8 @@ hvt_runtime::main!(main);
 
 #[inline(never)]
 fn recurse(depth: usize, budget: usize) -> usize {
+    // reason: truncation intended: the low byte is only a fill pattern.
+    #[allow(clippy::cast_possible_truncation)]
     let frame = [depth as u8; 1024];
     let used = core::hint::black_box(&frame).len();
     if used >= budget {

@@ -19,7 +19,10 @@ use hvt_bindings::net::NetError;
 use hvt_bindings::abi as hvt_abi;
 
 /// Entries the guest may have outstanding (one slot stays free).
+// reason: RING_SIZE is 1024 (`HVT_RING_SIZE`), checked below.
+#[allow(clippy::cast_possible_truncation)]
 const MAX_OUTSTANDING: u32 = RING_SIZE as u32 - 1;
+const _: () = assert!(RING_SIZE <= u32::MAX as usize);
 
 pub struct RingClient {
     ring: *mut Ring,
@@ -97,6 +100,7 @@ impl RingClient {
         if frame.len() > RING_BUF_SIZE {
             return hvt_bindings::net::write(handle, frame);
         }
+        let handle = u32::try_from(handle).map_err(|_| NetError::Invalid)?;
         let tail = self.ent_tail().load(Ordering::Relaxed);
         // Wait for the slot before reusing its buffer.
         while tail.wrapping_sub(self.ent_head().load(Ordering::Acquire)) >= MAX_OUTSTANDING {
@@ -104,11 +108,14 @@ impl RingClient {
         }
         let buffer = &mut self.buffers[tail as usize % RING_SIZE];
         buffer[..frame.len()].copy_from_slice(frame);
+        // reason: at most RING_BUF_SIZE (2048), checked above.
+        #[allow(clippy::cast_possible_truncation)]
+        let len = frame.len() as u32;
         let entry = RingEntry {
             operation: OP_NET_WRITE,
-            handle: handle as u32,
+            handle,
             data: buffer.as_ptr() as u64,
-            len: frame.len() as u32,
+            len,
             id: 0,
             reserved: 0,
         };
@@ -120,9 +127,10 @@ impl RingClient {
     pub fn read(&mut self, handle: u64, buffer: &mut [u8]) -> Result<usize, NetError> {
         let entry = RingEntry {
             operation: OP_NET_READ,
-            handle: handle as u32,
+            handle: u32::try_from(handle).map_err(|_| NetError::Invalid)?,
             data: buffer.as_mut_ptr() as u64,
-            len: buffer.len() as u32,
+            // A larger buffer offers the host 4 GiB - 1 of it.
+            len: u32::try_from(buffer.len()).unwrap_or(u32::MAX),
             id: 0,
             reserved: 0,
         };

@@ -294,7 +294,9 @@ async fn drive(weak: alloc::rc::Weak<RefCell<Inner>>) {
             guard.poll();
             let state = &mut *guard;
             let poll_at = state.iface.poll_at(now(), &state.sockets);
-            (state.device.info().handle as usize, poll_at)
+            // A handle beyond usize fails io::readable's range check.
+            let handle = usize::try_from(state.device.info().handle).unwrap_or(usize::MAX);
+            (handle, poll_at)
         };
         let sleep = deadline.map(|at| {
             let ns = (at.total_micros().max(0) as u64).saturating_mul(1000);

@@ -8,7 +8,7 @@
 
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use crate::error::{Error, Result};
+use tender_core::error::{Error, Result};
 
 /// Upstream asks KVM for at most this many entries.
 const MAX_CPUID_ENTRIES: usize = 100;

@@ -8,8 +8,8 @@ use hvt_abi::layout::{
 use kvm_bindings::kvm_segment;
 
 use super::Privilege;
-use crate::error::Result;
-use crate::vstate::memory::GuestRam;
+use tender_core::error::Result;
+use tender_core::memory::GuestRam;
 
 /// The three descriptors for `privilege`.
 pub fn descriptors(privilege: Privilege) -> [u64; 3] {

@@ -5,8 +5,8 @@ use hvt_abi::layout::{
 };
 
 use super::Privilege;
-use crate::error::Result;
-use crate::vstate::memory::GuestRam;
+use tender_core::error::Result;
+use tender_core::memory::GuestRam;
 
 const ENTRIES: usize = 512;
 const LARGE_PAGE: u64 = 2 << 20;

@@ -5,10 +5,10 @@
 //! access, and the mock tender of the guest runtime's tests calls it the
 //! same way, so both run exactly this code.
 
-use hvt_abi::hypercall::{nr, PIO_BASE};
+use hvt_abi::hypercall::{name, nr, PIO_BASE};
 
 use crate::error::Error;
-use crate::vstate::memory::{GuestRam, InvalidAccess};
+use crate::memory::{GuestRam, InvalidAccess};
 
 /// What the vCPU loop does after a hypercall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,21 +38,6 @@ pub type HypercallResult = Result<Action, Fault>;
 
 /// A handler receives guest memory and the argument GPA from EAX.
 pub type Handler = Box<dyn FnMut(&GuestRam, u64) -> HypercallResult>;
-
-/// Upper-case name of a hypercall, for messages.
-pub fn name(number: u16) -> &'static str {
-    match number {
-        nr::WALLTIME => "WALLTIME",
-        nr::PUTS => "PUTS",
-        nr::POLL => "POLL",
-        nr::BLOCK_WRITE => "BLOCK_WRITE",
-        nr::BLOCK_READ => "BLOCK_READ",
-        nr::NET_WRITE => "NET_WRITE",
-        nr::NET_READ => "NET_READ",
-        nr::HALT => "HALT",
-        _ => "INVALID",
-    }
-}
 
 /// The table of registered hypercalls.
 pub struct Hypercalls {

@@ -3,9 +3,10 @@
 
 use hvt_abi::manifest::MFT_DEV_BLOCK_BASIC;
 
-use super::{named_option, only_device, valid_device_name, Module, SetupContext};
+use super::{named_option, only_device, valid_device_name};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::module::Module;
 
 #[derive(Default)]
 pub struct Block;
@@ -41,9 +42,5 @@ impl Module for Block {
         Err(Error::new(format!(
             "{option}: block devices are not supported by this tender yet"
         )))
-    }
-
-    fn setup(&mut self, _ctx: &mut SetupContext<'_>) -> Result<()> {
-        Ok(())
     }
 }

@@ -9,16 +9,16 @@
 //! frame that no frame follows is delivered once the receiver has taken
 //! everything queued before it, so reordering never turns into a loss.
 //!
-//! A wire belongs to one thread (the mock tender's); it is not `Send`.
+//! The ports of a wire may be used from two threads (the vCPU's hypercalls
+//! and the ring's I/O thread): the wire's state is behind a mutex.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use vm_memory::VolatileSlice;
 
-use super::frame::FrameBackend;
+use super::frame::{FrameBackend, Readiness};
 
 /// How a wire behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -173,7 +173,7 @@ impl State {
 
 /// One end of a wire.
 pub struct WirePort {
-    state: Rc<RefCell<State>>,
+    state: Arc<Mutex<State>>,
     side: usize,
     name: String,
 }
@@ -181,7 +181,7 @@ pub struct WirePort {
 /// A wire with `config` whose ends are named `names` (the names appear in
 /// the tender's messages about them).
 pub fn pair(config: WireConfig, names: [&str; 2]) -> (WirePort, WirePort) {
-    let state = Rc::new(RefCell::new(State {
+    let state = Arc::new(Mutex::new(State {
         config,
         rng: config.seed,
         towards: [Direction::default(), Direction::default()],
@@ -196,30 +196,36 @@ pub fn pair(config: WireConfig, names: [&str; 2]) -> (WirePort, WirePort) {
 }
 
 impl WirePort {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves consistent state:
+        // every update is a single push or pop.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Frames waiting for this port.
     pub fn pending(&self) -> usize {
-        self.state.borrow().pending(self.side)
+        self.state().pending(self.side)
     }
 
     /// How many times this port was asked for a frame, successfully or not.
     pub fn receive_calls(&self) -> u64 {
-        self.state.borrow().towards[self.side].receives
+        self.state().towards[self.side].receives
     }
 
     /// What happened on the whole wire so far.
     pub fn stats(&self) -> WireStats {
-        self.state.borrow().stats
+        self.state().stats
     }
 
     /// The wire's configuration.
     pub fn config(&self) -> WireConfig {
-        self.state.borrow().config
+        self.state().config
     }
 
     /// Changes the impairments of the whole wire from now on; the generator
     /// goes on from where it is (the seed of `config` is ignored).
     pub fn reconfigure(&self, config: WireConfig) {
-        self.state.borrow_mut().config = config;
+        self.state().config = config;
     }
 }
 
@@ -229,19 +235,19 @@ impl FrameBackend for WirePort {
     }
 
     fn mtu(&self) -> u16 {
-        self.state.borrow().config.mtu
+        self.state().config.mtu
     }
 
     fn send(&self, frame: &VolatileSlice<'_>) -> io::Result<usize> {
         let mut bytes = vec![0u8; frame.len()];
         let copied = frame.copy_to(&mut bytes[..]);
         bytes.truncate(copied);
-        self.state.borrow_mut().send(1 - self.side, bytes);
+        self.state().send(1 - self.side, bytes);
         Ok(copied)
     }
 
     fn receive(&self, buffer: &mut VolatileSlice<'_>) -> io::Result<usize> {
-        let frame = self.state.borrow_mut().receive(self.side);
+        let frame = self.state().receive(self.side);
         match frame {
             // Truncated to the buffer, as a tap truncates.
             Some(frame) => {
@@ -252,13 +258,21 @@ impl FrameBackend for WirePort {
             None => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+
+    fn readiness(&self) -> Readiness {
+        let state = self.state();
+        Readiness::Queue {
+            waiting: state.pending(self.side),
+            receives: state.towards[self.side].receives,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::vstate::memory::GuestRam;
+    use crate::memory::GuestRam;
 
     /// Sends `frames` (one byte each, the value) from `from` and returns
     /// what `to` receives, in order.

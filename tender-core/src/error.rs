@@ -45,6 +45,11 @@ impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How a thread other than the vCPU's ends the tender on a fatal error (a
+/// device that failed, a guest that broke a shared-memory protocol). The
+/// tender prints the message and exits; the mock tender records it.
+pub type FatalHandler = std::sync::Arc<dyn Fn(Error) + Send + Sync>;
+
 /// `return Err(Error::new(format!(...)))`.
 #[macro_export]
 macro_rules! bail {

@@ -3,6 +3,14 @@
 //! Every address and length that comes from the guest goes through
 //! [`GuestRam::check`] before it is dereferenced, with the exact rule of §5:
 //! `gpa + len` must be strictly below the guest-visible memory size.
+//!
+//! [`GuestRam`] is a cheap, cloneable, `Send + Sync` handle: the vCPU thread
+//! and every device thread hold one, and all of them reach guest memory only
+//! through its checked slices. Its layout (visible size, host protection) is
+//! set while the VM is built and is fixed once a second handle exists, so no
+//! holder can see a layout the others do not.
+
+use std::sync::Arc;
 
 use hvt_abi::layout::{MAX_MEM_SIZE, MEM_GRANULE};
 use vm_memory::{
@@ -74,12 +82,19 @@ pub fn check_protection(
 }
 
 /// The guest's memory: one anonymous, zero-filled mapping at GPA 0.
+#[derive(Clone)]
 pub struct GuestRam {
     mem: GuestMemoryMmap,
+    layout: Arc<Layout>,
+}
+
+/// What the checks need to know about the mapping.
+#[derive(Debug)]
+struct Layout {
     /// Bytes of the allocation (page tables map all of it).
     alloc_size: u64,
     /// Bytes the guest may name in hypercalls; less than `alloc_size` when
-    /// the top of the allocation holds the network ring.
+    /// modules reserved the top of the allocation for themselves.
     visible_size: u64,
     /// Ranges the host mapping does not allow to read or write.
     protected: Vec<Protected>,
@@ -97,25 +112,35 @@ impl GuestRam {
             .map_err(|e| Error::new(format!("Could not allocate guest memory: {e}")))?;
         Ok(GuestRam {
             mem,
-            alloc_size,
-            visible_size: alloc_size,
-            protected: Vec::new(),
+            layout: Arc::new(Layout {
+                alloc_size,
+                visible_size: alloc_size,
+                protected: Vec::new(),
+            }),
         })
     }
 
-    /// Whole allocation, ring area included.
+    /// The layout, for a change made while this is the only handle.
+    fn layout_mut(&mut self) -> Result<&mut Layout> {
+        Arc::get_mut(&mut self.layout)
+            .ok_or_else(|| Error::new("guest memory layout changed after it was shared"))
+    }
+
+    /// Whole allocation, reserved areas included.
     pub fn alloc_size(&self) -> u64 {
-        self.alloc_size
+        self.layout.alloc_size
     }
 
     /// Guest-visible size (`boot_info.mem_size`).
     pub fn visible_size(&self) -> u64 {
-        self.visible_size
+        self.layout.visible_size
     }
 
     /// Keeps the top `bytes` of the allocation out of the guest-visible size.
-    pub fn reserve_top(&mut self, bytes: u64) {
-        self.visible_size = self.alloc_size - bytes.min(self.alloc_size);
+    pub fn reserve_top(&mut self, bytes: u64) -> Result<()> {
+        let layout = self.layout_mut()?;
+        layout.visible_size = layout.alloc_size - bytes.min(layout.alloc_size);
+        Ok(())
     }
 
     /// Host address of GPA 0 and the mapping length, for the KVM memslot.
@@ -140,14 +165,28 @@ impl GuestRam {
         len: u64,
         write: bool,
     ) -> std::result::Result<GuestAddress, InvalidAccess> {
-        check_range(gpa, len, self.visible_size)?;
-        check_protection(&self.protected, gpa, len, write)?;
+        check_range(gpa, len, self.layout.visible_size)?;
+        check_protection(&self.layout.protected, gpa, len, write)?;
         Ok(GuestAddress(gpa))
     }
 
-    /// The host-protected ranges (for the ring thread's checks).
-    pub fn protected(&self) -> &[Protected] {
-        &self.protected
+    /// A view of an area the tender keeps for itself outside the
+    /// guest-visible memory (a module's reservation, §3.1). Never for an
+    /// address the guest names: those go through [`GuestRam::slice`].
+    pub fn reserved_slice(&self, gpa: u64, len: u64) -> Result<VolatileSlice<'_>> {
+        let inside = gpa >= self.layout.visible_size
+            && gpa
+                .checked_add(len)
+                .is_some_and(|end| end <= self.layout.alloc_size);
+        let slice = usize::try_from(len)
+            .ok()
+            .filter(|_| inside)
+            .and_then(|len| self.mem.get_slice(GuestAddress(gpa), len).ok());
+        slice.ok_or_else(|| {
+            Error::new(format!(
+                "0x{gpa:x}+{len} is not a reserved area of guest memory"
+            ))
+        })
     }
 
     /// A validated view of guest memory the tender reads.
@@ -222,14 +261,16 @@ impl GuestRam {
     /// Changes the host protection of `[start, end)` of the allocation.
     /// Ranges left read/write are not recorded: read/write is the default.
     pub fn protect(&mut self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
-        if start > end || end > self.alloc_size || !start.is_multiple_of(4096) {
+        if start > end || end > self.layout.alloc_size || !start.is_multiple_of(4096) {
             return Err(Error::new(format!(
                 "mprotect range 0x{start:x}-0x{end:x} is invalid"
             )));
         }
         let (host, _) = self.host_mapping();
+        let layout = self.layout_mut()?;
         // SAFETY: the range lies inside our own mapping (checked above); only
-        // its protection changes, no Rust reference into it is outstanding.
+        // its protection changes, no Rust reference into it is outstanding,
+        // and no other handle exists whose checks would miss the change.
         let rc = unsafe {
             libc::mprotect(
                 host.add(start as usize).cast(),
@@ -243,8 +284,26 @@ impl GuestRam {
                 std::io::Error::last_os_error()
             )));
         }
+        // The new protection replaces the old one inside [start, end); what
+        // lies outside keeps its protection.
+        let mut ranges = Vec::with_capacity(layout.protected.len() + 2);
+        for p in layout.protected.drain(..) {
+            if p.start < start {
+                ranges.push(Protected {
+                    end: p.end.min(start),
+                    ..p
+                });
+            }
+            if p.end > end {
+                ranges.push(Protected {
+                    start: p.start.max(end),
+                    ..p
+                });
+            }
+        }
+        layout.protected = ranges;
         if prot != libc::PROT_READ | libc::PROT_WRITE {
-            self.protected.push(Protected { start, end, prot });
+            layout.protected.push(Protected { start, end, prot });
         }
         Ok(())
     }
@@ -299,7 +358,7 @@ mod tests {
     #[test]
     fn reserved_top_is_not_a_legal_buffer() {
         let mut ram = GuestRam::new(4 << 20).unwrap();
-        ram.reserve_top(2 << 20);
+        ram.reserve_top(2 << 20).unwrap();
         assert_eq!(ram.visible_size(), 2 << 20);
         assert!(ram.check((2 << 20) + 16, 8).is_err());
         assert!(ram.slice((2 << 20) - 100, 50).is_ok());

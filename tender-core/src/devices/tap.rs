@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile};
 
-use super::frame::FrameBackend;
+use super::frame::{FrameBackend, Readiness};
 
 /// `ETHTOOL_SGSO` and `ETHTOOL_SGRO` from `<linux/ethtool.h>`.
 const ETHTOOL_SGSO: u32 = 0x24;
@@ -248,6 +248,10 @@ impl FrameBackend for Tap {
 
     fn receive(&self, buffer: &mut VolatileSlice<'_>) -> io::Result<usize> {
         self.read(buffer)
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness::Fd(self.fd.as_raw_fd())
     }
 }
 

@@ -1,0 +1,142 @@
+//! What a module is: the whole story of one device or service of the
+//! tender, from its command-line options to its last flush.
+//!
+//! Every method but [`Module::name`] has an empty default, so a module
+//! implements only the stages it takes part in. [`crate::lifecycle`] calls
+//! the stages in this order, for every module in the order of
+//! [`crate::modules::all`]:
+//!
+//! 1. [`Module::parse_option`] for each option before the kernel;
+//! 2. [`Module::guest_memory`] and [`Module::reserved_memory`]: the memory
+//!    plan;
+//! 3. [`Module::initial_vcpu`]: changes to the vCPU state at the first
+//!    instruction (the image is loaded, the default state is set);
+//! 4. [`Module::setup`]: open back-ends, register hypercalls and poll
+//!    sources, start threads;
+//! 5. [`Module::boot_info`]: feature bits and data for the guest;
+//! 6. [`Module::before_first_run`]: the last moment before the guest runs;
+//! 7. while the guest runs: its hypercalls, and [`Module::vm_exit`] for exits
+//!    the core does not serve;
+//! 8. [`Module::halt`]: the guest ended, however it ended.
+//!
+//! [`Module::thread_syscalls`] says which system calls the module's threads
+//! make once set-up is over, for the sandbox.
+
+use std::sync::Arc;
+
+use hvt_abi::boot::BootInfo;
+
+use crate::devices::poller::PollSet;
+use crate::error::{FatalHandler, Result};
+use crate::hypercall::Hypercalls;
+use crate::manifest::Manifest;
+use crate::memory::GuestRam;
+use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
+
+/// An area at the top of guest memory that the lifecycle set aside for one
+/// module, outside the guest-visible memory (§3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub gpa: u64,
+    pub size: u64,
+}
+
+/// What a module sees while the VM is being set up.
+pub struct SetupContext<'a> {
+    /// The manifest the guest will receive; modules attach their devices.
+    pub manifest: &'a mut Manifest,
+    /// Where handlers are registered, one per hypercall number.
+    pub hypercalls: &'a mut Hypercalls,
+    /// What POLL waits on; modules add their devices' readiness.
+    pub poll: &'a Arc<dyn PollSet>,
+    /// Guest memory, still only the builder's: the layout may change here.
+    pub ram: &'a mut GuestRam,
+    /// The VM operations a module may use.
+    pub vm: &'a mut dyn VmOps,
+    /// This module's reserved area, if it asked for one and it fitted.
+    pub reservation: Option<Reservation>,
+    /// How a module's thread ends the tender on a fatal error.
+    pub fatal: &'a FatalHandler,
+}
+
+/// How the guest ended, for [`Module::halt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The guest called HALT (or a module ended it) with this exit code.
+    Exit(i32),
+    /// The guest faulted (§12).
+    GuestFault,
+    /// The tender stopped the guest on an error.
+    Error,
+}
+
+/// One module of the tender. See the module documentation for the order in
+/// which the lifecycle calls these.
+pub trait Module {
+    /// Module name, as `--help` lists it.
+    fn name(&self) -> &'static str;
+
+    /// Usage lines for `--help`.
+    fn usage(&self) -> &'static str {
+        ""
+    }
+
+    /// Offered every option before the kernel. Returns `Ok(true)` if the
+    /// option is this module's, `Err` if it is but is malformed.
+    fn parse_option(&mut self, _option: &str, _manifest: &mut Manifest) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The guest's memory size, from the one module that decides it (core).
+    fn guest_memory(&self) -> Option<u64> {
+        None
+    }
+
+    /// Bytes this module wants at the top of guest memory for its own use,
+    /// outside the guest-visible memory; rounded up to 2 MiB.
+    fn reserved_memory(&self, _manifest: &Manifest) -> u64 {
+        0
+    }
+
+    /// Changes to the vCPU's initial state (control registers, descriptor
+    /// tables, registers), after the tender has set its default.
+    fn initial_vcpu(&mut self, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) -> Result<()> {
+        Ok(())
+    }
+
+    /// Opens devices, registers hypercalls and poll sources, starts threads.
+    fn setup(&mut self, _ctx: &mut SetupContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Fills in what this module tells the guest at boot: feature bits in
+    /// `host_features`, addresses of what it offers.
+    fn boot_info(&self, _info: &mut BootInfo) {}
+
+    /// Runs once, just before the guest's first instruction (a debugger
+    /// waits for its client here).
+    fn before_first_run(&mut self, _vcpu: &mut dyn Vcpu) -> Result<()> {
+        Ok(())
+    }
+
+    /// Offered each VM exit the core does not serve. `Ok(None)`: not this
+    /// module's; the core's own handling (an error) applies if no module
+    /// takes it.
+    fn vm_exit(
+        &mut self,
+        _exit: &VmExit,
+        _vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
+        Ok(None)
+    }
+
+    /// The guest ended: stop threads, flush, sync.
+    fn halt(&mut self, _ending: Ending) {}
+
+    /// System calls this module's threads make after set-up (numbers as in
+    /// `libc::SYS_*`), for the sandbox.
+    fn thread_syscalls(&self) -> &'static [libc::c_long] {
+        &[]
+    }
+}

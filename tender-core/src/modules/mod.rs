@@ -1,0 +1,67 @@
+//! The tender's modules, registered the way Solo5 registers its own. Each
+//! one is the whole story of one device or service: its options, its
+//! set-up, its hypercalls, its threads and its hooks (see
+//! [`crate::module::Module`]). Adding a device is a module file and a line
+//! in [`all`].
+
+pub mod block;
+pub mod core;
+pub mod net;
+
+use std::sync::Arc;
+
+use crate::devices::console::Console;
+use crate::manifest::Manifest;
+use crate::module::Module;
+
+/// What differs between the tender and the mock tender: where the console
+/// goes and where network devices come from. Everything else about the
+/// modules is the same code.
+pub struct Host {
+    pub console: Arc<Console>,
+    pub open_net: net::OpenNet,
+}
+
+impl Host {
+    /// The real tender's: stdout, and Linux taps.
+    pub fn system() -> Host {
+        Host {
+            console: Arc::new(Console::Stdout),
+            open_net: Box::new(net::open_tap),
+        }
+    }
+}
+
+/// The modules of this tender, in upstream order.
+pub fn all(host: Host) -> Vec<Box<dyn Module>> {
+    vec![
+        Box::new(core::Core::new(host.console)),
+        Box::new(block::Block),
+        Box::new(net::Net::new(host.open_net)),
+    ]
+}
+
+/// Splits `--prefix:NAME=VALUE` into `(NAME, VALUE)`.
+pub fn named_option<'a>(option: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    option
+        .strip_prefix(prefix)?
+        .strip_prefix(':')?
+        .split_once('=')
+}
+
+/// A device name must be 1-67 characters of `[A-Za-z0-9]` (§4.5).
+pub fn valid_device_name(name: &str) -> bool {
+    (1..=hvt_abi::manifest::MFT_NAME_MAX).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The single declared device of `kind`, for the short `--net=` / `--block=`
+/// forms; `None` unless exactly one exists.
+pub fn only_device(manifest: &Manifest, kind: u32) -> Option<String> {
+    let mut handles = manifest.handles_of(kind);
+    let first = handles.next()?;
+    if handles.next().is_some() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(manifest.entries[first].name_bytes()).into_owned())
+}

@@ -1,0 +1,336 @@
+//! The net module (§4.5, §6.4, §6.7): attaches back-ends (taps on the
+//! tender) to the network devices of the manifest, serves NET_WRITE and
+//! NET_READ, and offers the shared-memory ring.
+//!
+//! Back-ends are opened while the options are parsed, as upstream attaches
+//! its taps, so a bad interface is reported before any guest memory is set
+//! up. The MAC (given or random), the manifest entry, the poll set, the
+//! hypercalls ([`hypercalls`]) and the ring ([`ring`]) are set up in
+//! [`Module::setup`].
+
+pub mod hypercalls;
+pub mod mac;
+pub mod ring;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use hvt_abi::boot::BootInfo;
+use hvt_abi::manifest::{MftEntry, MftNetBasic, MFT_DEV_NET_BASIC};
+
+use super::{named_option, only_device, valid_device_name};
+use crate::devices::frame::{FrameBackend, Readiness};
+use crate::devices::tap::{error_text, Tap};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::module::{Ending, Module, SetupContext};
+pub use mac::Mac;
+
+/// Opens the back-end named by the value of `--net:NAME=VALUE`.
+pub type OpenNet = Box<dyn FnMut(&str) -> io::Result<Arc<dyn FrameBackend>>>;
+
+/// The back-ends of the attached network devices, indexed by handle; `None`
+/// where the manifest has no attached network device.
+pub type Backends = Vec<Option<Arc<dyn FrameBackend>>>;
+
+/// What the command line said about one network device.
+#[derive(Default)]
+struct Device {
+    backend: Option<Arc<dyn FrameBackend>>,
+    mac: Option<Mac>,
+}
+
+pub struct Net {
+    open: OpenNet,
+    /// Network devices by manifest index (= guest handle).
+    devices: BTreeMap<usize, Device>,
+    /// `--no-net-ring` not given.
+    ring_enabled: bool,
+    /// The ring, once offered.
+    ring: Option<ring::RingService>,
+}
+
+/// The tender's back-ends: `IFACE` is an existing tap, `@FD` an open tap
+/// descriptor handed to the tender.
+pub fn open_tap(value: &str) -> io::Result<Arc<dyn FrameBackend>> {
+    let tap = match value.strip_prefix('@') {
+        Some(digits) => Tap::from_fd(parse_fd(digits)?)?,
+        None => Tap::open(value)?,
+    };
+    Ok(Arc::new(tap))
+}
+
+/// The descriptor number of `--net:NAME=@FD`.
+fn parse_fd(digits: &str) -> io::Result<RawFd> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    digits
+        .parse()
+        .map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+impl Net {
+    pub fn new(open: OpenNet) -> Net {
+        Net {
+            open,
+            devices: BTreeMap::new(),
+            ring_enabled: true,
+            ring: None,
+        }
+    }
+
+    /// Opens the back-end named by the value of `--net:NAME=VALUE`.
+    fn attach(&mut self, value: &str) -> Result<Arc<dyn FrameBackend>> {
+        let taken = value.strip_prefix('@').is_some_and(|digits| {
+            // Two devices on one descriptor would both close it.
+            parse_fd(digits).is_ok_and(|fd| {
+                self.devices
+                    .values()
+                    .filter_map(|d| d.backend.as_ref())
+                    .any(|b| b.readiness() == Readiness::Fd(fd))
+            })
+        });
+        let opened = if taken {
+            Err(io::Error::from_raw_os_error(libc::EBUSY))
+        } else {
+            (self.open)(value)
+        };
+        opened.map_err(|e| {
+            Error::new(format!(
+                "Could not attach interface: {value}: {}",
+                error_text(&e)
+            ))
+        })
+    }
+}
+
+impl Module for Net {
+    fn name(&self) -> &'static str {
+        "net"
+    }
+
+    fn usage(&self) -> &'static str {
+        "  [ --net:NAME=IFACE | @NN ] (attach tap at IFACE or at fd @NN as network NAME)\n  \
+         [ --net-mac:NAME=HWADDR ] (set HWADDR for network NAME)\n  \
+         [ --net=IFACE ] (when the manifest declares one network)\n  \
+         [ --no-net-ring ] (network devices use hypercalls only, no shared-memory ring)\n"
+    }
+
+    fn parse_option(&mut self, option: &str, manifest: &mut Manifest) -> Result<bool> {
+        if option == "--no-net-ring" {
+            self.ring_enabled = false;
+            return Ok(true);
+        }
+        let (name, value, is_mac) = if let Some(iface) = option.strip_prefix("--net=") {
+            let name = only_device(manifest, MFT_DEV_NET_BASIC).ok_or_else(|| {
+                Error::usage("--net=IFACE needs exactly one network device in the manifest")
+            })?;
+            (name, iface, false)
+        } else if let Some((name, value)) = named_option(option, "--net") {
+            (name.to_owned(), value, false)
+        } else if let Some((name, value)) = named_option(option, "--net-mac") {
+            (name.to_owned(), value, true)
+        } else {
+            return Ok(false);
+        };
+        let index = valid_device_name(&name)
+            .then(|| manifest.find(&name, MFT_DEV_NET_BASIC))
+            .flatten()
+            .ok_or_else(|| Error::usage(format!("Resource not declared in manifest: '{name}'")))?;
+
+        if is_mac {
+            if self.devices.get(&index).is_some_and(|d| d.mac.is_some()) {
+                return Err(Error::usage(format!(
+                    "MAC address of network device '{name}' given twice: `{option}'"
+                )));
+            }
+            let mac = mac::parse_mac(value).ok_or_else(|| {
+                Error::usage(format!(
+                    "Malformed MAC address for network device '{name}': '{value}' \
+                     (expected xx:xx:xx:xx:xx:xx)"
+                ))
+            })?;
+            self.devices.entry(index).or_default().mac = Some(mac);
+        } else {
+            if self
+                .devices
+                .get(&index)
+                .is_some_and(|d| d.backend.is_some())
+            {
+                return Err(Error::usage(format!(
+                    "Network device '{name}' attached twice: `{option}'"
+                )));
+            }
+            let backend = self.attach(value)?;
+            self.devices.entry(index).or_default().backend = Some(backend);
+        }
+        Ok(true)
+    }
+
+    fn reserved_memory(&self, manifest: &Manifest) -> u64 {
+        let has_devices = manifest.handles_of(MFT_DEV_NET_BASIC).next().is_some();
+        if self.ring_enabled && has_devices {
+            ring::RING_AREA
+        } else {
+            0
+        }
+    }
+
+    fn setup(&mut self, ctx: &mut SetupContext<'_>) -> Result<()> {
+        let mut backends: Backends = vec![None; ctx.manifest.entries.len()];
+        for (index, device) in std::mem::take(&mut self.devices) {
+            // A MAC without a back-end: the attach check reports the device.
+            let Some(backend) = device.backend else {
+                continue;
+            };
+            // As upstream, an all-zero MAC means "none given".
+            let mac = match device.mac {
+                Some(mac) if mac != [0; 6] => mac,
+                _ => mac::random_mac().map_err(|e| {
+                    Error::new(format!(
+                        "Could not generate a MAC address: {}",
+                        error_text(&e)
+                    ))
+                })?,
+            };
+            // `b` is the host descriptor, as upstream's `b.hostfd` (§4.4).
+            let hostfd = match backend.readiness() {
+                Readiness::Fd(fd) => u64::from(fd.unsigned_abs()),
+                Readiness::Queue { .. } => 0,
+            };
+            attach(&mut ctx.manifest.entries[index], mac, backend.mtu(), hostfd);
+            ctx.poll.watch(index, backend.clone())?;
+            backends[index] = Some(backend);
+        }
+        if backends.iter().all(Option::is_none) {
+            // No handlers: NET_* hypercalls stay invalid (§5).
+            return Ok(());
+        }
+        if let Some(reservation) = ctx.reservation {
+            self.ring = ring::offer(ctx, reservation, &backends);
+        }
+        hypercalls::register_hypercalls(ctx.hypercalls, backends)
+    }
+
+    fn boot_info(&self, info: &mut BootInfo) {
+        if let Some(ring) = &self.ring {
+            ring.describe(info);
+        }
+    }
+
+    fn halt(&mut self, _ending: Ending) {
+        // Upstream's HALT hook: the ring thread stops before the tender exits.
+        if let Some(ring) = self.ring.as_mut() {
+            ring.stop();
+        }
+    }
+
+    fn thread_syscalls(&self) -> &'static [libc::c_long] {
+        if self.ring.is_some() {
+            ring::THREAD_SYSCALLS
+        } else {
+            &[]
+        }
+    }
+}
+
+/// Fills in the manifest entry of an attached network device (§4.4): MAC,
+/// MTU, the tender-private `b` and the attached flag.
+pub fn attach(entry: &mut MftEntry, mac: Mac, mtu: u16, b: u64) {
+    entry.set_net(MftNetBasic {
+        mac,
+        mtu,
+        _pad: [0; 8],
+    });
+    entry.b = b;
+    entry.attached = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_syntax() {
+        assert_eq!(parse_fd("3").unwrap(), 3);
+        for (bad, code) in [
+            ("", libc::EINVAL),
+            ("-1", libc::EINVAL),
+            ("3x", libc::EINVAL),
+            ("+3", libc::EINVAL),
+            ("99999999999", libc::ERANGE),
+        ] {
+            assert_eq!(
+                parse_fd(bad).unwrap_err().raw_os_error(),
+                Some(code),
+                "{bad}"
+            );
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            entries: vec![
+                MftEntry::RESERVED_FIRST,
+                MftEntry::new("disk", hvt_abi::manifest::MFT_DEV_BLOCK_BASIC),
+                MftEntry::new("service0", MFT_DEV_NET_BASIC),
+            ],
+        }
+    }
+
+    fn refused(net: &mut Net, option: &str) -> Error {
+        net.parse_option(option, &mut manifest()).unwrap_err()
+    }
+
+    #[test]
+    fn option_errors() {
+        let mut net = Net::new(Box::new(open_tap));
+        let err = refused(&mut net, "--net:disk=tap0");
+        assert_eq!(err.message(), "Resource not declared in manifest: 'disk'");
+        let err = refused(&mut net, "--net-mac:serv-ice0=02:00:00:00:00:01");
+        assert_eq!(
+            err.message(),
+            "Resource not declared in manifest: 'serv-ice0'"
+        );
+        let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00");
+        assert_eq!(
+            err.message(),
+            "Malformed MAC address for network device 'service0': '02:00:00:00:00' \
+             (expected xx:xx:xx:xx:xx:xx)"
+        );
+        assert!(net
+            .parse_option("--net-mac:service0=02:00:00:00:00:01", &mut manifest())
+            .unwrap());
+        let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00:02");
+        assert_eq!(
+            err.message(),
+            "MAC address of network device 'service0' given twice: \
+             `--net-mac:service0=02:00:00:00:00:02'"
+        );
+        let err = refused(&mut net, "--net:service0=@x");
+        assert_eq!(
+            err.message(),
+            "Could not attach interface: @x: Invalid argument"
+        );
+        assert!(!err.show_usage);
+        let err = refused(&mut net, "--net:service0=@1073741824");
+        assert_eq!(
+            err.message(),
+            "Could not attach interface: @1073741824: Bad file descriptor"
+        );
+        let err = refused(&mut net, "--net=tender-nosuch");
+        assert_eq!(
+            err.message(),
+            "Could not attach interface: tender-nosuch: No such device"
+        );
+        let err = refused(&mut net, "--net:service0=a-name-of-16chrs");
+        assert_eq!(
+            err.message(),
+            "Could not attach interface: a-name-of-16chrs: File name too long"
+        );
+        assert!(!net.parse_option("--block:disk=x", &mut manifest()).unwrap());
+    }
+}

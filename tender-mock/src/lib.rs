@@ -1,0 +1,535 @@
+//! An in-process tender without KVM, for running guest code on the host.
+//!
+//! The guest's hypercalls arrive here (through the bindings' host transport)
+//! instead of through `outl`. They are served by the real tender's code:
+//! the modules of `tender-core`, built through the same lifecycle as the
+//! tender's ([`ModuleSet`]), the same dispatcher, argument checks and
+//! `GuestRam` validation. What the mock adds is what a test needs:
+//!
+//! * the console is captured;
+//! * POLL waits on a [`VirtualClock`] that jumps straight to the deadline,
+//!   so timer tests run instantly and deterministically;
+//! * network devices are in-memory wires ([`tender_core::devices::wire`]),
+//!   two devices of the guest per wire, back to back, opened by the net
+//!   module's own option parsing (`--net:NAME=...`);
+//! * the shared-memory network ring can be offered ([`MockConfig::ring`]),
+//!   for tests that play the guest's side of it against the real I/O
+//!   thread ([`MockTender::ring_gpa`], [`MockTender::kick_ring`]).
+//!
+//! [`MockConfig::system`] is the other use: an application run as a host
+//! process, with the real clock, its console on stdout and host taps as its
+//! network devices.
+//!
+//! The guest finds its devices in boot information the mock provides (the
+//! bindings' host hook [`boot_info`]). Hypercall arguments are marshalled
+//! between the guest's address space and the mock's guest memory
+//! ([`marshal`]).
+
+mod boot_info;
+mod clock;
+mod current;
+pub mod marshal;
+mod vm;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hvt_abi::boot::BootInfo;
+use hvt_abi::hypercall::RING_KICK_PIO_BASE;
+use hvt_abi::manifest::{MftEntry, MFT_DEV_NET_BASIC, MFT_MAX_ENTRIES};
+use tender_core::devices::console::Console;
+use tender_core::devices::frame::FrameBackend;
+use tender_core::devices::poller::{PollSet, Poller};
+use tender_core::devices::wire::{self, WirePort};
+use tender_core::error::{Error, FatalHandler, Result};
+use tender_core::hypercall::Hypercalls;
+use tender_core::lifecycle::{ModuleSet, SetupEnv};
+use tender_core::manifest::Manifest;
+use tender_core::memory::GuestRam;
+use tender_core::module::Ending;
+use tender_core::modules::{self, net, Host};
+
+pub use clock::VirtualClock;
+pub use current::{boot_info, hypercall, install, monotonic_ns, uninstall, with};
+pub use tender_core::devices::wire::{WireConfig, WireStats};
+pub use vm::MockVm;
+
+/// Guest memory of a mock tender, in MiB.
+pub const MOCK_MEM_MIB: u64 = 16;
+
+/// How the guest ended: raised as a panic payload by the transport, because
+/// a halted guest never returns from its HALT hypercall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestExit {
+    /// The exit code a tender process would have.
+    pub code: i32,
+    /// The tender's error message, when the tender stopped the guest.
+    pub error: Option<String>,
+}
+
+/// What a mock tender offers its guest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MockConfig<'a> {
+    /// The command line in the boot information.
+    pub cmdline: &'a str,
+    /// Network devices on in-memory wires, by name: handles 1, 2, ... in
+    /// this order. Devices are wired to each other in pairs (first with
+    /// second, third with fourth, ...), so there must be an even number.
+    pub net_devices: &'a [&'a str],
+    /// How each wire behaves.
+    pub wire: WireConfig,
+    /// Offer the shared-memory network ring. A guest on the host cannot use
+    /// it (its buffers are not in the mock's memory); a test plays the
+    /// guest's side in the mock's memory instead.
+    pub ring: bool,
+    /// Network devices on host taps, as (device name, interface), after the
+    /// wired ones. Taps need the real clock.
+    pub taps: &'a [(&'a str, &'a str)],
+    /// The host's monotonic clock and an epoll set instead of the virtual
+    /// clock, and the console on stdout instead of captured.
+    pub real_clock: bool,
+}
+
+impl<'a> MockConfig<'a> {
+    /// An application run as a host process: real clock, console on
+    /// stdout, its network devices on the host taps `taps`.
+    pub fn system(cmdline: &'a str, taps: &'a [(&'a str, &'a str)]) -> MockConfig<'a> {
+        MockConfig {
+            cmdline,
+            taps,
+            real_clock: true,
+            ..MockConfig::default()
+        }
+    }
+}
+
+/// The MAC of the mock's wired network device `handle`: local unicast,
+/// unique.
+pub fn mock_mac(handle: usize) -> net::Mac {
+    [0x02, 0, 0, 0, 0, u8::try_from(handle).unwrap_or(u8::MAX)]
+}
+
+/// What POLL waits on, and where monotonic time comes from.
+enum MockClock {
+    Virtual(Arc<VirtualClock>),
+    Real(Instant),
+}
+
+/// One in-process tender.
+pub struct MockTender {
+    ram: GuestRam,
+    hypercalls: Hypercalls,
+    modules: ModuleSet,
+    vm: MockVm,
+    console: Arc<Console>,
+    clock: MockClock,
+    /// The wire port of each wired network device, by handle.
+    ports: Vec<Option<Arc<WirePort>>>,
+    /// What the modules' threads reported as fatal.
+    fatal_errors: Arc<Mutex<Vec<String>>>,
+    info: BootInfo,
+    boot_info: &'static BootInfo,
+}
+
+impl MockTender {
+    /// A tender with no devices and an empty command line.
+    pub fn new() -> Result<MockTender> {
+        MockTender::with_config(&MockConfig::default())
+    }
+
+    /// A tender with the command line and devices of `config`.
+    pub fn with_config(config: &MockConfig<'_>) -> Result<MockTender> {
+        let wired = config.net_devices;
+        let names: Vec<&str> = wired
+            .iter()
+            .copied()
+            .chain(config.taps.iter().map(|(name, _)| *name))
+            .collect();
+        if !wired.len().is_multiple_of(2) || names.len() >= MFT_MAX_ENTRIES {
+            return Err(Error::new(format!(
+                "mock tender: {} wired and {} tap devices: wires come in pairs, at most {} devices",
+                wired.len(),
+                config.taps.len(),
+                MFT_MAX_ENTRIES - 1
+            )));
+        }
+        if let Some(bad) = names.iter().find(|n| !modules::valid_device_name(n)) {
+            return Err(Error::new(format!(
+                "mock tender: invalid device name '{bad}'"
+            )));
+        }
+        let mut manifest = Manifest {
+            entries: std::iter::once(MftEntry::RESERVED_FIRST)
+                .chain(names.iter().map(|n| MftEntry::new(n, MFT_DEV_NET_BASIC)))
+                .collect(),
+        };
+
+        // The wires, by device name; the net module opens them by name.
+        let mut ports: Vec<Option<Arc<WirePort>>> = vec![None; manifest.entries.len()];
+        let mut wires: BTreeMap<String, Arc<dyn FrameBackend>> = BTreeMap::new();
+        for (pair, ends) in wired.chunks(2).enumerate() {
+            let (a, b) = wire::pair(config.wire, [ends[0], ends[1]]);
+            for (offset, port) in [a, b].into_iter().enumerate() {
+                let port = Arc::new(port);
+                ports[1 + 2 * pair + offset] = Some(port.clone());
+                wires.insert(ends[offset].to_owned(), port);
+            }
+        }
+        let open_net: net::OpenNet = Box::new(move |value: &str| match wires.get(value) {
+            Some(port) => Ok(port.clone()),
+            None => net::open_tap(value),
+        });
+        let console = Arc::new(if config.real_clock {
+            Console::Stdout
+        } else {
+            Console::captured()
+        });
+        let mut modules = ModuleSet::new(modules::all(Host {
+            console: console.clone(),
+            open_net,
+        }));
+
+        // The command line a tender would get for these devices.
+        let mut options = vec![format!("--mem={MOCK_MEM_MIB}")];
+        for (handle, name) in wired.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+            options.push(format!("--net:{name}={name}"));
+            let mac = net::mac::format_mac(&mock_mac(handle));
+            options.push(format!("--net-mac:{name}={mac}"));
+        }
+        for (name, iface) in config.taps {
+            options.push(format!("--net:{name}={iface}"));
+        }
+        if !config.ring {
+            options.push("--no-net-ring".into());
+        }
+        modules.parse_options(&options, &mut manifest)?;
+
+        let mut ram = modules.allocate_memory(&manifest)?;
+        let mut vm = MockVm {
+            ioeventfd: config.ring,
+            ..MockVm::default()
+        };
+        let (clock, poll): (MockClock, Arc<dyn PollSet>) = if config.real_clock {
+            (MockClock::Real(Instant::now()), Arc::new(Poller::new()?))
+        } else {
+            let clock = Arc::new(VirtualClock::default());
+            (MockClock::Virtual(clock.clone()), clock)
+        };
+        let fatal_errors = Arc::new(Mutex::new(Vec::new()));
+        let recorded = fatal_errors.clone();
+        let fatal: FatalHandler = Arc::new(move |error: Error| {
+            recorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(error.to_string());
+        });
+        let hypercalls = modules.setup(SetupEnv {
+            manifest: &mut manifest,
+            ram: &mut ram,
+            vm: &mut vm,
+            poll,
+            fatal,
+        })?;
+        let mut info = BootInfo {
+            mem_size: ram.visible_size(),
+            kernel_end: marshal::BUFFER_GPA,
+            cpu_cycle_freq: 1_000_000_000,
+            ..BootInfo::default()
+        };
+        modules.boot_info(&mut info);
+        let (host_base, _) = ram.host_mapping();
+        let boot_info = boot_info::leak(info, &manifest, config.cmdline, host_base as u64);
+        Ok(MockTender {
+            ram,
+            hypercalls,
+            modules,
+            vm,
+            console,
+            clock,
+            ports,
+            fatal_errors,
+            info,
+            boot_info,
+        })
+    }
+
+    /// The wire port of network device `handle`.
+    pub fn wire_port(&self, handle: usize) -> Option<&WirePort> {
+        self.ports.get(handle)?.as_deref()
+    }
+
+    /// The boot information this tender gives its guest (host addresses).
+    pub fn boot_info(&self) -> &'static BootInfo {
+        self.boot_info
+    }
+
+    /// Everything the guest wrote to its console (nothing when it goes to
+    /// stdout).
+    pub fn console_output(&self) -> Vec<u8> {
+        self.console.captured_bytes()
+    }
+
+    /// The virtual clock. Panics on a mock with the real clock.
+    pub fn clock(&self) -> &VirtualClock {
+        match &self.clock {
+            MockClock::Virtual(clock) => clock,
+            MockClock::Real(_) => panic!("this mock tender runs on the real clock"),
+        }
+    }
+
+    /// Monotonic nanoseconds: virtual, or since the mock was made.
+    pub fn monotonic_ns(&self) -> u64 {
+        match &self.clock {
+            MockClock::Virtual(clock) => clock.now_ns(),
+            MockClock::Real(start) => u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The mock's guest memory, as the tender's modules see it.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Guest-physical address of the network ring, if one is offered.
+    pub fn ring_gpa(&self) -> Option<u64> {
+        (self.info.net_ring != 0).then_some(self.info.net_ring)
+    }
+
+    /// Rings the ring's doorbell as the guest's OUT to port 0x600 does.
+    /// False if no doorbell is registered.
+    pub fn kick_ring(&self) -> bool {
+        self.vm.port_write(RING_KICK_PIO_BASE, 0)
+    }
+
+    /// What the modules' threads reported as fatal (a tender would have
+    /// exited with the first).
+    pub fn fatal_errors(&self) -> Vec<String> {
+        self.fatal_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The mock's VM (doorbells and regions the modules registered).
+    pub fn vm(&self) -> &MockVm {
+        &self.vm
+    }
+}
+
+impl Drop for MockTender {
+    fn drop(&mut self) {
+        // As a tender does when its guest ends: threads stop, data is synced.
+        self.modules.halt(Ending::Exit(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hvt_abi::hypercall::{nr, Poll, Puts, Walltime};
+    use tender_core::hypercall::Action;
+
+    fn served<T>(
+        mock: &mut MockTender,
+        number: u16,
+        arg: &mut T,
+    ) -> std::result::Result<Action, String> {
+        // SAFETY: `arg` is the struct of `number`, its buffers are live.
+        unsafe { mock.serve(number, (arg as *mut T).cast()) }
+    }
+
+    #[test]
+    fn puts_reaches_the_captured_console() {
+        let mut mock = MockTender::new().unwrap();
+        let text = b"hello from the host";
+        let mut arg = Puts {
+            data: text.as_ptr() as u64,
+            len: text.len() as u64,
+        };
+        assert_eq!(served(&mut mock, nr::PUTS, &mut arg), Ok(Action::Continue));
+        assert_eq!(mock.console_output(), text);
+        assert_eq!(
+            arg.data,
+            text.as_ptr() as u64,
+            "the guest's pointer is restored"
+        );
+    }
+
+    #[test]
+    fn poll_advances_the_virtual_clock_by_the_timeout() {
+        let mut mock = MockTender::new().unwrap();
+        let mut arg = Poll {
+            timeout_nsecs: 1_500_000_000,
+            ..Poll::default()
+        };
+        assert_eq!(served(&mut mock, nr::POLL, &mut arg), Ok(Action::Continue));
+        assert_eq!(mock.clock().now_ns(), 1_500_000_000);
+        assert_eq!((arg.ready_set, arg.ret), (0, 0));
+    }
+
+    #[test]
+    fn scheduled_readiness_ends_a_poll_early() {
+        let mut mock = MockTender::new().unwrap();
+        mock.clock().schedule_ready(3, 2_000);
+        mock.clock().schedule_ready(5, 9_000);
+        let mut arg = Poll {
+            timeout_nsecs: 5_000,
+            ..Poll::default()
+        };
+        served(&mut mock, nr::POLL, &mut arg).unwrap();
+        assert_eq!(
+            (arg.ready_set, arg.ret, mock.clock().now_ns()),
+            (1 << 3, 1, 2_000)
+        );
+        served(&mut mock, nr::POLL, &mut arg).unwrap();
+        assert_eq!(
+            (arg.ready_set, arg.ret, mock.clock().now_ns()),
+            (0, 0, 7_000)
+        );
+    }
+
+    #[test]
+    fn walltime_is_real_time() {
+        let mut mock = MockTender::new().unwrap();
+        let mut arg = Walltime::default();
+        served(&mut mock, nr::WALLTIME, &mut arg).unwrap();
+        assert!(arg.nsecs > 1_500_000_000 * 1_000_000_000, "{}", arg.nsecs);
+    }
+
+    #[test]
+    fn oversized_buffers_fail_the_real_check() {
+        let mut mock = MockTender::new().unwrap();
+        let mut arg = Puts {
+            data: 0x1000,
+            len: u64::MAX / 2,
+        };
+        let err = served(&mut mock, nr::PUTS, &mut arg).unwrap_err();
+        assert!(
+            err.starts_with("hypercall PUTS: Invalid guest access: gpa=0x1000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_numbers_are_refused_by_the_dispatcher() {
+        let mut mock = MockTender::new().unwrap();
+        let mut arg = 0u64;
+        assert_eq!(
+            served(&mut mock, 0, &mut arg),
+            Err("Invalid guest hypercall: num=0".into())
+        );
+        assert_eq!(
+            served(&mut mock, 9, &mut arg),
+            Err("Invalid guest port access: port=0x509".into())
+        );
+        // Block and net calls have no handler without those devices.
+        assert_eq!(
+            served(&mut mock, nr::BLOCK_READ, &mut [0u64; 5]),
+            Err("Invalid guest hypercall: num=5".into())
+        );
+    }
+
+    fn net_io(handle: u64, buffer: &mut [u8], len: usize) -> hvt_abi::hypercall::NetIo {
+        hvt_abi::hypercall::NetIo {
+            handle,
+            data: buffer.as_mut_ptr() as u64,
+            len: len as u64,
+            ret: -1,
+            _pad: 0,
+        }
+    }
+
+    fn poll(mock: &mut MockTender, timeout_nsecs: u64) -> std::result::Result<(u64, i32), String> {
+        let mut arg = Poll {
+            timeout_nsecs,
+            ..Poll::default()
+        };
+        served(mock, nr::POLL, &mut arg)?;
+        Ok((arg.ready_set, arg.ret))
+    }
+
+    fn two_devices(wire: WireConfig) -> MockTender {
+        MockTender::with_config(&MockConfig {
+            cmdline: "x y",
+            net_devices: &["a", "b"],
+            wire,
+            ..MockConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_boot_info_lists_the_wired_devices() {
+        let mock = two_devices(WireConfig::clean());
+        let info = mock.boot_info();
+        assert_eq!((info.host_features, info.net_ring), (0, 0));
+        // SAFETY: the mock leaked a NUL-terminated command line there.
+        let cmdline = unsafe { std::ffi::CStr::from_ptr(info.cmdline as *const _) };
+        assert_eq!(cmdline.to_str(), Ok("x y"));
+        // SAFETY: the mock leaked the manifest bytes there.
+        let header = unsafe { *(info.mft as *const hvt_abi::manifest::MftHeader) };
+        assert_eq!((header.version, header.entries), (1, 3));
+        // SAFETY: followed by `entries` entries.
+        let entries = unsafe {
+            std::slice::from_raw_parts(
+                (info.mft as *const hvt_abi::manifest::MftHeader).add(1) as *const MftEntry,
+                3,
+            )
+        };
+        assert_eq!(entries[0], MftEntry::RESERVED_FIRST);
+        for (handle, name) in [(1, "a"), (2, "b")] {
+            let entry = &entries[handle];
+            assert_eq!(entry.name_bytes(), name.as_bytes());
+            assert_eq!((entry.kind, entry.attached), (MFT_DEV_NET_BASIC, 1));
+            assert_eq!(entry.net().mac, mock_mac(handle));
+            assert_eq!(entry.net().mtu, 1500);
+        }
+        assert!(mock.wire_port(1).is_some() && mock.wire_port(0).is_none());
+        assert!(MockTender::with_config(&MockConfig {
+            net_devices: &["odd"],
+            ..MockConfig::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn queued_frames_make_a_device_ready_without_moving_the_clock() {
+        let mut mock = two_devices(WireConfig::clean());
+        assert_eq!(poll(&mut mock, 1_000).unwrap(), (0, 0));
+        assert_eq!(mock.clock().now_ns(), 1_000);
+
+        let mut frame = [7u8; 60];
+        let mut arg = net_io(1, &mut frame, 60);
+        served(&mut mock, nr::NET_WRITE, &mut arg).unwrap();
+        assert_eq!(arg.ret, hvt_abi::hypercall::result::OK);
+        assert_eq!(poll(&mut mock, 5_000).unwrap(), (1 << 2, 1));
+        assert_eq!(mock.clock().now_ns(), 1_000);
+
+        // Reported and not read: still ready, but the clock runs again.
+        assert_eq!(poll(&mut mock, 5_000).unwrap(), (1 << 2, 1));
+        assert_eq!(mock.clock().now_ns(), 6_000);
+
+        let mut buffer = [0u8; 1514];
+        let mut arg = net_io(2, &mut buffer, 1514);
+        served(&mut mock, nr::NET_READ, &mut arg).unwrap();
+        assert_eq!((arg.ret, arg.len), (hvt_abi::hypercall::result::OK, 60));
+        assert_eq!(&buffer[..60], &[7u8; 60]);
+        served(&mut mock, nr::NET_READ, &mut arg).unwrap();
+        assert_eq!(arg.ret, hvt_abi::hypercall::result::AGAIN);
+        assert_eq!(poll(&mut mock, 1_000).unwrap(), (0, 0));
+        assert_eq!(mock.clock().now_ns(), 7_000);
+    }
+
+    #[test]
+    fn waiting_forever_is_a_deadlock() {
+        let mut mock = two_devices(WireConfig::clean());
+        let err = poll(&mut mock, u64::MAX).unwrap_err();
+        assert!(
+            err.starts_with("mock tender: the guest waits forever"),
+            "{err}"
+        );
+        mock.clock().schedule_ready(1, 500);
+        assert_eq!(poll(&mut mock, u64::MAX).unwrap(), (1 << 1, 1));
+    }
+}

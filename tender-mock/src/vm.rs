@@ -1,0 +1,56 @@
+//! The mock tender's VM: no hypervisor, only what modules ask of one. A
+//! doorbell (ioeventfd) registration is kept so that a test can ring it as
+//! a guest's port write would.
+
+use std::sync::Arc;
+
+use tender_core::error::{Error, Result};
+use tender_core::vm::{Extension, VmOps};
+use vm_memory::GuestRegionMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+#[derive(Default)]
+pub struct MockVm {
+    /// Offer the in-kernel doorbell, and with it the network ring.
+    pub ioeventfd: bool,
+    /// (port, datamatch, eventfd) of each registered doorbell.
+    pub doorbells: Vec<(u16, u32, EventFd)>,
+    /// Regions modules added, with their read-only flag.
+    pub regions: Vec<(Arc<GuestRegionMmap>, bool)>,
+}
+
+impl VmOps for MockVm {
+    fn has_extension(&self, extension: Extension) -> bool {
+        match extension {
+            Extension::IoEventFd => self.ioeventfd,
+            Extension::GuestDebug => false,
+        }
+    }
+
+    fn register_ioevent(&mut self, eventfd: &EventFd, port: u16, datamatch: u32) -> Result<()> {
+        if !self.ioeventfd {
+            return Err(Error::new("mock tender: no ioeventfd offered"));
+        }
+        let eventfd = eventfd
+            .try_clone()
+            .map_err(|e| Error::new(format!("mock tender: eventfd: {e}")))?;
+        self.doorbells.push((port, datamatch, eventfd));
+        Ok(())
+    }
+
+    fn add_memory_region(&mut self, region: Arc<GuestRegionMmap>, read_only: bool) -> Result<()> {
+        self.regions.push((region, read_only));
+        Ok(())
+    }
+}
+
+impl MockVm {
+    /// Writes `value` to `port` as a 32-bit OUT would: signals the doorbell
+    /// registered there for that value. False if there is none.
+    pub fn port_write(&self, port: u16, value: u32) -> bool {
+        self.doorbells
+            .iter()
+            .find(|(p, datamatch, _)| *p == port && *datamatch == value)
+            .is_some_and(|(_, _, eventfd)| eventfd.write(1).is_ok())
+    }
+}

@@ -1,0 +1,171 @@
+//! The vCPU run loop: hypercalls go to the dispatch table, every other VM
+//! exit to the modules, and what no module takes ends the guest with the
+//! message of §8.
+
+use hvt_abi::hypercall::{nr, PIO_BASE};
+use kvm_ioctls::VcpuExit;
+use tender_core::error::{Error, Result};
+use tender_core::hypercall::{Action, Hypercalls};
+use tender_core::lifecycle::ModuleSet;
+use tender_core::memory::GuestRam;
+use tender_core::vm::{ExitAction, Vcpu, VmExit};
+
+use super::vcpu::KvmVcpu;
+use crate::arch::x86_64::Privilege;
+
+/// How a run ends when the tender itself does not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// HALT hypercall (or a module that ended the guest): the exit code.
+    Halt(i32),
+    /// An unprivileged guest faulted (§12): the message to print; exit 255.
+    GuestFault(String),
+}
+
+fn rip(vcpu: &KvmVcpu) -> u64 {
+    vcpu.registers().map(|r| r.rip).unwrap_or(0)
+}
+
+/// The guest's registers, for the report of a fault.
+fn register_dump(vcpu: &KvmVcpu) -> String {
+    let (Ok(r), Ok(s)) = (vcpu.registers(), vcpu.special_registers()) else {
+        return "registers unavailable".into();
+    };
+    format!(
+        "rip=0x{:x} rsp=0x{:x} rflags=0x{:x} cr2=0x{:x} cs=0x{:x} \
+         rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} rsi=0x{:x} rdi=0x{:x} rbp=0x{:x}",
+        r.rip,
+        r.rsp,
+        r.rflags,
+        s.cr2,
+        s.cs.selector,
+        r.rax,
+        r.rbx,
+        r.rcx,
+        r.rdx,
+        r.rsi,
+        r.rdi,
+        r.rbp
+    )
+}
+
+/// A hypercall: a 32-bit OUT to one of the hypercall ports (§5).
+fn is_hypercall(port: u16, size: u8) -> bool {
+    size == 4 && port >= PIO_BASE && port - PIO_BASE < nr::MAX
+}
+
+/// The I/O access size of the current KVM_EXIT_IO.
+fn io_size(vcpu: &mut KvmVcpu) -> u8 {
+    // SAFETY: only called on a KVM_EXIT_IO, for which `io` is the valid
+    // member of the exit union.
+    unsafe { vcpu.fd.get_kvm_run().__bindgen_anon_1.io.size }
+}
+
+/// Runs the guest until it halts or the tender must stop it.
+pub fn run(
+    vcpu: &mut KvmVcpu,
+    ram: &GuestRam,
+    hypercalls: &mut Hypercalls,
+    modules: &mut ModuleSet,
+    privilege: Privilege,
+) -> Result<Stop> {
+    loop {
+        let exit = match vcpu.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) if e.errno() == libc::EFAULT => {
+                return Err(Error::new(format!(
+                    "KVM: host/guest translation fault: rip=0x{:x}",
+                    rip(vcpu)
+                )))
+            }
+            Err(e) => return Err(Error::new(format!("KVM: KVM_RUN failed: {e}"))),
+        };
+        let exit = match exit {
+            VcpuExit::IoOut(port, data) => {
+                let mut word = [0u8; 4];
+                let n = data.len().min(4);
+                word[..n].copy_from_slice(&data[..n]);
+                let value = u32::from_le_bytes(word);
+                // `data` spans count × size for string I/O; the access size
+                // is what counts (§5 ignores the count).
+                let size = io_size(vcpu);
+                if is_hypercall(port, size) {
+                    match hypercalls.dispatch_pio(ram, port, true, 4, value)? {
+                        Action::Continue => continue,
+                        Action::Exit(code) => return Ok(Stop::Halt(code)),
+                    }
+                }
+                VmExit::IoOut { port, size, value }
+            }
+            VcpuExit::IoIn(port, data) => VmExit::IoIn {
+                port,
+                size: u8::try_from(data.len()).unwrap_or(u8::MAX),
+            },
+            VcpuExit::MmioWrite(gpa, _) => VmExit::Mmio { gpa, write: true },
+            VcpuExit::MmioRead(gpa, _) => VmExit::Mmio { gpa, write: false },
+            VcpuExit::Debug(debug) => VmExit::Debug {
+                exception: debug.exception,
+                pc: debug.pc,
+                dr6: debug.dr6,
+                dr7: debug.dr7,
+            },
+            VcpuExit::Hlt => VmExit::Hlt,
+            VcpuExit::Shutdown => VmExit::Shutdown,
+            VcpuExit::FailEntry(reason, _) => {
+                return Err(Error::new(format!(
+                    "KVM: entry failure: hw_entry_failure_reason=0x{reason:x}"
+                )))
+            }
+            VcpuExit::InternalError => {
+                // SAFETY: the exit reason says the `internal` union member is valid.
+                let suberror = unsafe { vcpu.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                return Err(Error::new(format!(
+                    "KVM: internal error exit: suberror=0x{suberror:x}"
+                )));
+            }
+            _ => {
+                let reason = vcpu.fd.get_kvm_run().exit_reason;
+                return Err(Error::new(format!(
+                    "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
+                    rip(vcpu)
+                )));
+            }
+        };
+        match modules.vm_exit(&exit, vcpu, ram)? {
+            Some(ExitAction::Resume) => continue,
+            Some(ExitAction::Exit(code)) => return Ok(Stop::Halt(code)),
+            None => return unserved(&exit, vcpu, privilege),
+        }
+    }
+}
+
+/// The core's answer to an exit no module took.
+fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<Stop> {
+    let message = match *exit {
+        VmExit::IoOut { port, .. } | VmExit::IoIn { port, .. } => {
+            format!("Invalid guest port access: port=0x{port:x}")
+        }
+        // A write to a page the host maps read-only (guest text or rodata)
+        // surfaces as MMIO on shadow-paging KVM: the same guest fault as
+        // EFAULT on hardware KVM (§11).
+        VmExit::Mmio { gpa, .. } => format!(
+            "KVM: host/guest translation fault: rip=0x{:x}, gpa=0x{gpa:x}",
+            rip(vcpu)
+        ),
+        VmExit::Shutdown if privilege == Privilege::User => {
+            return Ok(Stop::GuestFault(format!(
+                "Guest fault (triple fault at CPL 3): {}",
+                register_dump(vcpu)
+            )))
+        }
+        VmExit::Shutdown | VmExit::Hlt | VmExit::Debug { .. } => {
+            let reason = vcpu.fd.get_kvm_run().exit_reason;
+            format!(
+                "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
+                rip(vcpu)
+            )
+        }
+    };
+    Err(Error::new(message))
+}
