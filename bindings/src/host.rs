@@ -12,6 +12,8 @@ use hvt_abi::boot::BootInfo;
 pub type Transport = fn(nr: u16, arg: *mut u8);
 /// Returns monotonic nanoseconds.
 pub type Clock = fn() -> u64;
+/// Receives a 32-bit port write that is not a hypercall (a doorbell).
+pub type PortWriter = fn(port: u16, value: u32);
 
 /// Returns the boot information of the calling guest, if it has one. Its
 /// pointers (`mft`, `cmdline`, `net_ring`) are host addresses.
@@ -20,6 +22,7 @@ pub type BootInfoSource = fn() -> Option<&'static BootInfo>;
 static TRANSPORT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static CLOCK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static BOOT_INFO_SOURCE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static PORT_WRITER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Routes every hypercall of this process to `transport`.
 pub fn set_transport(transport: Transport) {
@@ -34,6 +37,24 @@ pub fn set_clock(clock: Clock) {
 /// Makes `source` the provider of [`crate::boot::boot_info`] on the host.
 pub fn set_boot_info_source(source: BootInfoSource) {
     BOOT_INFO_SOURCE.store(source as *mut (), Ordering::SeqCst);
+}
+
+/// Routes the process's doorbell writes (`out` to a port that is not a
+/// hypercall's) to `writer`.
+pub fn set_port_writer(writer: PortWriter) {
+    PORT_WRITER.store(writer as *mut (), Ordering::SeqCst);
+}
+
+/// The host's `out dx, eax` for a doorbell: goes to the installed port
+/// writer; without one the write is dropped, as a port nobody listens on.
+pub fn port_write(port: u16, value: u32) {
+    let raw = PORT_WRITER.load(Ordering::SeqCst);
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: only `set_port_writer` stores here, always a `PortWriter`.
+    let writer = unsafe { core::mem::transmute::<*mut (), PortWriter>(raw) };
+    writer(port, value)
 }
 
 pub(crate) fn call(nr: u16, arg: *mut u8) {

@@ -109,7 +109,8 @@ impl Manifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = MftHeader {
             version: MFT_VERSION,
-            entries: self.entries.len() as u32,
+            entries: u32::try_from(self.entries.len())
+                .expect("a manifest has at most MFT_MAX_ENTRIES entries"),
         };
         let mut out = Vec::with_capacity(mft_size(self.entries.len()));
         out.extend_from_slice(header.as_slice());

@@ -19,6 +19,18 @@ use vm_memory::{
 
 use crate::error::{Error, Result};
 
+// The tender builds only for 64-bit hosts: every guest address and length
+// (a `u64`) fits a host `usize`, which is what makes [`host_len`] lossless.
+const _: () = assert!(usize::BITS == 64);
+
+/// A guest address or length as a host `usize` (an offset or a size in the
+/// tender's mapping of guest memory).
+// No truncation: `usize` is 64 bits wide, asserted above.
+#[allow(clippy::cast_possible_truncation)]
+pub const fn host_len(x: u64) -> usize {
+    x as usize
+}
+
 /// A guest address range that failed validation (§5): the tender stops the
 /// guest with "Invalid guest access".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +120,7 @@ impl GuestRam {
                 "invalid guest memory size {alloc_size}"
             )));
         }
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), alloc_size as usize)])
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), host_len(alloc_size))])
             .map_err(|e| Error::new(format!("Could not allocate guest memory: {e}")))?;
         Ok(GuestRam {
             mem,
@@ -197,7 +209,7 @@ impl GuestRam {
     ) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
         let addr = self.check_access(gpa, len, false)?;
         self.mem
-            .get_slice(addr, len as usize)
+            .get_slice(addr, host_len(len))
             .map_err(|_| InvalidAccess { gpa, len })
     }
 
@@ -209,7 +221,7 @@ impl GuestRam {
     ) -> std::result::Result<VolatileSlice<'_>, InvalidAccess> {
         let addr = self.check_access(gpa, len, true)?;
         self.mem
-            .get_slice(addr, len as usize)
+            .get_slice(addr, host_len(len))
             .map_err(|_| InvalidAccess { gpa, len })
     }
 
@@ -273,8 +285,8 @@ impl GuestRam {
         // and no other handle exists whose checks would miss the change.
         let rc = unsafe {
             libc::mprotect(
-                host.add(start as usize).cast(),
-                (end - start) as usize,
+                host.add(host_len(start)).cast(),
+                host_len(end - start),
                 prot,
             )
         };

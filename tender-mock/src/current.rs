@@ -72,3 +72,11 @@ pub fn boot_info() -> Option<&'static BootInfo> {
         .ok()
         .flatten()
 }
+
+/// The bindings' host port writer: a doorbell write on this thread's mock
+/// tender, as the guest's `out` to a port with an ioeventfd.
+pub fn port_write(port: u16, value: u32) {
+    with(|mock| {
+        mock.vm().port_write(port, value);
+    })
+}

@@ -39,7 +39,6 @@ use hvt_abi::boot::BootInfo;
 use hvt_abi::hypercall::RING_KICK_PIO_BASE;
 use hvt_abi::manifest::{MftEntry, MFT_DEV_NET_BASIC, MFT_MAX_ENTRIES};
 use tender_core::devices::console::Console;
-use tender_core::devices::frame::FrameBackend;
 use tender_core::devices::poller::{PollSet, Poller};
 use tender_core::devices::wire::{self, WirePort};
 use tender_core::error::{Error, FatalHandler, Result};
@@ -51,8 +50,10 @@ use tender_core::module::Ending;
 use tender_core::modules::{self, net, Host};
 
 pub use clock::VirtualClock;
-pub use current::{boot_info, hypercall, install, monotonic_ns, uninstall, with};
+pub use current::{boot_info, hypercall, install, monotonic_ns, port_write, uninstall, with};
+pub use tender_core::devices::frame::FrameBackend;
 pub use tender_core::devices::wire::{WireConfig, WireStats};
+pub use vm_memory::VolatileSlice;
 pub use vm::MockVm;
 
 /// Guest memory of a mock tender, in MiB.

@@ -106,6 +106,7 @@ where
     hvt_bindings::host::set_transport(mock::hypercall);
     hvt_bindings::host::set_clock(mock::monotonic_ns);
     hvt_bindings::host::set_boot_info_source(mock::boot_info);
+    hvt_bindings::host::set_port_writer(mock::port_write);
     let (level, cmdline) = hvt_bindings::cmdline::strip_log_options(cmdline);
     hvt_bindings::console::set_log_level(level);
     let cmdline: &'static str = std::boxed::Box::leak(cmdline.to_string().into_boxed_str());

@@ -26,8 +26,15 @@ const _: () = assert!(RING_SIZE <= u32::MAX as usize);
 
 pub struct RingClient {
     ring: *mut Ring,
-    /// One transmit buffer per slot, so callers may reuse their frames.
-    buffers: Box<[[u8; RING_BUF_SIZE]]>,
+    /// One transmit buffer per slot (`RING_SIZE` of them), so callers may
+    /// reuse their frames.
+    buffers: *mut [u8; RING_BUF_SIZE],
+    /// The heap storage of `buffers`, in a guest.
+    _storage: Option<Box<[[u8; RING_BUF_SIZE]]>>,
+    /// What to subtract from a buffer's address to get the address the host
+    /// knows it by: 0 in a guest, where addresses are guest-physical; the
+    /// mock's host address of its GPA 0 in a host test.
+    gpa_offset: u64,
     next_id: u32,
 }
 
@@ -38,11 +45,43 @@ impl RingClient {
         if info.host_features & HOST_FEATURE_RING_IO == 0 || info.net_ring == 0 {
             return None;
         }
+        let mut storage = vec![[0u8; RING_BUF_SIZE]; RING_SIZE].into_boxed_slice();
         Some(RingClient {
             ring: info.net_ring as *mut Ring,
-            buffers: vec![[0u8; RING_BUF_SIZE]; RING_SIZE].into_boxed_slice(),
+            buffers: storage.as_mut_ptr(),
+            _storage: Some(storage),
+            gpa_offset: 0,
             next_id: 0,
         })
+    }
+
+    /// A client of the ring at `ring` whose transmit buffers are the
+    /// `RING_SIZE` buffers at `buffers`, where the host knows each address
+    /// `a` as `a - gpa_offset`: a host test's view of a mock tender's memory.
+    ///
+    /// # Safety
+    /// `ring` and the buffers must stay valid, and be used by nobody else,
+    /// for the life of the client; so must every buffer passed to
+    /// [`RingClient::read`], and all of them must lie in the memory the
+    /// offset translates.
+    #[cfg(not(target_os = "none"))]
+    pub unsafe fn in_memory(
+        ring: *mut Ring,
+        buffers: *mut [u8; RING_BUF_SIZE],
+        gpa_offset: u64,
+    ) -> RingClient {
+        RingClient {
+            ring,
+            buffers,
+            _storage: None,
+            gpa_offset,
+            next_id: 0,
+        }
+    }
+
+    /// The address the host knows `buffer` by.
+    fn host_address(&self, buffer: *const u8) -> u64 {
+        buffer as u64 - self.gpa_offset
     }
 
     /// The ring counter at byte `offset` of `struct hvt_ring`.
@@ -106,7 +145,9 @@ impl RingClient {
         while tail.wrapping_sub(self.ent_head().load(Ordering::Acquire)) >= MAX_OUTSTANDING {
             core::hint::spin_loop();
         }
-        let buffer = &mut self.buffers[tail as usize % RING_SIZE];
+        // SAFETY: `buffers` holds RING_SIZE buffers (see the constructors);
+        // this slot's is free: its entry was consumed (waited for above).
+        let buffer = unsafe { &mut *self.buffers.add(tail as usize % RING_SIZE) };
         buffer[..frame.len()].copy_from_slice(frame);
         // reason: at most RING_BUF_SIZE (2048), checked above.
         #[allow(clippy::cast_possible_truncation)]
@@ -114,7 +155,7 @@ impl RingClient {
         let entry = RingEntry {
             operation: OP_NET_WRITE,
             handle,
-            data: buffer.as_ptr() as u64,
+            data: self.host_address(buffer.as_ptr()),
             len,
             id: 0,
             reserved: 0,
@@ -128,7 +169,7 @@ impl RingClient {
         let entry = RingEntry {
             operation: OP_NET_READ,
             handle: u32::try_from(handle).map_err(|_| NetError::Invalid)?,
-            data: buffer.as_mut_ptr() as u64,
+            data: self.host_address(buffer.as_ptr()),
             // A larger buffer offers the host 4 GiB - 1 of it.
             len: u32::try_from(buffer.len()).unwrap_or(u32::MAX),
             id: 0,
@@ -163,5 +204,117 @@ fn kick() {
         core::arch::asm!("out dx, eax", in("dx") RING_KICK_PIO_BASE, in("eax") 0u32, options(nostack, preserves_flags));
     }
     #[cfg(not(target_os = "none"))]
-    let _ = RING_KICK_PIO_BASE;
+    hvt_bindings::host::port_write(RING_KICK_PIO_BASE, 0);
+}
+
+/// The guest end of the ring against the real host end: a mock tender
+/// offers the ring and serves it with the net module's I/O thread over an
+/// in-memory wire; the client's buffers live in the mock's guest memory.
+#[cfg(all(test, not(target_os = "none")))]
+mod tests {
+    use super::*;
+
+    use std::vec::Vec;
+
+    use tender_mock::{FrameBackend, MockConfig, MockTender, VolatileSlice};
+
+    /// Where the client's transmit buffers and the read buffer lie, in the
+    /// mock's guest memory (16 MiB).
+    const TX_GPA: u64 = 0x20_0000;
+    const RX_GPA: u64 = 0x60_0000;
+    /// The largest frame of a 1500-byte MTU, Ethernet header included.
+    const MAX_FRAME: usize = 1514;
+
+    /// A client on a fresh mock installed on this thread, and the host
+    /// address of the read buffer.
+    fn client() -> (RingClient, *mut u8) {
+        let mock = MockTender::with_config(&MockConfig {
+            net_devices: &["a", "b"],
+            ring: true,
+            ..MockConfig::default()
+        })
+        .unwrap();
+        let (base, _) = mock.ram().host_mapping();
+        let gpa = mock.ring_gpa().expect("the ring is offered");
+        let offset = base as u64;
+        tender_mock::install(mock);
+        hvt_bindings::host::set_port_writer(tender_mock::port_write);
+        let at = |gpa: u64| (offset + gpa) as *mut u8;
+        // SAFETY: the ring and the buffers lie in the mock's memory, which
+        // lives (installed on this thread) until the test uninstalls it.
+        let client = unsafe { RingClient::in_memory(at(gpa).cast(), at(TX_GPA).cast(), offset) };
+        (client, at(RX_GPA))
+    }
+
+    fn frame(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 13 + seed) as u8).collect()
+    }
+
+    /// The next frame at the wire end of device `handle`, waiting for the
+    /// ring thread to deliver it.
+    fn delivered(handle: usize) -> Vec<u8> {
+        let mut buffer = vec![0u8; 65536];
+        for _ in 0..1_000_000 {
+            let got = tender_mock::with(|m| {
+                let port = m.wire_port(handle).unwrap();
+                port.receive(&mut VolatileSlice::from(&mut buffer[..])).ok()
+            });
+            if let Some(n) = got {
+                buffer.truncate(n);
+                return buffer;
+            }
+            std::thread::yield_now();
+        }
+        panic!("no frame arrived");
+    }
+
+    fn send_to(handle: usize, frame: &[u8]) {
+        tender_mock::with(|m| {
+            let port = m.wire_port(handle).unwrap();
+            let mut copy = frame.to_vec();
+            port.send(&VolatileSlice::from(&mut copy[..]))
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn writes_of_every_size_wrap_the_ring_and_arrive_in_order() {
+        let (mut client, _) = client();
+        // 1514 frames through 1024 slots: indices and buffers wrap, and the
+        // client waits whenever the ring is full.
+        for len in 1..=MAX_FRAME {
+            client.write(1, &frame(len, len)).unwrap();
+        }
+        for len in 1..=MAX_FRAME {
+            assert_eq!(delivered(2), frame(len, len), "frame of {len} bytes");
+        }
+        assert!(tender_mock::with(|m| m.fatal_errors().is_empty()));
+        tender_mock::uninstall();
+    }
+
+    #[test]
+    fn reads_return_frames_of_every_size_then_again() {
+        let (mut client, rx) = client();
+        // SAFETY: the read buffer lies in the installed mock's memory.
+        let buffer = unsafe { core::slice::from_raw_parts_mut(rx, RING_BUF_SIZE) };
+        for len in (1..=MAX_FRAME).step_by(11).chain([MAX_FRAME]) {
+            let sent = frame(len, 5);
+            send_to(2, &sent);
+            assert_eq!(client.read(1, buffer), Ok(len));
+            assert_eq!(&buffer[..len], &sent[..]);
+        }
+        assert_eq!(client.read(1, buffer), Err(NetError::Again));
+        assert_eq!(client.read(7, buffer), Err(NetError::Invalid));
+        // Reads and writes interleave over one ring.
+        for round in 0..2_000 {
+            client.write(1, &frame(60, round)).unwrap();
+            send_to(2, &frame(42, round));
+            assert_eq!(client.read(1, buffer), Ok(42), "round {round}");
+            assert_eq!(&buffer[..42], &frame(42, round)[..]);
+        }
+        for round in 0..2_000 {
+            assert_eq!(delivered(2), frame(60, round));
+        }
+        tender_mock::uninstall();
+    }
 }

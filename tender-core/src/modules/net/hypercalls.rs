@@ -174,12 +174,13 @@ mod tests {
         number: u16,
         arg: NetIo,
     ) -> std::result::Result<NetIo, String> {
-        let gpa = 0x10000;
-        ram.write_arg(gpa, &arg).unwrap();
+        // A `u32`: it travels in EAX.
+        let gpa: u32 = 0x10000;
+        ram.write_arg(u64::from(gpa), &arg).unwrap();
         hypercalls
-            .dispatch_pio(ram, 0x500 + number, true, 4, gpa as u32)
+            .dispatch_pio(ram, 0x500 + number, true, 4, gpa)
             .map_err(|e| e.message().to_owned())?;
-        Ok(ram.read_arg(gpa).unwrap())
+        Ok(ram.read_arg(u64::from(gpa)).unwrap())
     }
 
     fn io(handle: u64, data: u64, len: u64) -> NetIo {
