@@ -90,8 +90,9 @@ fn image_leaving_too_little_heap_aborts_with_255() {
     assert!(run.stdout.contains("big-bss: heap of"), "{}", run.stdout);
 }
 
-#[test]
-fn sigterm_ends_the_tender_with_exit_1() {
+/// Runs an idle guest, sends it `signal` once it sleeps, and returns the
+/// tender's exit code and stderr.
+fn signalled(signal: libc::c_int) -> (Option<i32>, String) {
     let child = std::process::Command::new(common::tender_bin())
         .arg(guest("idle"))
         .arg("20000")
@@ -101,13 +102,29 @@ fn sigterm_ends_the_tender_with_exit_1() {
         .expect("spawn tender");
     // Let the guest reach its first yield before the signal.
     std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = i32::try_from(child.id()).expect("a pid fits an i32");
     // SAFETY: signals our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(1));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sigterm_ends_the_tender_with_exit_1() {
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "tender: Exiting on signal 15\n"
+        signalled(libc::SIGTERM),
+        (Some(1), "tender: Exiting on signal 15\n".into())
+    );
+}
+
+#[test]
+fn sigint_is_reported_with_its_number_as_upstream_prints_it() {
+    assert_eq!(
+        signalled(libc::SIGINT),
+        (Some(1), "tender: Exiting on signal 2\n".into())
     );
 }
 

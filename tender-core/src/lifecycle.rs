@@ -2,7 +2,7 @@
 //! [`crate::module`]). It names no device: the tender and the mock tender
 //! both build their guest's devices through it, so the wiring exists once.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use hvt_abi::boot::BootInfo;
 use hvt_abi::layout::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
@@ -27,7 +27,7 @@ pub struct SetupEnv<'a> {
     pub manifest: &'a mut Manifest,
     pub ram: &'a mut GuestRam,
     pub vm: &'a mut dyn VmOps,
-    pub poll: Arc<dyn PollSet>,
+    pub poll: Rc<dyn PollSet>,
     pub fatal: FatalHandler,
 }
 

@@ -22,7 +22,7 @@
 //! [`Module::thread_syscalls`] says which system calls the module's threads
 //! make once set-up is over, for the sandbox.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use hvt_abi::boot::BootInfo;
 
@@ -48,7 +48,7 @@ pub struct SetupContext<'a> {
     /// Where handlers are registered, one per hypercall number.
     pub hypercalls: &'a mut Hypercalls,
     /// What POLL waits on; modules add their devices' readiness.
-    pub poll: &'a Arc<dyn PollSet>,
+    pub poll: &'a Rc<dyn PollSet>,
     /// Guest memory, still only the builder's: the layout may change here.
     pub ram: &'a mut GuestRam,
     /// The VM operations a module may use.

@@ -32,6 +32,7 @@ pub mod marshal;
 mod vm;
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -113,7 +114,7 @@ pub fn mock_mac(handle: usize) -> net::Mac {
 
 /// What POLL waits on, and where monotonic time comes from.
 enum MockClock {
-    Virtual(Arc<VirtualClock>),
+    Virtual(Rc<VirtualClock>),
     Real(Instant),
 }
 
@@ -211,10 +212,10 @@ impl MockTender {
             ioeventfd: config.ring,
             ..MockVm::default()
         };
-        let (clock, poll): (MockClock, Arc<dyn PollSet>) = if config.real_clock {
-            (MockClock::Real(Instant::now()), Arc::new(Poller::new()?))
+        let (clock, poll): (MockClock, Rc<dyn PollSet>) = if config.real_clock {
+            (MockClock::Real(Instant::now()), Rc::new(Poller::new()?))
         } else {
-            let clock = Arc::new(VirtualClock::default());
+            let clock = Rc::new(VirtualClock::default());
             (MockClock::Virtual(clock.clone()), clock)
         };
         let fatal_errors = Arc::new(Mutex::new(Vec::new()));

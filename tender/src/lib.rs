@@ -19,6 +19,7 @@ pub mod signals;
 pub mod vstate;
 
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arch::x86_64::Privilege;
@@ -115,7 +116,7 @@ fn run(args: &[String], modules: &mut ModuleSet) -> Result<i32> {
         manifest: &mut manifest,
         ram: &mut ram,
         vm: &mut vm,
-        poll: Arc::new(Poller::new()?),
+        poll: Rc::new(Poller::new()?),
         fatal: exit_on_fatal(),
     })?;
     let mut info = BootInfo {

@@ -6,6 +6,7 @@
 //! [`FrameBackend`].
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile};
@@ -53,28 +54,86 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// An `ifreq` naming `name`; names must be shorter than IFNAMSIZ.
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(errno(libc::ENAMETOOLONG));
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(req)
+/// One `struct ifreq`: the argument of every interface ioctl the tap makes
+/// (TUNSETIFF, TUNGETIFF, SIOCGIFFLAGS, SIOCGIFMTU, SIOCETHTOOL). What its
+/// data pointer names is borrowed for `'a`, so it outlives the request.
+struct IfReq<'a> {
+    raw: libc::ifreq,
+    data: PhantomData<&'a mut ()>,
 }
 
-/// The interface name in `req`, up to its NUL.
-fn ifreq_name(req: &libc::ifreq) -> String {
-    let bytes: Vec<u8> = req
-        .ifr_name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+impl<'a> IfReq<'a> {
+    /// A request with every field zero, for an ioctl that fills it in.
+    fn empty() -> IfReq<'a> {
+        IfReq {
+            // SAFETY: ifreq is plain old data; all-zero is a valid value.
+            raw: unsafe { std::mem::zeroed() },
+            data: PhantomData,
+        }
+    }
+
+    /// A request naming `name`; names must be shorter than IFNAMSIZ.
+    fn named(name: &str) -> io::Result<IfReq<'a>> {
+        if name.len() >= libc::IFNAMSIZ {
+            return Err(errno(libc::ENAMETOOLONG));
+        }
+        let mut req = IfReq::empty();
+        for (dst, &src) in req.raw.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *dst = libc::c_char::from_ne_bytes([src]);
+        }
+        Ok(req)
+    }
+
+    /// The interface name, up to its NUL.
+    fn name(&self) -> String {
+        let bytes: Vec<u8> = self
+            .raw
+            .ifr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c.to_ne_bytes()[0])
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Sets the interface flags, the 16 bits of `ifr_flags` (EINVAL for
+    /// flags beyond them).
+    fn set_flags(&mut self, flags: libc::c_int) -> io::Result<()> {
+        let bits = u16::try_from(flags).map_err(|_| errno(libc::EINVAL))?;
+        self.raw.ifr_ifru.ifru_flags = libc::c_short::from_ne_bytes(bits.to_ne_bytes());
+        Ok(())
+    }
+
+    /// The interface flags (TUNGETIFF, SIOCGIFFLAGS), the 16 bits of
+    /// `ifr_flags`.
+    fn flags(&self) -> libc::c_int {
+        // SAFETY: the union was zeroed when the request was made and its
+        // members are plain integers: any bits are a valid `c_short`.
+        let flags = unsafe { self.raw.ifr_ifru.ifru_flags };
+        libc::c_int::from(u16::from_ne_bytes(flags.to_ne_bytes()))
+    }
+
+    /// The MTU (SIOCGIFMTU).
+    fn mtu(&self) -> libc::c_int {
+        // SAFETY: as for `flags`: any bits are a valid `c_int`.
+        unsafe { self.raw.ifr_ifru.ifru_mtu }
+    }
+
+    /// Points `ifr_data` at `data` (SIOCETHTOOL's command).
+    fn set_data<T>(&mut self, data: &'a mut T) {
+        self.raw.ifr_ifru.ifru_data = (data as *mut T).cast();
+    }
+
+    /// Issues `request` on `fd` with this ifreq, which the kernel reads and
+    /// may fill in.
+    fn ioctl(&mut self, fd: RawFd, request: libc::Ioctl) -> io::Result<()> {
+        // SAFETY: every request made here takes a `struct ifreq`, which
+        // `self.raw` is, valid and writable for the call; the one pointer
+        // it may hold, `ifr_data`, is borrowed for `'a`, which outlives
+        // `self`. A bad `fd` is an error, nothing worse.
+        check(unsafe { libc::ioctl(fd, request, &mut self.raw) })?;
+        Ok(())
+    }
 }
 
 /// A datagram socket for the interface ioctls (SIOCGIFFLAGS, SIOCGIFMTU,
@@ -89,11 +148,9 @@ fn control_socket() -> io::Result<OwnedFd> {
 
 /// Interface flags of `name` (ENODEV if there is no such interface).
 fn interface_flags(socket: BorrowedFd<'_>, name: &str) -> io::Result<libc::c_int> {
-    let mut req = ifreq(name)?;
-    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we pass.
-    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
-    // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
-    Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
+    let mut req = IfReq::named(name)?;
+    req.ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS)?;
+    Ok(req.flags())
 }
 
 /// An interface counts as usable when it is up or running (§4.5).
@@ -102,24 +159,21 @@ fn is_up(flags: libc::c_int) -> bool {
 }
 
 fn interface_mtu(socket: BorrowedFd<'_>, name: &str) -> io::Result<u16> {
-    let mut req = ifreq(name)?;
-    // SAFETY: SIOCGIFMTU fills the MTU of the ifreq we pass.
-    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
-    // SAFETY: SIOCGIFMTU wrote the mtu member of the union.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    u16::try_from(mtu).map_err(|_| errno(libc::EINVAL))
+    let mut req = IfReq::named(name)?;
+    req.ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU)?;
+    u16::try_from(req.mtu()).map_err(|_| errno(libc::EINVAL))
 }
 
 /// Switches off GRO and GSO so that the kernel never hands over frames
 /// larger than the MTU. Best effort: failures are ignored, as upstream does.
 fn disable_offloads(socket: BorrowedFd<'_>, name: &str) {
     for cmd in [ETHTOOL_SGRO, ETHTOOL_SGSO] {
-        let Ok(mut req) = ifreq(name) else { return };
         let mut value = EthtoolValue { cmd, data: 0 };
-        req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-        // SAFETY: SIOCETHTOOL reads the ethtool_value that ifru_data points
-        // at; `value` outlives the call.
-        unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+        let Ok(mut req) = IfReq::named(name) else {
+            return;
+        };
+        req.set_data(&mut value);
+        let _ = req.ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL);
     }
 }
 
@@ -148,13 +202,12 @@ impl Tap {
         })?;
         // SAFETY: `fd` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut req = ifreq(iface)?;
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: TUNSETIFF reads and updates the ifreq we pass.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) })?;
+        let mut req = IfReq::named(iface)?;
+        req.set_flags(libc::IFF_TAP | libc::IFF_NO_PI)?;
+        req.ioctl(fd.as_raw_fd(), libc::TUNSETIFF)?;
         // A different name (e.g. "tap%d" expanded by the kernel) is not the
         // interface that was asked for.
-        if ifreq_name(&req) != iface {
+        if req.name() != iface {
             return Err(errno(libc::EINVAL));
         }
         // Had the interface vanished between the check and TUNSETIFF, the
@@ -178,18 +231,15 @@ impl Tap {
     pub fn from_fd(raw: RawFd) -> io::Result<Tap> {
         // SAFETY: F_GETFL only queries the descriptor; EBADF if not open.
         let status = check(unsafe { libc::fcntl(raw, libc::F_GETFL) })?;
-        // SAFETY: ifreq is plain old data; all-zero is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        // SAFETY: TUNGETIFF fills the ifreq we pass (ENOTTY if `raw` is not
-        // a tun/tap descriptor, EBADFD if it is attached to nothing).
-        check(unsafe { libc::ioctl(raw, libc::TUNGETIFF, &mut req) })?;
-        // SAFETY: TUNGETIFF wrote the flags member of the union.
-        let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff;
+        // ENOTTY if `raw` is not a tun/tap descriptor, EBADFD if it is
+        // attached to nothing.
+        let mut req = IfReq::empty();
+        req.ioctl(raw, libc::TUNGETIFF)?;
         let tap_flags = libc::IFF_TAP | libc::IFF_NO_PI;
-        if flags & tap_flags != tap_flags {
+        if req.flags() & tap_flags != tap_flags {
             return Err(errno(libc::EINVAL));
         }
-        let name = ifreq_name(&req);
+        let name = req.name();
         let socket = control_socket()?;
         let mtu = interface_mtu(socket.as_fd(), &name)?;
         // SAFETY: fcntl on a descriptor checked above.
@@ -274,8 +324,10 @@ mod tests {
 
     #[test]
     fn names_must_fit_ifnamsiz() {
-        assert!(ifreq("fifteen-chars-x").is_ok());
-        let err = ifreq("sixteen-chars-xx").unwrap_err();
+        assert!(IfReq::named("fifteen-chars-x").is_ok());
+        let Err(err) = IfReq::named("sixteen-chars-xx") else {
+            panic!("a 16-character name was accepted");
+        };
         assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
     }
 

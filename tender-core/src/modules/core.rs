@@ -1,6 +1,7 @@
 //! The core module: guest memory size (`--mem`), and WALLTIME, PUTS, POLL
 //! and HALT (§6.1-6.3, §6.6).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use hvt_abi::hypercall::{nr, Halt, Poll, Puts, Walltime, HALT_COOKIE_MAX};
@@ -110,7 +111,7 @@ fn now_realtime_ns() -> u64 {
 fn register(
     hypercalls: &mut Hypercalls,
     console: Arc<Console>,
-    poll: Arc<dyn PollSet>,
+    poll: Rc<dyn PollSet>,
 ) -> Result<()> {
     hypercalls.register(
         nr::WALLTIME,

@@ -4,7 +4,7 @@ use hvt_abi::layout::GUEST_MIN_BASE;
 
 use super::header::{ElfFile, PF_R, PF_W, PF_X, PT_LOAD};
 use tender_core::error::Result;
-use tender_core::memory::GuestRam;
+use tender_core::memory::{host_len, GuestRam};
 
 /// What the loader hands on to the boot-info writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +85,10 @@ pub fn load_segments(elf: &ElfFile, ram: &mut GuestRam) -> Result<LoadedImage> {
         if !in_file {
             return Err(bad("segment data lies past the end of the file"));
         }
-        let mut chunk = vec![0u8; COPY_CHUNK.min(ph.p_filesz) as usize];
+        let mut chunk = vec![0u8; host_len(COPY_CHUNK.min(ph.p_filesz))];
         let mut copied = 0;
         while copied < ph.p_filesz {
-            let n = COPY_CHUNK.min(ph.p_filesz - copied) as usize;
+            let n = host_len(COPY_CHUNK.min(ph.p_filesz - copied));
             elf.read_at(ph.p_offset + copied, &mut chunk[..n])?;
             ram.write_bytes(ph.p_vaddr + copied, &chunk[..n])?;
             copied += n as u64;

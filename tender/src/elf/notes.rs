@@ -10,6 +10,7 @@ use vm_memory::ByteValued;
 
 use super::header::{ElfFile, PT_NOTE};
 use tender_core::error::{Error, Result};
+use tender_core::memory::host_len;
 
 /// Bytes of padding before a descriptor of alignment 8 (the manifest).
 const MFT_DESC_PADDING: u32 = 4;
@@ -35,7 +36,7 @@ fn find_solo5_note(
         if ph.p_filesz < SOLO5_NOTE_HEADER_SIZE {
             continue;
         }
-        let mut hdr = [0u8; SOLO5_NOTE_HEADER_SIZE as usize];
+        let mut hdr = [0u8; host_len(SOLO5_NOTE_HEADER_SIZE)];
         elf.read_at(ph.p_offset, &mut hdr)?;
         let namesz = u32::from_le_bytes(hdr[0..4].try_into().expect("4 bytes"));
         let descsz = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));

@@ -70,7 +70,8 @@ pub fn segment_from_descriptor(index: u16, descriptor: u64) -> kvm_segment {
     let dpl = ((descriptor >> 45) & 3) as u8;
     kvm_segment {
         base,
-        limit: limit as u32,
+        // At most 20 bits shifted by 12, ORed with 0xFFF: 32 bits.
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
         // KVM takes the selector in bytes; the RPL equals the DPL.
         selector: (index << 3) | u16::from(dpl),
         type_: ((descriptor >> 40) & 0xF) as u8,

@@ -6,7 +6,7 @@ use hvt_abi::layout::{
 
 use super::Privilege;
 use tender_core::error::Result;
-use tender_core::memory::GuestRam;
+use tender_core::memory::{host_len, GuestRam};
 
 const ENTRIES: usize = 512;
 const LARGE_PAGE: u64 = 2 << 20;
@@ -31,14 +31,14 @@ pub fn write_page_tables(ram: &GuestRam, privilege: Privilege) -> Result<()> {
     ram.write_bytes(PML4_BASE, &table_bytes(&pml4))?;
 
     let mut pdpt = [0u64; ENTRIES];
-    for (i, entry) in pdpt.iter_mut().take(PD_COUNT as usize).enumerate() {
+    for (i, entry) in pdpt.iter_mut().take(host_len(PD_COUNT)).enumerate() {
         *entry = (PD_BASE + i as u64 * PAGE) | table;
     }
     ram.write_bytes(PDPT_BASE, &table_bytes(&pdpt))?;
 
     // The four page directories are contiguous: index i maps i * 2 MiB.
-    let large_pages = (ram.alloc_size() / LARGE_PAGE) as usize;
-    let mut directories = vec![0u64; ENTRIES * PD_COUNT as usize];
+    let large_pages = host_len(ram.alloc_size() / LARGE_PAGE);
+    let mut directories = vec![0u64; ENTRIES * host_len(PD_COUNT)];
     directories[0] = PT0_BASE | table;
     for (i, entry) in directories.iter_mut().enumerate().take(large_pages).skip(1) {
         *entry = (i as u64 * LARGE_PAGE) | table | pte::PAGE_SIZE;
