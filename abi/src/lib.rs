@@ -2,7 +2,7 @@
 //!
 //! This crate is the single place where both sides of the ABI, the `tender`
 //! (host) and the guest `bindings`, get their numbers and layouts from. Every
-//! size and field offset stated in `shared/docs/hvt-abi.md` is checked at
+//! size and field offset stated in the ABI reference (`docs/abi.md`) is checked at
 //! compile time at the bottom of each module, so a layout mistake does not
 //! build. Section numbers (§N) refer to that document.
 #![no_std]

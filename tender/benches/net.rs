@@ -56,7 +56,8 @@ fn round_trips(addr: (&str, u16)) -> Duration {
     let mut byte = [0u8; 1];
     for i in 0..ROUND_TRIPS {
         let start = Instant::now();
-        stream.write_all(&[i as u8]).unwrap();
+        // Any byte will do: the low byte of the count.
+        stream.write_all(&[i.to_le_bytes()[0]]).unwrap();
         stream.read_exact(&mut byte).unwrap();
         times.push(start.elapsed());
     }

@@ -47,20 +47,20 @@ fn main() {
         return;
     }
     let figures = run_guest(&common::guest("runtime-bench"), &["--solo5:quiet"]);
-    let steps = figures["alloc_steps"] as usize;
+    let steps = usize::try_from(figures["alloc_steps"]).expect("alloc_steps fits a usize");
     let guest_talc_ns = figures["alloc_ns"];
 
     // The same workload on the host: system allocator, then talc.
     let start = Instant::now();
     let system_sum = churn::churn(&std::alloc::System, steps, 42).expect("system allocator");
-    let system_ns = start.elapsed().as_nanos() as u64;
+    let system_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let mut arena = vec![0u64; (64 << 20) / 8];
     let talc = Talc::new(talc::source::Manual);
     // SAFETY: the arena outlives the allocator's use below and is given once.
     unsafe { talc.lock().claim(arena.as_mut_ptr().cast(), 64 << 20) }.expect("claim");
     let start = Instant::now();
     let talc_sum = churn::churn(&talc, steps, 42).expect("talc");
-    let host_talc_ns = start.elapsed().as_nanos() as u64;
+    let host_talc_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     assert_eq!(
         system_sum, talc_sum,
         "both allocators ran the same workload"
