@@ -4,7 +4,19 @@
 
 mod common;
 
-use common::{guest, tender, write_image, Elf, ABI1, MFT1, PT_LOAD, PT_NOTE};
+use core::mem::{offset_of, size_of};
+
+use common::{guest, tender, write_image, Elf, NOTE_TYPE, PT_LOAD, PT_NOTE};
+use hvt_abi::layout::GUEST_MIN_BASE;
+use hvt_abi::manifest::{
+    Mft, MftEntry, MftHeader, MFT_DEV_BLOCK_BASIC, MFT_DEV_NET_BASIC, MFT_NAME_SIZE,
+    MFT_RESERVED_FIRST, MFT_VERSION,
+};
+use hvt_abi::note::{
+    target, AbiDesc, AbiNote, ManifestNote, NoteHeader, ABI1_NOTE_MAX_DESCSZ, ABI1_NOTE_TYPE,
+    HVT_ABI_VERSION, MFT1_NOTE_MAX_DESCSZ, MFT1_NOTE_TYPE, NOTE_MIN_SEGMENT,
+    SOLO5_NOTE_HEADER_SIZE,
+};
 
 /// The hello guest's bytes, ready to be broken.
 fn hello() -> Elf {
@@ -93,7 +105,7 @@ fn random_bytes_are_not_an_elf() {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state as u8
+            state.to_le_bytes()[0]
         })
         .collect();
     assert_ne!(&bytes[..4], b"\x7fELF");
@@ -212,12 +224,13 @@ fn zero_program_headers_is_refused() {
 #[test]
 fn entry_point_below_0x100000_is_refused() {
     let mut elf = hello();
-    elf.set_u64(24, 0x80000);
+    let entry = GUEST_MIN_BASE / 2;
+    elf.set_u64(24, entry);
     assert_refused(
         "entry-low",
         &elf.bytes,
         &["--mem=2"],
-        invalid("entry point 0x80000 is outside guest memory".into()),
+        invalid(format!("entry point {entry:#x} is outside guest memory")),
     );
 }
 
@@ -237,13 +250,13 @@ fn entry_point_at_the_end_of_memory_is_refused() {
 fn segment_below_0x100000_is_refused() {
     let mut elf = hello();
     let i = loaded(&elf)[0];
-    set_ph(&mut elf, i, Elf::P_VADDR, 0x80000);
+    set_ph(&mut elf, i, Elf::P_VADDR, GUEST_MIN_BASE / 2);
     assert_refused(
         "seg-low",
         &elf.bytes,
         &["--mem=2"],
         invalid(format!(
-            "phdr[{i}]: segment below the minimum load address 0x100000"
+            "phdr[{i}]: segment below the minimum load address {GUEST_MIN_BASE:#x}"
         )),
     );
 }
@@ -461,11 +474,18 @@ fn segment_larger_than_the_file_is_refused() {
 // ---------------------------------------------------------------------------
 // Notes (§1.2, §1.4).
 
+/// Offset of `n_descsz` in a note header.
+const NOTE_DESCSZ: usize = offset_of!(NoteHeader, descsz);
+/// Offsets of the ABI1 note's name and descriptor fields in the note.
+const ABI_NAME: usize = offset_of!(AbiNote, name);
+const ABI_TARGET: usize = offset_of!(AbiNote, desc) + offset_of!(AbiDesc, abi_target);
+const ABI_VERSION: usize = offset_of!(AbiNote, desc) + offset_of!(AbiDesc, abi_version);
+
 #[test]
 fn missing_abi_note_is_refused() {
     let mut elf = hello();
-    let off = elf.note_offset(ABI1);
-    elf.set_u32(off + 8, 0x3249_4241); // "ABI2"
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
+    elf.set_u32(off + NOTE_TYPE, u32::from_le_bytes(*b"ABI2"));
     assert_refused(
         "no-abi",
         &elf.bytes,
@@ -477,8 +497,8 @@ fn missing_abi_note_is_refused() {
 #[test]
 fn abi_note_with_another_owner_is_not_found() {
     let mut elf = hello();
-    let off = elf.note_offset(ABI1);
-    elf.bytes[off + 12..off + 17].copy_from_slice(b"Solo6");
+    let off = elf.note_offset(ABI1_NOTE_TYPE) + ABI_NAME;
+    elf.bytes[off..off + 5].copy_from_slice(b"Solo6");
     assert_refused(
         "abi-owner",
         &elf.bytes,
@@ -490,8 +510,8 @@ fn abi_note_with_another_owner_is_not_found() {
 #[test]
 fn abi_note_for_another_target_is_refused() {
     let mut elf = hello();
-    let off = elf.note_offset(ABI1);
-    elf.set_u32(off + 20, 2); // spt
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
+    elf.set_u32(off + ABI_TARGET, target::SPT);
     assert_refused(
         "abi-target",
         &elf.bytes,
@@ -503,13 +523,16 @@ fn abi_note_for_another_target_is_refused() {
 #[test]
 fn abi_version_3_is_refused() {
     let mut elf = hello();
-    let off = elf.note_offset(ABI1);
-    elf.set_u32(off + 24, 3);
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
+    let version = HVT_ABI_VERSION + 1;
+    elf.set_u32(off + ABI_VERSION, version);
     assert_refused(
         "abi-version",
         &elf.bytes,
         &[],
-        plain("Executable requests unsupported ABI version 3"),
+        plain(&format!(
+            "Executable requests unsupported ABI version {version}"
+        )),
     );
 }
 
@@ -523,7 +546,7 @@ fn note_segment_below_12_bytes_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}].p_filesz note does not fall within valid size (0 < 12)"
+            "phdr[{i}].p_filesz note does not fall within valid size (0 < {NOTE_MIN_SEGMENT})"
         )),
     );
 }
@@ -532,8 +555,8 @@ fn note_segment_below_12_bytes_is_refused() {
 fn note_segment_of_12_to_19_bytes_is_ignored() {
     let mut elf = hello();
     let i = elf.phdrs_of(PT_NOTE)[0];
-    assert_ne!(i, elf.note_phdr(ABI1));
-    set_ph(&mut elf, i, Elf::P_FILESZ, 12);
+    assert_ne!(i, elf.note_phdr(ABI1_NOTE_TYPE));
+    set_ph(&mut elf, i, Elf::P_FILESZ, NOTE_MIN_SEGMENT);
     let path = write_image("note-12", "kernel", &elf.bytes);
     let run = tender(["--mem=2".as_ref(), path.as_os_str()]);
     assert_eq!(run.code, 0, "{}", run.output());
@@ -543,16 +566,17 @@ fn note_segment_of_12_to_19_bytes_is_ignored() {
 #[test]
 fn abi_note_descsz_beyond_its_segment_is_refused() {
     let mut elf = hello();
-    let i = elf.note_phdr(ABI1);
-    let off = elf.note_offset(ABI1);
+    let i = elf.note_phdr(ABI1_NOTE_TYPE);
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
     let filesz = ph(&elf, i, Elf::P_FILESZ);
-    elf.set_u32(off + 4, 32); // the maximum, but 20 + 32 > 36
+    // The maximum, but header and descriptor then overrun the segment.
+    elf.set_u32(off + NOTE_DESCSZ, ABI1_NOTE_MAX_DESCSZ);
     assert_refused(
         "abi-descsz-segment",
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz 32, p_filesz {filesz})"
+            "phdr[{i}] note does not fall within valid size (descsz {ABI1_NOTE_MAX_DESCSZ}, p_filesz {filesz})"
         )),
     );
 }
@@ -560,16 +584,18 @@ fn abi_note_descsz_beyond_its_segment_is_refused() {
 #[test]
 fn abi_note_descsz_above_its_maximum_is_refused() {
     let mut elf = hello();
-    let i = elf.note_phdr(ABI1);
-    let off = elf.note_offset(ABI1);
-    elf.set_u32(off + 4, 33);
-    set_ph(&mut elf, i, Elf::P_FILESZ, 20 + 40);
+    let i = elf.note_phdr(ABI1_NOTE_TYPE);
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
+    let descsz = ABI1_NOTE_MAX_DESCSZ + 1;
+    elf.set_u32(off + NOTE_DESCSZ, descsz);
+    let filesz = SOLO5_NOTE_HEADER_SIZE + u64::from(descsz).next_multiple_of(8);
+    set_ph(&mut elf, i, Elf::P_FILESZ, filesz);
     assert_refused(
         "abi-descsz-max",
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz 33, p_filesz 60)"
+            "phdr[{i}] note does not fall within valid size (descsz {descsz}, p_filesz {filesz})"
         )),
     );
 }
@@ -577,10 +603,10 @@ fn abi_note_descsz_above_its_maximum_is_refused() {
 #[test]
 fn abi_note_descsz_zero_is_refused() {
     let mut elf = hello();
-    let i = elf.note_phdr(ABI1);
-    let off = elf.note_offset(ABI1);
+    let i = elf.note_phdr(ABI1_NOTE_TYPE);
+    let off = elf.note_offset(ABI1_NOTE_TYPE);
     let filesz = ph(&elf, i, Elf::P_FILESZ);
-    elf.set_u32(off + 4, 0);
+    elf.set_u32(off + NOTE_DESCSZ, 0);
     assert_refused(
         "abi-descsz-zero",
         &elf.bytes,
@@ -594,10 +620,12 @@ fn abi_note_descsz_zero_is_refused() {
 #[test]
 fn manifest_note_descsz_above_its_maximum_is_refused() {
     let mut elf = hello();
-    let i = elf.note_phdr(MFT1);
-    let off = elf.note_offset(MFT1);
-    elf.set_u32(off + 4, 6669);
-    set_ph(&mut elf, i, Elf::P_FILESZ, 20 + 6672);
+    let i = elf.note_phdr(MFT1_NOTE_TYPE);
+    let off = elf.note_offset(MFT1_NOTE_TYPE);
+    let descsz = MFT1_NOTE_MAX_DESCSZ + 1;
+    elf.set_u32(off + NOTE_DESCSZ, descsz);
+    let filesz = SOLO5_NOTE_HEADER_SIZE + u64::from(descsz).next_multiple_of(8);
+    set_ph(&mut elf, i, Elf::P_FILESZ, filesz);
     // The segment may now reach past the end of the file: the size check
     // comes first.
     elf.bytes.resize(elf.bytes.len() + 8192, 0);
@@ -606,7 +634,7 @@ fn manifest_note_descsz_above_its_maximum_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz 6669, p_filesz 6692)"
+            "phdr[{i}] note does not fall within valid size (descsz {descsz}, p_filesz {filesz})"
         )),
     );
 }
@@ -614,7 +642,7 @@ fn manifest_note_descsz_above_its_maximum_is_refused() {
 #[test]
 fn note_offset_past_the_end_of_the_file_is_refused() {
     let mut elf = hello();
-    let i = elf.note_phdr(ABI1);
+    let i = elf.note_phdr(ABI1_NOTE_TYPE);
     let offset = elf.bytes.len() as u64;
     set_ph(&mut elf, i, Elf::P_OFFSET, offset);
     assert_refused(
@@ -622,7 +650,7 @@ fn note_offset_past_the_end_of_the_file_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "read of 20 bytes at offset 0x{offset:x} is past the end of the file"
+            "read of {SOLO5_NOTE_HEADER_SIZE} bytes at offset 0x{offset:x} is past the end of the file"
         )),
     );
 }
@@ -630,38 +658,51 @@ fn note_offset_past_the_end_of_the_file_is_refused() {
 // ---------------------------------------------------------------------------
 // Manifest (§4.3).
 
-const ENTRY_SIZE: usize = 104;
-const RESERVED_FIRST: u32 = 1 << 30;
+const ENTRY_SIZE: usize = size_of::<MftEntry>();
+/// Offsets of an entry's fields.
+const ENTRY_NAME: usize = offset_of!(MftEntry, name);
+const ENTRY_KIND: usize = offset_of!(MftEntry, kind);
+const ENTRY_ATTACHED: usize = offset_of!(MftEntry, attached);
+/// Offset of the manifest (`struct mft`) in the MFT1 note, and the padding
+/// before it that `n_descsz` counts.
+const NOTE_MFT: usize = offset_of!(ManifestNote<1>, mft);
+const NOTE_MFT_PAD: usize = NOTE_MFT - offset_of!(ManifestNote<1>, pad);
 
 /// File offset of the manifest (`struct mft`) inside the MFT1 note.
 fn mft(elf: &Elf) -> usize {
-    elf.note_offset(MFT1) + 24
+    elf.note_offset(MFT1_NOTE_TYPE) + NOTE_MFT
 }
 
 /// File offset of manifest entry `n`.
 fn mft_entry(elf: &Elf, n: usize) -> usize {
-    mft(elf) + 8 + n * ENTRY_SIZE
+    mft(elf) + offset_of!(Mft<1>, entries) + n * ENTRY_SIZE
 }
 
 /// An entry named `name` of type `kind`, not attached.
 fn entry(name: &[u8], kind: u32) -> [u8; ENTRY_SIZE] {
     let mut e = [0u8; ENTRY_SIZE];
-    e[..name.len()].copy_from_slice(name);
-    e[68..72].copy_from_slice(&kind.to_le_bytes());
+    e[ENTRY_NAME..ENTRY_NAME + name.len()].copy_from_slice(name);
+    e[ENTRY_KIND..ENTRY_KIND + 4].copy_from_slice(&kind.to_le_bytes());
     e
+}
+
+/// The `u32` at `off` of `bytes`.
+fn u32_in(bytes: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap())
 }
 
 /// Moves the manifest note to the end of the file with `extra` appended as
 /// one more entry (the note has no room where it is).
 fn add_entry(elf: &mut Elf, extra: [u8; ENTRY_SIZE]) {
-    let i = elf.note_phdr(MFT1);
-    let old = elf.note_offset(MFT1);
-    let size = ph(elf, i, Elf::P_FILESZ) as usize;
+    let i = elf.note_phdr(MFT1_NOTE_TYPE);
+    let old = elf.note_offset(MFT1_NOTE_TYPE);
+    let size = usize::try_from(ph(elf, i, Elf::P_FILESZ)).unwrap();
     let mut note = elf.bytes[old..old + size].to_vec();
-    let descsz = u32::from_le_bytes(note[4..8].try_into().unwrap()) + ENTRY_SIZE as u32;
-    note[4..8].copy_from_slice(&descsz.to_le_bytes());
-    let entries = u32::from_le_bytes(note[28..32].try_into().unwrap()) + 1;
-    note[28..32].copy_from_slice(&entries.to_le_bytes());
+    let descsz = u32_in(&note, NOTE_DESCSZ) + u32::try_from(ENTRY_SIZE).unwrap();
+    note[NOTE_DESCSZ..NOTE_DESCSZ + 4].copy_from_slice(&descsz.to_le_bytes());
+    let at = NOTE_MFT + offset_of!(MftHeader, entries);
+    let entries = u32_in(&note, at) + 1;
+    note[at..at + 4].copy_from_slice(&entries.to_le_bytes());
     note.extend_from_slice(&extra);
     elf.bytes.resize(elf.bytes.len().next_multiple_of(8), 0);
     let new = elf.bytes.len() as u64;
@@ -677,7 +718,7 @@ const MANIFEST_INVALID: &str = "Solo5 manifest is invalid";
 fn added_device_is_declared_but_not_attached() {
     // Checks add_entry itself: the larger manifest is valid.
     let mut elf = hello();
-    add_entry(&mut elf, entry(b"eth0", 2));
+    add_entry(&mut elf, entry(b"eth0", MFT_DEV_NET_BASIC));
     assert_refused(
         "mft-added",
         &elf.bytes,
@@ -692,15 +733,15 @@ fn added_device_is_declared_but_not_attached() {
 #[test]
 fn manifest_version_2_is_invalid() {
     let mut elf = hello();
-    let off = mft(&elf);
-    elf.set_u32(off, 2);
+    let off = mft(&elf) + offset_of!(MftHeader, version);
+    elf.set_u32(off, MFT_VERSION + 1);
     assert_refused("mft-version", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
 
 #[test]
 fn manifest_entry_count_not_matching_its_size_is_invalid() {
     let mut elf = hello();
-    let off = mft(&elf) + 4;
+    let off = mft(&elf) + offset_of!(MftHeader, entries);
     elf.set_u32(off, 2);
     assert_refused("mft-size", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
@@ -708,7 +749,7 @@ fn manifest_entry_count_not_matching_its_size_is_invalid() {
 #[test]
 fn manifest_with_zero_entries_is_invalid() {
     let mut elf = hello();
-    let off = mft(&elf) + 4;
+    let off = mft(&elf) + offset_of!(MftHeader, entries);
     elf.set_u32(off, 0);
     assert_refused("mft-zero", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
@@ -716,24 +757,25 @@ fn manifest_with_zero_entries_is_invalid() {
 #[test]
 fn manifest_note_shorter_than_its_header_is_invalid() {
     let mut elf = hello();
-    let off = elf.note_offset(MFT1);
-    elf.set_u32(off + 4, 4 + 7);
+    let off = elf.note_offset(MFT1_NOTE_TYPE);
+    let descsz = NOTE_MFT_PAD + size_of::<MftHeader>() - 1;
+    elf.set_u32(off + NOTE_DESCSZ, u32::try_from(descsz).unwrap());
     assert_refused("mft-short", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
 
 #[test]
 fn manifest_first_entry_not_reserved_is_invalid() {
     let mut elf = hello();
-    let off = mft_entry(&elf, 0) + 68;
-    assert_eq!(elf.u32_at(off), RESERVED_FIRST);
-    elf.set_u32(off, 1);
+    let off = mft_entry(&elf, 0) + ENTRY_KIND;
+    assert_eq!(elf.u32_at(off), MFT_RESERVED_FIRST);
+    elf.set_u32(off, MFT_DEV_BLOCK_BASIC);
     assert_refused("mft-first-type", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
 
 #[test]
 fn manifest_first_entry_with_a_name_is_invalid() {
     let mut elf = hello();
-    let off = mft_entry(&elf, 0);
+    let off = mft_entry(&elf, 0) + ENTRY_NAME;
     elf.bytes[off] = b'x';
     assert_refused("mft-first-name", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
@@ -741,7 +783,7 @@ fn manifest_first_entry_with_a_name_is_invalid() {
 #[test]
 fn manifest_reserved_entry_attached_is_invalid() {
     let mut elf = hello();
-    let off = mft_entry(&elf, 0) + 96;
+    let off = mft_entry(&elf, 0) + ENTRY_ATTACHED;
     elf.bytes[off] = 1;
     assert_refused("mft-attached0", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
@@ -749,8 +791,8 @@ fn manifest_reserved_entry_attached_is_invalid() {
 #[test]
 fn manifest_device_entry_attached_is_invalid() {
     let mut elf = hello();
-    let mut device = entry(b"disk", 1);
-    device[96] = 1;
+    let mut device = entry(b"disk", MFT_DEV_BLOCK_BASIC);
+    device[ENTRY_ATTACHED] = 1;
     add_entry(&mut elf, device);
     assert_refused("mft-attached1", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
@@ -758,15 +800,15 @@ fn manifest_device_entry_attached_is_invalid() {
 #[test]
 fn manifest_unterminated_name_is_invalid() {
     let mut elf = hello();
-    add_entry(&mut elf, entry(&[b'a'; 68], 1));
+    add_entry(&mut elf, entry(&[b'a'; MFT_NAME_SIZE], MFT_DEV_BLOCK_BASIC));
     assert_refused("mft-unterminated", &elf.bytes, &[], plain(MANIFEST_INVALID));
 }
 
 #[test]
 fn missing_manifest_note_is_refused() {
     let mut elf = hello();
-    let off = elf.note_offset(MFT1);
-    elf.set_u32(off + 8, 0x3254_464d); // "MFT2"
+    let off = elf.note_offset(MFT1_NOTE_TYPE);
+    elf.set_u32(off + NOTE_TYPE, u32::from_le_bytes(*b"MFT2"));
     assert_refused(
         "no-mft",
         &elf.bytes,

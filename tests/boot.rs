@@ -3,6 +3,8 @@
 mod common;
 
 use common::{cpl0_copy, guest, tender};
+use hvt_abi::hypercall::exit;
+use hvt_abi::layout::MEM_GRANULE;
 
 #[test]
 fn hello_at_cpl3_prints_and_exits_0() {
@@ -65,11 +67,14 @@ fn quiet_log_level_hides_every_solo5_line() {
 
 #[test]
 fn small_memory_is_rounded_with_a_warning() {
-    // --mem=3 is rounded down to 2 MiB, which still holds hello's heap.
+    // --mem=3 is rounded down to 2 MiB (one granule), which still holds
+    // hello's heap.
     let run = tender(["--mem=3".as_ref(), guest("hello").as_os_str()]);
     assert_eq!(run.code, 0, "{}", run.output());
+    let rounded = (3 << 20) / MEM_GRANULE * MEM_GRANULE;
     assert!(
-        run.stderr.contains("adjusting memory to 2097152 bytes"),
+        run.stderr
+            .contains(&format!("adjusting memory to {rounded} bytes")),
         "{}",
         run.stderr
     );
@@ -78,7 +83,7 @@ fn small_memory_is_rounded_with_a_warning() {
 #[test]
 fn image_leaving_too_little_heap_aborts_with_255() {
     let run = tender(["--mem=2".as_ref(), guest("big-bss").as_os_str()]);
-    assert_eq!(run.code, 255, "{}", run.output());
+    assert_eq!(run.code, exit::ABORT, "{}", run.output());
     assert!(
         run.stdout.contains("Solo5: ABORT: Not enough memory"),
         "{}",

@@ -4,6 +4,8 @@
 mod common;
 
 use common::{guest, scratch, tender, Run};
+use hvt_abi::layout::{CMDLINE_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
+use hvt_abi::note::HVT_ABI_VERSION;
 
 /// Runs the tender and checks that it refused cleanly: exit 1, not killed by
 /// a signal (-1), no panic, nothing on stdout.
@@ -28,6 +30,24 @@ fn assert_message_then_usage(run: &Run, message: &str) {
         "expected {expected:?} at the start of {:?}",
         run.stderr
     );
+}
+
+/// The refusal of a guest memory of `size` bytes.
+fn too_much_memory(size: u64) -> String {
+    format!("tender: guest memory size {size} bytes exceeds the max size {MAX_MEM_SIZE} bytes\n")
+}
+
+/// `mib` MiB rounded down to whole granules, as the tender reports it.
+fn rounded(mib: u64) -> u64 {
+    mib.wrapping_mul(1 << 20) & !(MEM_GRANULE - 1)
+}
+
+/// The refusal of a guest command line that does not fit its area.
+fn command_line_too_long() -> String {
+    format!(
+        "tender: Guest command line too long (max={} characters)\n",
+        CMDLINE_SIZE - 1
+    )
 }
 
 fn hello() -> String {
@@ -73,29 +93,21 @@ fn mem_not_a_number_is_malformed() {
 #[test]
 fn mem_4098_exceeds_the_maximum() {
     let run = refused(["--mem=4098", &hello()]);
-    assert_eq!(
-        run.stderr,
-        "tender: guest memory size 4297064448 bytes exceeds the max size 4294967296 bytes\n"
-    );
+    assert_eq!(run.stderr, too_much_memory(4098 << 20));
 }
 
 #[test]
 fn mem_negative_exceeds_the_maximum() {
     // -1 MiB wraps to 2^64 - 2^20, reported rounded down to 2 MiB as upstream.
     let run = refused(["--mem=-1", &hello()]);
-    assert_eq!(
-        run.stderr,
-        "tender: guest memory size 18446744073707454464 bytes exceeds the max size 4294967296 bytes\n"
-    );
+    assert_eq!(run.stderr, too_much_memory(rounded(u64::MAX)));
 }
 
 #[test]
 fn mem_4099_reports_the_rounded_size() {
     let run = refused(["--mem=4099", &hello()]);
     assert!(
-        run.stderr.ends_with(
-            "tender: guest memory size 4297064448 bytes exceeds the max size 4294967296 bytes\n"
-        ),
+        run.stderr.ends_with(&too_much_memory(rounded(4099))),
         "{}",
         run.stderr
     );
@@ -119,31 +131,31 @@ fn version_prints_abi_version_and_exits_0() {
     let run = tender(["--version"]);
     assert_eq!(run.code, 0, "{}", run.output());
     assert_eq!(run.stdout, "");
-    assert!(run.stderr.contains("ABI version 2\n"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("ABI version {HVT_ABI_VERSION}\n")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn guest_command_line_of_8192_characters_is_too_long() {
-    let run = refused([hello(), "a".repeat(8192)]);
-    assert_eq!(
-        run.stderr,
-        "tender: Guest command line too long (max=8191 characters)\n"
-    );
+    let run = refused([hello(), "a".repeat(CMDLINE_SIZE)]);
+    assert_eq!(run.stderr, command_line_too_long());
 }
 
 #[test]
 fn joining_spaces_count_towards_the_command_line_limit() {
-    // 4096 + 1 space + 4095 = 8192 characters.
-    let run = refused([hello(), "a".repeat(4096), "b".repeat(4095)]);
-    assert_eq!(
-        run.stderr,
-        "tender: Guest command line too long (max=8191 characters)\n"
-    );
+    // 4096 + 1 space + 4095 = 8192 characters, the whole area.
+    let half = CMDLINE_SIZE / 2;
+    let run = refused([hello(), "a".repeat(half), "b".repeat(half - 1)]);
+    assert_eq!(run.stderr, command_line_too_long());
 }
 
 #[test]
 fn guest_command_line_of_8191_characters_is_accepted() {
-    let long = "a".repeat(8191);
+    let long = "a".repeat(CMDLINE_SIZE - 1);
     let run = tender(["--mem=2".to_owned(), hello(), long.clone()]);
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(

@@ -7,6 +7,12 @@ mod common;
 use std::collections::HashMap;
 
 use common::{cpl0_copy, guest, tender};
+use hvt_abi::boot::BootInfo;
+use hvt_abi::layout::{
+    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, DEFAULT_MEM_SIZE, EFER_INIT, GDT_CODE_INDEX,
+    GDT_DATA_INDEX, GUEST_MIN_BASE, PML4_BASE, RFLAGS_INIT, RFLAGS_IOPL3,
+};
+use hvt_abi::manifest::{mft_size, MFT_RESERVED_FIRST};
 
 /// Runs the probe with `options` before and `args` after the image.
 fn report(options: &[&str], image: &std::path::Path, args: &[&str]) -> HashMap<String, String> {
@@ -28,8 +34,8 @@ fn hex(map: &HashMap<String, String>, key: &str) -> u64 {
 }
 
 fn check_common(map: &HashMap<String, String>, mem: u64) {
-    assert_eq!(hex(map, "rdi"), 0x10000);
-    assert_eq!(hex(map, "rsp"), mem - 8);
+    assert_eq!(hex(map, "rdi"), BOOT_INFO_BASE);
+    assert_eq!(hex(map, "rsp"), initial_rsp(mem));
     for reg in [
         "rax", "rbx", "rcx", "rdx", "rsi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
         "r15",
@@ -37,49 +43,61 @@ fn check_common(map: &HashMap<String, String>, mem: u64) {
         assert_eq!(hex(map, reg), 0, "{reg}");
     }
     assert_eq!(hex(map, "boot.mem_size"), mem);
-    assert_eq!(hex(map, "boot.mft"), 0x10038);
-    // One manifest entry (the reserved one): the command line follows it.
-    assert_eq!(hex(map, "boot.cmdline"), 0x10038 + 8 + 104);
+    // The manifest copy follows the boot info, the command line follows
+    // the manifest: here one entry, the reserved one.
+    let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
+    assert_eq!(hex(map, "boot.mft"), mft);
+    assert_eq!(hex(map, "boot.cmdline"), mft + mft_size(1) as u64);
     assert_eq!(hex(map, "boot.host_features"), 0);
     assert_eq!(hex(map, "boot.guest_features"), 0);
     assert_eq!(hex(map, "boot.net_ring"), 0);
     let kernel_end = hex(map, "boot.kernel_end");
     assert!(
-        kernel_end > 0x100000 && kernel_end.is_multiple_of(0x1000),
+        kernel_end > GUEST_MIN_BASE && kernel_end.is_multiple_of(0x1000),
         "kernel_end 0x{kernel_end:x}"
     );
     assert!(hex(map, "heap_start") >= kernel_end);
     let freq: u64 = map["boot.cpu_cycle_freq"].parse().unwrap();
     assert!(freq > 100_000_000, "TSC frequency {freq}");
     assert_eq!(map["mft.entries"], "1");
-    assert_eq!(map["mft.0"], "type:0x40000000,attached:0,name:");
+    assert_eq!(
+        map["mft.0"],
+        format!("type:{MFT_RESERVED_FIRST:#x},attached:0,name:")
+    );
 }
 
 #[test]
 fn cpl0_entry_state_matches_upstream() {
     let map = report(&[], &cpl0_copy("entry-state"), &["one", "two"]);
-    check_common(&map, 512 << 20);
-    assert_eq!(hex(&map, "rflags"), 0x2);
-    assert_eq!(hex(&map, "cs"), 0x08);
-    assert_eq!(hex(&map, "ss"), 0x10);
-    assert_eq!(hex(&map, "cr0"), 0x8001_0021);
-    assert_eq!(hex(&map, "cr3"), 0x2000);
-    assert_eq!(hex(&map, "cr4"), 0x620);
-    assert_eq!(hex(&map, "efer"), 0x500);
+    check_common(&map, DEFAULT_MEM_SIZE);
+    assert_eq!(hex(&map, "rflags"), RFLAGS_INIT);
+    // Selectors: GDT index times 8, RPL 0.
+    assert_eq!(hex(&map, "cs"), u64::from(GDT_CODE_INDEX) * 8);
+    assert_eq!(hex(&map, "ss"), u64::from(GDT_DATA_INDEX) * 8);
+    assert_eq!(hex(&map, "cr0"), CR0_INIT);
+    assert_eq!(hex(&map, "cr3"), PML4_BASE);
+    assert_eq!(hex(&map, "cr4"), CR4_INIT);
+    assert_eq!(hex(&map, "efer"), EFER_INIT);
     assert_eq!(map["cmdline"], "one two");
 }
 
 #[test]
 fn cpl3_entry_state_is_upstream_state_in_ring_3() {
     let map = report(&[], &guest("entry-state"), &["--solo5:quiet", "a", "b c"]);
-    check_common(&map, 512 << 20);
+    check_common(&map, DEFAULT_MEM_SIZE);
     // Both selectors carry RPL 3. (Shadow-paging KVM reports the host's
     // user selectors and always runs user mode with IF set; what matters is
     // the privilege level.)
     assert_eq!(hex(&map, "cs") & 3, 3);
     assert_eq!(hex(&map, "ss") & 3, 3);
     let rflags = hex(&map, "rflags");
-    assert_eq!(rflags & !(0x200 | 0x3000), 0x2, "rflags 0x{rflags:x}");
+    // Apart from IF (0x200, as just said) and IOPL, which the tender sets
+    // (§12) and shadow-paging KVM clears.
+    assert_eq!(
+        rflags & !(0x200 | RFLAGS_IOPL3),
+        RFLAGS_INIT,
+        "rflags 0x{rflags:x}"
+    );
     assert!(
         !map.contains_key("cr0"),
         "a CPL 3 guest cannot read control registers"

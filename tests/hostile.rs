@@ -5,9 +5,26 @@
 mod common;
 
 use common::{cpl0_copy, guest, tender, Run};
+use hvt_abi::hypercall::{exit, name, nr, Walltime, HALT_COOKIE_MAX, PIO_BASE, RING_KICK_PIO_BASE};
+
+/// Guest memory of every run here, as `--mem=64` sets it.
+const MEM: u64 = 64 << 20;
+
+/// The tender's message for a refused access to `port`.
+fn port_refused(port: u16) -> String {
+    format!("Invalid guest port access: port={port:#x}")
+}
+
+/// The tender's message for a guest range it refused.
+fn access_refused(gpa: u64, size: impl std::fmt::Display) -> String {
+    format!("Invalid guest access: gpa={gpa:#x}, sz={size}")
+}
 
 fn hostile(image: &std::path::Path, action: &str) -> Run {
-    let mut argv = vec!["--mem=64".into(), image.as_os_str().to_owned()];
+    let mut argv = vec![
+        format!("--mem={}", MEM >> 20).into(),
+        image.as_os_str().to_owned(),
+    ];
     argv.extend(action.split(' ').map(Into::into));
     let run = tender(argv);
     assert!(
@@ -39,17 +56,17 @@ fn assert_tender_stops(action: &str, message: &str) {
 
 #[test]
 fn port_below_the_hypercall_range() {
-    assert_tender_stops("port-low", "Invalid guest port access: port=0x4ff");
+    assert_tender_stops("port-low", &port_refused(PIO_BASE - 1));
 }
 
 #[test]
 fn hypercall_number_9_is_past_the_range() {
-    assert_tender_stops("hc9", "Invalid guest port access: port=0x509");
+    assert_tender_stops("hc9", &port_refused(PIO_BASE + nr::MAX));
 }
 
 #[test]
 fn ring_doorbell_without_a_ring() {
-    assert_tender_stops("port-ring", "Invalid guest port access: port=0x600");
+    assert_tender_stops("port-ring", &port_refused(RING_KICK_PIO_BASE));
 }
 
 #[test]
@@ -59,23 +76,26 @@ fn hypercall_number_0_is_invalid() {
 
 #[test]
 fn in_instead_of_out() {
-    assert_tender_stops("in", "Invalid guest port access: port=0x501");
+    assert_tender_stops("in", &port_refused(PIO_BASE + nr::WALLTIME));
 }
 
 #[test]
 fn eight_and_sixteen_bit_outs() {
-    assert_tender_stops("out8", "Invalid guest port access: port=0x501");
-    assert_tender_stops("out16", "Invalid guest port access: port=0x501");
+    assert_tender_stops("out8", &port_refused(PIO_BASE + nr::WALLTIME));
+    assert_tender_stops("out16", &port_refused(PIO_BASE + nr::WALLTIME));
 }
 
 #[test]
 fn argument_past_the_end_of_memory() {
-    assert_tender_stops("gpa-oob", "Invalid guest access: gpa=0x4001000, sz=8");
+    // WALLTIME's argument one page past the end of memory.
+    let size = size_of::<Walltime>();
+    assert_tender_stops("gpa-oob", &access_refused(MEM + 0x1000, size));
 }
 
 #[test]
 fn argument_ending_exactly_at_the_top_of_memory() {
-    assert_tender_stops("gpa-top", "Invalid guest access: gpa=0x3fffff8, sz=8");
+    let size = size_of::<Walltime>();
+    assert_tender_stops("gpa-top", &access_refused(MEM - size as u64, size));
 }
 
 #[test]
@@ -84,27 +104,37 @@ fn results_written_into_guest_code_are_refused_not_a_crash() {
     // WALLTIME result there must be an invalid access, never a SIGSEGV.
     assert_tender_stops(
         "gpa-text",
-        "hypercall WALLTIME: Invalid guest access: gpa=0x10",
+        &format!(
+            "hypercall {}: Invalid guest access: gpa=0x10",
+            name(nr::WALLTIME)
+        ),
     );
 }
 
 #[test]
 fn puts_with_a_huge_length() {
+    let puts = name(nr::PUTS);
     assert_tender_stops(
         "puts-huge",
-        "hypercall PUTS: Invalid guest access: gpa=0x100000",
+        &format!("hypercall {puts}: Invalid guest access: gpa=0x100000"),
     );
+    // The guest names 32 bytes from 16 below the top.
     assert_tender_stops(
         "puts-past-top",
-        "hypercall PUTS: Invalid guest access: gpa=0x3fffff0, sz=32",
+        &format!("hypercall {puts}: {}", access_refused(MEM - 16, 32)),
     );
 }
 
 #[test]
 fn halt_with_a_cookie_near_the_top() {
+    // The guest's cookie lies 100 bytes below the top.
     assert_tender_stops(
         "halt-cookie",
-        "hypercall HALT: Invalid guest access: gpa=0x3ffff9c, sz=512",
+        &format!(
+            "hypercall {}: {}",
+            name(nr::HALT),
+            access_refused(MEM - 100, HALT_COOKIE_MAX)
+        ),
     );
 }
 
@@ -143,7 +173,7 @@ fn triple_fault_at_cpl0_is_an_unhandled_exit() {
 fn faults_at_cpl3_report_registers_and_exit_255() {
     for action in ["hlt", "triple"] {
         let run = hostile(&guest("hostile"), action);
-        assert_eq!(run.code, 255, "{action}: {}", run.output());
+        assert_eq!(run.code, exit::ABORT, "{action}: {}", run.output());
         assert!(
             run.stderr
                 .contains("Guest fault (triple fault at CPL 3): rip=0x"),
@@ -178,14 +208,14 @@ fn exit_status_is_its_low_byte() {
 #[test]
 fn abort_and_panic_exit_255() {
     let run = hostile(&guest("hostile"), "abort");
-    assert_eq!(run.code, 255, "{}", run.output());
+    assert_eq!(run.code, exit::ABORT, "{}", run.output());
     assert!(
         run.stdout.contains("Solo5: solo5_abort() called"),
         "{}",
         run.stdout
     );
     let run = hostile(&guest("hostile"), "panic");
-    assert_eq!(run.code, 255, "{}", run.output());
+    assert_eq!(run.code, exit::ABORT, "{}", run.output());
     assert!(
         run.stdout.contains("Solo5: ABORT: panicked at"),
         "{}",

@@ -321,7 +321,9 @@ fn echo_clients(ns: &NetNs, clients: usize, bytes: usize) {
             let workers: Vec<_> = (0..clients)
                 .map(|id| {
                     s.spawn(move || {
-                        let data: Vec<u8> = (0..bytes).map(|i| (i * 31 + id * 7) as u8).collect();
+                        let data: Vec<u8> = (0..bytes)
+                            .map(|i| (i * 31 + id * 7).to_le_bytes()[0])
+                            .collect();
                         let stream = TcpStream::connect(("10.77.0.2", 7)).expect("connect");
                         stream
                             .set_read_timeout(Some(Duration::from_secs(30)))

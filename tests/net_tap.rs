@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{guest, is_root, tender, unique_name, NetNs, Run};
+use hvt_abi::hypercall::RING_KICK_PIO_BASE;
 
 const ETHERTYPE_PROBE: [u8; 2] = [0x88, 0xb5];
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
@@ -91,7 +92,9 @@ struct PacketSocket(OwnedFd);
 impl PacketSocket {
     fn open(ns: &NetNs, iface: &str) -> PacketSocket {
         ns.enter(|| {
-            let protocol = (libc::ETH_P_ALL as u16).to_be();
+            let protocol = u16::try_from(libc::ETH_P_ALL)
+                .expect("ETH_P_ALL fits a u16")
+                .to_be();
             // SAFETY: plain syscall; the result is checked.
             let fd = unsafe {
                 libc::socket(
@@ -109,7 +112,7 @@ impl PacketSocket {
             assert_ne!(index, 0, "if_nametoindex {iface}");
             // SAFETY: sockaddr_ll is plain old data.
             let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET fits a u16");
             addr.sll_protocol = protocol;
             addr.sll_ifindex = index as i32;
             // SAFETY: binds to a fully initialised sockaddr_ll.
@@ -117,7 +120,8 @@ impl PacketSocket {
                 libc::bind(
                     fd.as_raw_fd(),
                     (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>())
+                        .expect("sockaddr_ll fits a socklen_t"),
                 )
             };
             assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
@@ -374,7 +378,8 @@ fn open_tap(ns: &NetNs, name: &str) -> OwnedFd {
         for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
             *dst = src as libc::c_char;
         }
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        req.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI)
+            .expect("the tap flags fit a c_short");
         // SAFETY: TUNSETIFF on our descriptor with an initialised ifreq.
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
         assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
@@ -689,7 +694,9 @@ fn an_8_bit_doorbell_is_refused() {
     assert_no_panic(&run);
     assert_eq!(run.code, 1, "{}", run.output());
     assert!(
-        run.stderr.contains("Invalid guest port access: port=0x600"),
+        run.stderr.contains(&format!(
+            "Invalid guest port access: port={RING_KICK_PIO_BASE:#x}"
+        )),
         "{}",
         run.output()
     );

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{cpl0_copy, guest, tender, Run};
+use hvt_abi::hypercall::exit;
 
 fn both_levels(name: &str) -> [(PathBuf, &'static str); 2] {
     [(guest(name), "CPL 3"), (cpl0_copy(name), "CPL 0")]
@@ -61,12 +62,17 @@ fn an_idle_guest_uses_under_5_percent_of_a_core() {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let child_pid = i32::try_from(child.id()).expect("a pid fits an i32");
     // SAFETY: waits for our own child.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    let pid = unsafe { libc::wait4(child_pid, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child_pid);
     let wall = start.elapsed();
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    let cpu = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = |t: libc::timeval| {
+        let secs = u64::try_from(t.tv_sec).expect("a CPU time is not negative");
+        let micros = u64::try_from(t.tv_usec).expect("a CPU time is not negative");
+        Duration::from_secs(secs) + Duration::from_micros(micros)
+    };
     let used = cpu(usage.ru_utime) + cpu(usage.ru_stime);
     assert!(wall >= Duration::from_secs(5));
     let share = used.as_secs_f64() / wall.as_secs_f64();
@@ -81,7 +87,7 @@ fn an_idle_guest_uses_under_5_percent_of_a_core() {
 fn out_of_memory_ends_with_a_message_and_255() {
     for (image, level) in both_levels("oom") {
         let run = tender(["--mem=8".as_ref(), image.as_os_str()]);
-        assert_eq!(run.code, 255, "{level}: {}", run.output());
+        assert_eq!(run.code, exit::ABORT, "{level}: {}", run.output());
         assert!(
             run.stdout.contains("Solo5: ABORT: panicked at"),
             "{level}: {}",
@@ -100,7 +106,7 @@ fn out_of_memory_ends_with_a_message_and_255() {
 fn a_panicking_task_ends_with_its_message_and_255() {
     for (image, level) in both_levels("task-panic") {
         let run = run(&image, &[]);
-        assert_eq!(run.code, 255, "{level}: {}", run.output());
+        assert_eq!(run.code, exit::ABORT, "{level}: {}", run.output());
         assert!(
             run.stdout.contains("Solo5: ABORT: panicked at"),
             "{level}: {}",
@@ -117,7 +123,7 @@ fn a_panicking_task_ends_with_its_message_and_255() {
 #[test]
 fn stack_overflow_into_the_guard_is_detected() {
     let run = run(&guest("stack-overflow"), &[]);
-    assert_eq!(run.code, 255, "{}", run.output());
+    assert_eq!(run.code, exit::ABORT, "{}", run.output());
     assert!(
         run.stdout
             .contains("Solo5: ABORT: stack overflow: the stack outgrew its 512 KiB"),
@@ -132,7 +138,7 @@ fn too_little_memory_for_the_runtime_is_refused() {
     // 2 MiB leaves the bindings their 512 KiB but not the runtime its
     // stack, guard and heap.
     let run = tender(["--mem=2".as_ref(), guest("tasks").as_os_str()]);
-    assert_eq!(run.code, 255, "{}", run.output());
+    assert_eq!(run.code, exit::ABORT, "{}", run.output());
     assert!(
         run.stdout
             .contains("Solo5: ABORT: Not enough memory for the runtime"),

@@ -16,7 +16,8 @@ use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::{Ending, Module, SetupContext};
 use tender_core::modules::{self, net, Host};
-use tender_core::vm::{ExitAction, Vcpu, VmExit};
+use tender_core::vm::{DebugControl, ExitAction, Extension, Vcpu, VmExit};
+use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
 /// The port the toy serves: just below the hypercall ports, where the
 /// hostile guest's "port-low" writes.
@@ -34,10 +35,15 @@ struct Seen {
     first_rdi: u64,
     port_writes: Vec<u32>,
     ending: Option<Ending>,
+    /// Instruction pointers of the single steps, when stepping is on.
+    steps: Vec<u64>,
+    region_added: bool,
 }
 
 struct Toy {
     seen: Arc<Mutex<Seen>>,
+    /// Single-step this many instructions from the first one.
+    step: usize,
 }
 
 impl Toy {
@@ -60,7 +66,7 @@ impl Module for Toy {
             return Ok(false);
         };
         if word.is_empty() {
-            return Err(Error::usage("--toy needs a word"));
+            return Err(Error::Usage("--toy needs a word".into()));
         }
         self.seen().option = Some(word.to_owned());
         Ok(true)
@@ -79,6 +85,12 @@ impl Module for Toy {
         let mut seen = self.seen();
         seen.reservation = ctx.reservation.map(|r| (r.gpa, r.size));
         seen.visible_size = ctx.ram.visible_size();
+        // A region of the toy's own, beside guest memory (at 3 GiB).
+        let mapping = MmapRegion::new(1 << 20).map_err(|e| Error::Other(e.to_string()))?;
+        let region = GuestRegionMmap::new(mapping, GuestAddress(3 << 30))
+            .ok_or_else(|| Error::Other("region".into()))?;
+        ctx.vm.add_memory_region(Arc::new(region), true)?;
+        seen.region_added = true;
         Ok(())
     }
 
@@ -88,26 +100,46 @@ impl Module for Toy {
 
     fn before_first_run(&mut self, vcpu: &mut dyn Vcpu) -> Result<()> {
         let registers = vcpu.registers()?;
-        let mut seen = self.seen();
-        seen.first_rip = registers.rip;
-        seen.first_rdi = registers.rdi;
+        {
+            let mut seen = self.seen();
+            seen.first_rip = registers.rip;
+            seen.first_rdi = registers.rdi;
+        }
+        if self.step > 0 {
+            vcpu.set_debug(&DebugControl {
+                enabled: true,
+                single_step: true,
+                ..DebugControl::default()
+            })?;
+        }
         Ok(())
     }
 
     fn vm_exit(
         &mut self,
         exit: &VmExit,
-        _vcpu: &mut dyn Vcpu,
+        vcpu: &mut dyn Vcpu,
         ram: &GuestRam,
     ) -> Result<Option<ExitAction>> {
         match *exit {
+            VmExit::Debug { pc, .. } if self.step > 0 => {
+                let mut seen = self.seen();
+                seen.steps.push(pc);
+                if seen.steps.len() == self.step {
+                    drop(seen);
+                    vcpu.set_debug(&DebugControl::default())?;
+                }
+                Ok(Some(ExitAction::Resume))
+            }
             VmExit::IoOut {
                 port: TOY_PORT,
                 size: 4,
                 value,
             } => {
                 // The boot information the guest got carries the toy's bit.
-                let info: BootInfo = ram.read_arg(BOOT_INFO_BASE).map_err(|e| Error::new(e.to_string()))?;
+                let info: BootInfo = ram
+                    .read_arg(BOOT_INFO_BASE)
+                    .map_err(|e| Error::Other(e.to_string()))?;
                 assert_ne!(info.host_features & TOY_FEATURE, 0);
                 self.seen().port_writes.push(value);
                 Ok(Some(ExitAction::Resume))
@@ -121,15 +153,26 @@ impl Module for Toy {
     }
 }
 
+/// A module list to run, the console it prints to, what the toy saw.
+type WithToy = (Vec<Box<dyn Module>>, Arc<Console>, Arc<Mutex<Seen>>);
+
 /// The tender's modules plus the toy, with a captured console.
-fn modules_with_toy() -> (Vec<Box<dyn Module>>, Arc<Console>, Arc<Mutex<Seen>>) {
+fn modules_with_toy() -> WithToy {
+    stepping_toy(0)
+}
+
+/// As [`modules_with_toy`], the toy single-stepping `step` instructions.
+fn stepping_toy(step: usize) -> WithToy {
     let console = Arc::new(Console::captured());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut list = modules::all(Host {
         console: console.clone(),
         open_net: Box::new(net::open_tap),
     });
-    list.push(Box::new(Toy { seen: seen.clone() }));
+    list.push(Box::new(Toy {
+        seen: seen.clone(),
+        step,
+    }));
     (list, console, seen)
 }
 
@@ -142,7 +185,12 @@ fn a_toy_module_takes_part_in_every_stage() {
     let (modules, console, seen) = modules_with_toy();
     let hostile = common::guest("hostile");
     let code = tender::main_with_modules(
-        &args(&["--mem=64", "--toy=hello", hostile.to_str().unwrap(), "port-low"]),
+        &args(&[
+            "--mem=64",
+            "--toy=hello",
+            hostile.to_str().unwrap(),
+            "port-low",
+        ]),
         modules,
     );
     let output = String::from_utf8(console.captured_bytes()).unwrap();
@@ -160,6 +208,34 @@ fn a_toy_module_takes_part_in_every_stage() {
     assert_eq!(seen.first_rdi, BOOT_INFO_BASE);
     assert_eq!(seen.port_writes, [0x20_0000]);
     assert_eq!(seen.ending, Some(Ending::Exit(3)));
+    assert!(seen.region_added);
+    assert!(seen.steps.is_empty());
+}
+
+#[test]
+fn a_module_can_single_step_the_guest() {
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    if !kvm.check_extension(kvm_ioctls::Cap::SetGuestDebug) {
+        eprintln!("KVM_CAP_SET_GUEST_DEBUG missing: nothing to test");
+        return;
+    }
+    let _ = Extension::GuestDebug;
+    let (modules, console, seen) = stepping_toy(20);
+    // At CPL 0: a CPL 3 guest on shadow-paging KVM (PVM) gets the trap of a
+    // single step itself, and without an IDT that is a triple fault.
+    let hostile = common::cpl0_copy("hostile");
+    let code = tender::main_with_modules(&args(&[hostile.to_str().unwrap(), "exit", "7"]), modules);
+    let output = String::from_utf8(console.captured_bytes()).unwrap();
+    assert_eq!(code, 7, "{output}");
+    let seen = seen.lock().unwrap().clone();
+    // Twenty steps, the first from the entry point, each somewhere else
+    // in the image, and then the guest ran on freely.
+    assert_eq!(seen.steps.len(), 20, "{seen:?}");
+    assert!(seen.steps.iter().all(|&pc| pc >= 0x10_0000), "{seen:?}");
+    let mut distinct = seen.steps.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() > 10, "{seen:?}");
 }
 
 #[test]

@@ -41,6 +41,12 @@ pub const MEM_GRANULE: u64 = 2 << 20;
 /// Largest guest memory (4 GiB).
 pub const MAX_MEM_SIZE: u64 = 4 << 30;
 
+/// RSP at the first instruction (§3.2, §3.4): the guest-visible `mem_size`
+/// minus 8, so that RSP + 8 is a multiple of 16, as just after a `call`.
+pub const fn initial_rsp(mem_size: u64) -> u64 {
+    mem_size - 8
+}
+
 /// Page-table entry bits used by the tender.
 pub mod pte {
     pub const PRESENT: u64 = 1 << 0;
@@ -84,3 +90,5 @@ pub const RFLAGS_IOPL3: u64 = 3 << 12;
 const _: () = assert!(CR0_INIT == 0x8001_0021);
 const _: () = assert!(CR4_INIT == 0x620);
 const _: () = assert!(EFER_INIT == 0x500);
+const _: () = assert!(initial_rsp(DEFAULT_MEM_SIZE) == 0x1FFF_FFF8);
+const _: () = assert!((initial_rsp(MEM_GRANULE) + 8).is_multiple_of(16));

@@ -31,6 +31,12 @@ static INTERP: [u8; 20] = *b"/nonexistent/solo5/\0";
 /// Declares the application's devices, in the MFT1 note (§1.3):
 /// `manifest!(net "service", block "storage")`. Handles follow the order
 /// given, starting at 1. An application without devices writes `manifest!()`.
+///
+/// On the host (`target_os != "none"`) there is no note: the macro defines
+/// the constant `__HVT_MANIFEST` (the same entries, reserved first entry
+/// included) in the calling module instead, from which the runtime's
+/// `main!` learns what devices to attach when the application runs as a
+/// host process. `manifest!` and `main!` therefore go in the same module.
 #[macro_export]
 macro_rules! manifest {
     ($($kind:ident $name:literal),* $(,)?) => {
@@ -47,6 +53,13 @@ macro_rules! manifest {
                     entries: [MftEntry::RESERVED_FIRST, $(MftEntry::new($name, $crate::__device_kind!($kind))),*],
                 });
         };
+        #[cfg(not(target_os = "none"))]
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        const __HVT_MANIFEST: &[$crate::abi::manifest::MftEntry] = &[
+            $crate::abi::manifest::MftEntry::RESERVED_FIRST,
+            $($crate::abi::manifest::MftEntry::new($name, $crate::__device_kind!($kind))),*
+        ];
     };
 }
 

@@ -15,7 +15,7 @@ pub fn write(ram: &GuestRam, mut info: BootInfo, manifest: &Manifest, cmdline: &
     let mft_gpa = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     let cmdline_gpa = mft_gpa + mft.len() as u64;
     if cmdline.len() >= CMDLINE_SIZE {
-        return Err(Error::new(format!(
+        return Err(Error::Argument(format!(
             "Guest command line too long (max={} characters)",
             CMDLINE_SIZE - 1
         )));

@@ -24,8 +24,9 @@ pub enum Action {
 pub enum Fault {
     /// A guest address failed the check of §5.
     Access(InvalidAccess),
-    /// A fatal host error (I/O failure) or a protocol violation.
-    Fatal(String),
+    /// A fatal host error (I/O failure) or a protocol violation: the
+    /// error the tender stops with.
+    Fatal(Error),
 }
 
 impl From<InvalidAccess> for Fault {
@@ -60,11 +61,11 @@ impl Hypercalls {
                 *slot = Some(handler);
                 Ok(())
             }
-            Some(Some(_)) => Err(Error::new(format!(
+            Some(Some(_)) => Err(Error::Other(format!(
                 "hypercall {} registered twice",
                 name(number)
             ))),
-            _ => Err(Error::new(format!(
+            _ => Err(Error::Other(format!(
                 "hypercall {number} is not a valid number"
             ))),
         }
@@ -82,16 +83,17 @@ impl Hypercalls {
     ) -> Result<Action, Error> {
         let number = port.wrapping_sub(PIO_BASE);
         if !is_out || size != 4 || port < PIO_BASE || number >= nr::MAX {
-            return Err(Error::new(format!(
-                "Invalid guest port access: port=0x{port:x}"
-            )));
+            return Err(Error::invalid_port(port));
         }
         let handler = self.handlers[usize::from(number)]
             .as_mut()
-            .ok_or_else(|| Error::new(format!("Invalid guest hypercall: num={number}")))?;
+            .ok_or_else(|| Error::Guest(format!("Invalid guest hypercall: num={number}")))?;
         handler(ram, u64::from(value)).map_err(|fault| match fault {
-            Fault::Access(access) => Error::new(format!("hypercall {}: {access}", name(number))),
-            Fault::Fatal(message) => Error::new(message),
+            Fault::Access(access) => Error::GuestAccess {
+                by: format!("hypercall {}", name(number)),
+                access,
+            },
+            Fault::Fatal(error) => error,
         })
     }
 }
@@ -130,7 +132,7 @@ mod tests {
                 .dispatch_pio(&ram, port, out, size, 0x10000)
                 .unwrap_err();
             assert_eq!(
-                err.message(),
+                err.to_string(),
                 format!("Invalid guest port access: port=0x{port:x}")
             );
         }
@@ -145,7 +147,7 @@ mod tests {
                 .dispatch_pio(&ram, 0x500 + number, true, 4, 0x10000)
                 .unwrap_err();
             assert_eq!(
-                err.message(),
+                err.to_string(),
                 format!("Invalid guest hypercall: num={number}")
             );
         }
@@ -169,7 +171,7 @@ mod tests {
         let top = (2u32 << 20) - 8;
         let err = table.dispatch_pio(&ram, 0x501, true, 4, top).unwrap_err();
         assert_eq!(
-            err.message(),
+            err.to_string(),
             format!("hypercall WALLTIME: Invalid guest access: gpa=0x{top:x}, sz=8")
         );
     }

@@ -80,7 +80,7 @@ impl ModuleSet {
                 }
             }
             if !taken {
-                return Err(Error::usage(format!("Invalid option: `{option}'")));
+                return Err(Error::Usage(format!("Invalid option: `{option}'")));
             }
         }
         Ok(())

@@ -31,7 +31,7 @@ impl Manifest {
     /// Validates the raw manifest from the MFT1 note. Any failure gives the
     /// one upstream message.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
-        let invalid = || Error::new("Solo5 manifest is invalid");
+        let invalid = || Error::Manifest("Solo5 manifest is invalid".into());
         if bytes.len() < HEADER_SIZE {
             return Err(invalid());
         }
@@ -99,7 +99,7 @@ impl Manifest {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(Error::new(format!(
+        Err(Error::Manifest(format!(
             "{}\nAll declared devices must be attached. See --help for syntax.",
             missing.join("\n")
         )))
@@ -166,7 +166,7 @@ mod tests {
         cases.push(manifest(&[MftEntry::RESERVED_FIRST, unterminated]));
         for (i, case) in cases.iter().enumerate() {
             let err = Manifest::parse(case).expect_err(&format!("case {i} accepted"));
-            assert_eq!(err.message(), "Solo5 manifest is invalid");
+            assert_eq!(err.to_string(), "Solo5 manifest is invalid");
         }
     }
 
@@ -180,7 +180,7 @@ mod tests {
         .unwrap();
         let err = m.check_all_attached().unwrap_err();
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Device 'disk' of type BLOCK_BASIC declared but not attached.\n\
              Device 'eth' of type NET_BASIC declared but not attached.\n\
              All declared devices must be attached. See --help for syntax."

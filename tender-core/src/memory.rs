@@ -116,12 +116,12 @@ impl GuestRam {
     /// Maps `alloc_size` bytes of zeroed memory.
     pub fn new(alloc_size: u64) -> Result<Self> {
         if alloc_size == 0 || !alloc_size.is_multiple_of(MEM_GRANULE) || alloc_size > MAX_MEM_SIZE {
-            return Err(Error::new(format!(
+            return Err(Error::Memory(format!(
                 "invalid guest memory size {alloc_size}"
             )));
         }
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), host_len(alloc_size))])
-            .map_err(|e| Error::new(format!("Could not allocate guest memory: {e}")))?;
+            .map_err(|e| Error::Memory(format!("Could not allocate guest memory: {e}")))?;
         Ok(GuestRam {
             mem,
             layout: Arc::new(Layout {
@@ -135,7 +135,7 @@ impl GuestRam {
     /// The layout, for a change made while this is the only handle.
     fn layout_mut(&mut self) -> Result<&mut Layout> {
         Arc::get_mut(&mut self.layout)
-            .ok_or_else(|| Error::new("guest memory layout changed after it was shared"))
+            .ok_or_else(|| Error::Memory("guest memory layout changed after it was shared".into()))
     }
 
     /// Whole allocation, reserved areas included.
@@ -195,7 +195,7 @@ impl GuestRam {
             .filter(|_| inside)
             .and_then(|len| self.mem.get_slice(GuestAddress(gpa), len).ok());
         slice.ok_or_else(|| {
-            Error::new(format!(
+            Error::Memory(format!(
                 "0x{gpa:x}+{len} is not a reserved area of guest memory"
             ))
         })
@@ -255,14 +255,14 @@ impl GuestRam {
     pub fn write_bytes(&self, gpa: u64, bytes: &[u8]) -> Result<()> {
         self.mem
             .write_slice(bytes, GuestAddress(gpa))
-            .map_err(|e| Error::new(format!("guest memory write at 0x{gpa:x}: {e}")))
+            .map_err(|e| Error::Memory(format!("guest memory write at 0x{gpa:x}: {e}")))
     }
 
     /// Tender-side read, for tests and diagnostics.
     pub fn read_bytes(&self, gpa: u64, bytes: &mut [u8]) -> Result<()> {
         self.mem
             .read_slice(bytes, GuestAddress(gpa))
-            .map_err(|e| Error::new(format!("guest memory read at 0x{gpa:x}: {e}")))
+            .map_err(|e| Error::Memory(format!("guest memory read at 0x{gpa:x}: {e}")))
     }
 
     /// Tender-side struct write.
@@ -274,7 +274,7 @@ impl GuestRam {
     /// Ranges left read/write are not recorded: read/write is the default.
     pub fn protect(&mut self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
         if start > end || end > self.layout.alloc_size || !start.is_multiple_of(4096) {
-            return Err(Error::new(format!(
+            return Err(Error::Memory(format!(
                 "mprotect range 0x{start:x}-0x{end:x} is invalid"
             )));
         }
@@ -291,7 +291,7 @@ impl GuestRam {
             )
         };
         if rc != 0 {
-            return Err(Error::new(format!(
+            return Err(Error::Memory(format!(
                 "mprotect of guest memory failed: {}",
                 std::io::Error::last_os_error()
             )));

@@ -116,9 +116,10 @@ impl PollSet for VirtualClock {
             .filter(|&at| at <= deadline);
         let Some(at) = first else {
             if deadline == u64::MAX {
-                return Err(Error::new(
+                return Err(Error::Guest(
                     "mock tender: the guest waits forever: no deadline, no readiness \
-                     event, no frame it will read",
+                     event, no frame it will read"
+                        .into(),
                 ));
             }
             self.now_ns.set(deadline);
@@ -131,7 +132,7 @@ impl PollSet for VirtualClock {
     fn watch(&self, handle: usize, device: Arc<dyn FrameBackend>) -> Result<()> {
         check_handle(handle)?;
         if let Readiness::Fd(_) = device.readiness() {
-            return Err(Error::new(format!(
+            return Err(Error::Device(format!(
                 "mock tender: {} has a descriptor: use the real clock for it",
                 device.name()
             )));

@@ -54,8 +54,8 @@ pub use clock::VirtualClock;
 pub use current::{boot_info, hypercall, install, monotonic_ns, port_write, uninstall, with};
 pub use tender_core::devices::frame::FrameBackend;
 pub use tender_core::devices::wire::{WireConfig, WireStats};
-pub use vm_memory::VolatileSlice;
 pub use vm::MockVm;
+pub use vm_memory::VolatileSlice;
 
 /// Guest memory of a mock tender, in MiB.
 pub const MOCK_MEM_MIB: u64 = 16;
@@ -149,7 +149,7 @@ impl MockTender {
             .chain(config.taps.iter().map(|(name, _)| *name))
             .collect();
         if !wired.len().is_multiple_of(2) || names.len() >= MFT_MAX_ENTRIES {
-            return Err(Error::new(format!(
+            return Err(Error::Other(format!(
                 "mock tender: {} wired and {} tap devices: wires come in pairs, at most {} devices",
                 wired.len(),
                 config.taps.len(),
@@ -157,7 +157,7 @@ impl MockTender {
             )));
         }
         if let Some(bad) = names.iter().find(|n| !modules::valid_device_name(n)) {
-            return Err(Error::new(format!(
+            return Err(Error::Other(format!(
                 "mock tender: invalid device name '{bad}'"
             )));
         }

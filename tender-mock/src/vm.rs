@@ -29,11 +29,11 @@ impl VmOps for MockVm {
 
     fn register_ioevent(&mut self, eventfd: &EventFd, port: u16, datamatch: u32) -> Result<()> {
         if !self.ioeventfd {
-            return Err(Error::new("mock tender: no ioeventfd offered"));
+            return Err(Error::Other("mock tender: no ioeventfd offered".into()));
         }
         let eventfd = eventfd
             .try_clone()
-            .map_err(|e| Error::new(format!("mock tender: eventfd: {e}")))?;
+            .map_err(|e| Error::Device(format!("mock tender: eventfd: {e}")))?;
         self.doorbells.push((port, datamatch, eventfd));
         Ok(())
     }

@@ -17,6 +17,9 @@ use vm_memory::{Bytes, VolatileSlice};
 const BUFFERS_GPA: u64 = 0x20_0000;
 /// The largest frame of a 1500-byte MTU: payload and Ethernet header.
 const MAX_FRAME: usize = 1514;
+/// The ring's slots, as its u32 indices count them.
+const SLOTS: u32 = 1024;
+const _: () = assert!(SLOTS as usize == RING_SIZE);
 
 struct Guest {
     mock: MockTender,
@@ -98,7 +101,7 @@ impl Guest {
     fn submit(&mut self, operation: u32, handle: u32, data: u64, len: u32) -> u32 {
         let tail = self.ent_tail;
         self.wait_until("a free slot", |g| {
-            tail.wrapping_sub(g.load(offset_of!(Ring, ent_head))) < RING_SIZE as u32 - 1
+            tail.wrapping_sub(g.load(offset_of!(Ring, ent_head))) < SLOTS - 1
         });
         let id = self.next_id;
         self.next_id += 1;
@@ -154,7 +157,7 @@ impl Guest {
 
 /// A frame of `len` bytes whose contents say which frame it is.
 fn frame(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + seed) as u8).collect()
+    (0..len).map(|i| (i * 7 + seed).to_le_bytes()[0]).collect()
 }
 
 #[test]
@@ -174,7 +177,7 @@ fn frames_of_every_size_go_out_in_order_and_wrap_the_ring() {
             .ram()
             .write_bytes(data, &frame(len, len))
             .unwrap();
-        guest.submit(OP_NET_WRITE, 1, data, len as u32);
+        guest.submit(OP_NET_WRITE, 1, data, u32::try_from(len).unwrap());
     }
     let tail = guest.ent_tail;
     guest.wait_until("every entry", |g| {
@@ -197,17 +200,17 @@ fn reads_commit_frames_of_every_size_and_again_when_none_waits() {
         let port = guest.mock.wire_port(2).unwrap();
         port.send(&VolatileSlice::from(&mut sent.clone()[..]))
             .unwrap();
-        let id = guest.submit(OP_NET_READ, 1, buffer, MAX_FRAME as u32);
+        let id = guest.submit(OP_NET_READ, 1, buffer, u32::try_from(MAX_FRAME).unwrap());
         let commit = guest.commit();
         assert_eq!(
             (commit.id, commit.ret, commit.len),
-            (id, result::OK, len as u32)
+            (id, result::OK, u32::try_from(len).unwrap())
         );
         let mut got = vec![0u8; len];
         guest.mock.ram().read_bytes(buffer, &mut got).unwrap();
         assert_eq!(got, sent, "frame of {len} bytes");
     }
-    let id = guest.submit(OP_NET_READ, 1, buffer, MAX_FRAME as u32);
+    let id = guest.submit(OP_NET_READ, 1, buffer, u32::try_from(MAX_FRAME).unwrap());
     let commit = guest.commit();
     assert_eq!((commit.id, commit.ret, commit.len), (id, result::AGAIN, 0));
     // A handle with no device is EINVAL; a frame longer than the buffer is
@@ -271,7 +274,7 @@ fn a_full_ring_is_served_whole() {
 fn corrupt_indices_are_fatal_and_stop_the_thread() {
     let guest = Guest::new();
     // More entries outstanding than the ring holds.
-    guest.store(offset_of!(Ring, ent_tail), RING_SIZE as u32 + 1);
+    guest.store(offset_of!(Ring, ent_tail), SLOTS + 1);
     guest.mock.kick_ring();
     let deadline = Instant::now() + Duration::from_secs(10);
     while guest.mock.fatal_errors().is_empty() {

@@ -33,12 +33,12 @@ pub fn parse(args: &[String]) -> Result<Command> {
     let mut rest = args.iter();
     let kernel = loop {
         match rest.next().map(String::as_str) {
-            None => return Err(Error::usage("Missing KERNEL operand")),
+            None => return Err(Error::Usage("Missing KERNEL operand".into())),
             Some("--help") => return Ok(Command::Help),
             Some("--version") => return Ok(Command::Version),
             Some("--") => match rest.next() {
                 Some(kernel) => break kernel.clone(),
-                None => return Err(Error::usage("Missing KERNEL operand")),
+                None => return Err(Error::Usage("Missing KERNEL operand".into())),
             },
             Some(option) if option.starts_with("--") => options.push(option.to_owned()),
             Some(kernel) => break kernel.to_owned(),
@@ -46,7 +46,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
     };
     let cmdline = rest.map(String::as_str).collect::<Vec<_>>().join(" ");
     if cmdline.len() >= CMDLINE_SIZE {
-        return Err(Error::new(format!(
+        return Err(Error::Argument(format!(
             "Guest command line too long (max={} characters)",
             CMDLINE_SIZE - 1
         )));
@@ -87,16 +87,19 @@ mod tests {
 
     #[test]
     fn missing_kernel_and_long_cmdline_are_errors() {
-        assert_eq!(parse(&[]).unwrap_err().message(), "Missing KERNEL operand");
         assert_eq!(
-            parse(&args(&["--mem=2", "--"])).unwrap_err().message(),
+            parse(&[]).unwrap_err().to_string(),
+            "Missing KERNEL operand"
+        );
+        assert_eq!(
+            parse(&args(&["--mem=2", "--"])).unwrap_err().to_string(),
             "Missing KERNEL operand"
         );
         let ok = "a".repeat(8191);
         assert!(parse(&args(&["k", &ok])).is_ok());
         let long = "a".repeat(8192);
         assert_eq!(
-            parse(&args(&["k", &long])).unwrap_err().message(),
+            parse(&args(&["k", &long])).unwrap_err().to_string(),
             "Guest command line too long (max=8191 characters)"
         );
     }

@@ -60,7 +60,7 @@ pub fn main_with_modules(args: &[String], modules: Vec<Box<dyn Module>>) -> i32 
         Ok(code) => code,
         Err(err) => {
             eprintln!("tender: {err}");
-            if err.show_usage {
+            if err.shows_usage() {
                 eprint!("{}", modules.usage());
             }
             TENDER_ERROR_EXIT

@@ -32,7 +32,7 @@ extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut li
 pub fn install() -> Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         register_signal_handler(signal, on_signal)
-            .map_err(|e| Error::new(format!("Could not install a signal handler: {e}")))?;
+            .map_err(|e| Error::Other(format!("Could not install a signal handler: {e}")))?;
     }
     Ok(())
 }

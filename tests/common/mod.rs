@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use hvt_abi::note::{NoteHeader, UNPRIVILEGED_NOTE_TYPE};
+
 /// Root of the repository.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -112,6 +114,14 @@ pub struct Elf {
 pub const PT_LOAD: u32 = 1;
 pub const PT_NOTE: u32 = 4;
 
+/// A file offset or size read from the image as a `usize`.
+fn file_usize(value: u64) -> usize {
+    usize::try_from(value).expect("file offset fits a usize")
+}
+
+/// Offset of `n_type` in a note header (§1).
+pub const NOTE_TYPE: usize = core::mem::offset_of!(NoteHeader, kind);
+
 impl Elf {
     pub fn load(path: &Path) -> Elf {
         Elf {
@@ -140,10 +150,10 @@ impl Elf {
 
     /// File offset of program header `i`.
     pub fn phdr(&self, i: usize) -> usize {
-        self.u64_at(32) as usize + i * self.u16_at(54) as usize
+        file_usize(self.u64_at(32)) + i * usize::from(self.u16_at(54))
     }
     pub fn phnum(&self) -> usize {
-        self.u16_at(56) as usize
+        usize::from(self.u16_at(56))
     }
     pub fn p_type(&self, i: usize) -> u32 {
         self.u32_at(self.phdr(i))
@@ -169,23 +179,16 @@ impl Elf {
             .phdrs_of(PT_NOTE)
             .iter()
             .find(|&&i| {
-                let off = self.u64_at(self.phdr(i) + Self::P_OFFSET) as usize;
-                self.u32_at(off + 8) == n_type
+                let off = file_usize(self.u64_at(self.phdr(i) + Self::P_OFFSET));
+                self.u32_at(off + NOTE_TYPE) == n_type
             })
             .expect("note present")
     }
     /// File offset of the note with `n_type`.
     pub fn note_offset(&self, n_type: u32) -> usize {
-        self.u64_at(self.phdr(self.note_phdr(n_type)) + Self::P_OFFSET) as usize
+        file_usize(self.u64_at(self.phdr(self.note_phdr(n_type)) + Self::P_OFFSET))
     }
 }
-
-/// `n_type` of the Solo5 ABI note.
-pub const ABI1: u32 = u32::from_le_bytes(*b"ABI1");
-/// `n_type` of the Solo5 manifest note.
-pub const MFT1: u32 = u32::from_le_bytes(*b"MFT1");
-/// `n_type` of our unprivileged note.
-pub const UPRV: u32 = u32::from_le_bytes(*b"UPRV");
 
 /// A copy of the guest `name` without our unprivileged note, so the tender
 /// runs it at CPL 0 as upstream runs every guest (the note's type is
@@ -199,8 +202,8 @@ pub fn cpl0_copy(name: &str) -> PathBuf {
         return path.clone();
     }
     let mut elf = Elf::load(&guest(name));
-    let off = elf.note_offset(UPRV);
-    elf.set_u32(off + 8, 0);
+    let off = elf.note_offset(UNPRIVILEGED_NOTE_TYPE);
+    elf.set_u32(off + NOTE_TYPE, 0);
     let path = write_image("cpl0", &format!("{name}-cpl0"), &elf.bytes);
     copies.push((name.to_owned(), path.clone()));
     path

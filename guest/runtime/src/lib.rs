@@ -44,6 +44,8 @@ pub mod sync;
 pub mod time;
 
 #[cfg(not(target_os = "none"))]
+pub mod host;
+#[cfg(not(target_os = "none"))]
 pub mod testing;
 
 use core::fmt::Display;
@@ -81,13 +83,32 @@ where
 }
 
 /// Declares `async fn main(args: Args) -> Result<(), E>` as the guest's
-/// entry point.
+/// entry point, in a `#![no_main]` binary that also invokes
+/// [`manifest!`] in the same module.
+///
+/// On the guest it is the bindings' entry. On the host it is the process's
+/// C `main`: the application runs as a host process on a mock tender with
+/// the real clock, its console on stdout and host taps as its network
+/// devices ([`host`]), so `cargo run --target x86_64-unknown-linux-gnu --
+/// ARGS` behaves as `tender app.hvt -- ARGS`. (Not in a `cfg(test)` build,
+/// where the test harness has the `main`.)
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
         $crate::__bindings::entry!(__hvt_runtime_main);
         fn __hvt_runtime_main(start: &$crate::__bindings::StartInfo) -> i32 {
             $crate::start(start, $main)
+        }
+
+        // Named otherwise in Rust: the application's function may be `main`.
+        #[cfg(not(any(target_os = "none", test)))]
+        #[export_name = "main"]
+        extern "C" fn __hvt_host_main(
+            argc: ::core::ffi::c_int,
+            argv: *const *const ::core::ffi::c_char,
+        ) -> ::core::ffi::c_int {
+            // SAFETY: the C runtime passes `main` its argument vector.
+            unsafe { $crate::host::c_main(argc, argv, __HVT_MANIFEST, $main) }
         }
     };
 }

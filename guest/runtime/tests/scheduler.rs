@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::vec::Vec;
 
+use hvt_bindings::abi::hypercall::exit;
 use hvt_runtime::io;
 use hvt_runtime::sync::channel::channel;
 use hvt_runtime::testing::{run, virtual_now_ns, Outcome};
@@ -229,7 +230,7 @@ fn a_panic_in_a_task_ends_the_guest_with_255() {
         sleep(Duration::from_secs(1)).await;
         Ok::<(), &str>(())
     });
-    assert_eq!(outcome.code, 255);
+    assert_eq!(outcome.code, exit::ABORT);
     assert_eq!(outcome.error.as_deref(), Some("task 7 blew up"));
 }
 
@@ -240,7 +241,7 @@ fn waiting_with_nothing_to_wake_is_a_reported_deadlock() {
         rx.recv().await;
         Ok::<(), &str>(())
     });
-    assert_eq!(outcome.code, 255);
+    assert_eq!(outcome.code, exit::ABORT);
     assert!(outcome.error.unwrap().starts_with("deadlock"));
 }
 

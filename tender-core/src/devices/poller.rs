@@ -36,13 +36,13 @@ pub struct Poller {
 }
 
 fn os_error(what: &str, err: impl std::fmt::Display) -> Error {
-    Error::new(format!("{what}: {err}"))
+    Error::Device(format!("{what}: {err}"))
 }
 
 /// A device handle must fit the 64-bit ready set.
 pub fn check_handle(handle: usize) -> Result<()> {
     if handle >= 64 {
-        return Err(Error::new(format!(
+        return Err(Error::Device(format!(
             "device handle {handle} does not fit a ready set"
         )));
     }
@@ -112,7 +112,7 @@ impl PollSet for Poller {
     fn watch(&self, handle: usize, device: Arc<dyn FrameBackend>) -> Result<()> {
         check_handle(handle)?;
         let Readiness::Fd(fd) = device.readiness() else {
-            return Err(Error::new(format!(
+            return Err(Error::Device(format!(
                 "{}: an in-memory device cannot be polled by the tender",
                 device.name()
             )));
@@ -190,6 +190,6 @@ mod tests {
         let err = poller
             .watch(64, Arc::new(PipeDevice(read_end)))
             .unwrap_err();
-        assert_eq!(err.message(), "device handle 64 does not fit a ready set");
+        assert_eq!(err.to_string(), "device handle 64 does not fit a ready set");
     }
 }

@@ -25,7 +25,7 @@ impl Module for Block {
     fn parse_option(&mut self, option: &str, manifest: &mut Manifest) -> Result<bool> {
         let name = if option.starts_with("--block=") {
             only_device(manifest, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
-                Error::usage("--block=PATH needs exactly one block device in the manifest")
+                Error::Usage("--block=PATH needs exactly one block device in the manifest".into())
             })?
         } else if let Some((name, _)) =
             named_option(option, "--block").or_else(|| named_option(option, "--block-sector-size"))
@@ -35,11 +35,11 @@ impl Module for Block {
             return Ok(false);
         };
         if !valid_device_name(&name) || manifest.find(&name, MFT_DEV_BLOCK_BASIC).is_none() {
-            return Err(Error::usage(format!(
+            return Err(Error::Usage(format!(
                 "Resource not declared in manifest: '{name}'"
             )));
         }
-        Err(Error::new(format!(
+        Err(Error::Argument(format!(
             "{option}: block devices are not supported by this tender yet"
         )))
     }

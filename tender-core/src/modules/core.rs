@@ -82,7 +82,7 @@ pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
         .parse()
         .ok()
         .filter(|&n| n != 0)
-        .ok_or_else(|| Error::new("Malformed argument to --mem"))?;
+        .ok_or_else(|| Error::Argument("Malformed argument to --mem".into()))?;
     // Upstream shifts a signed size: a negative value wraps to a huge size
     // and fails the maximum check, as does one whose shift overflows.
     let requested = (mib as u64).saturating_mul(1 << 20);
@@ -92,7 +92,7 @@ pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
     }
     if size > MAX_MEM_SIZE {
         // Upstream reports the size after rounding down to 2 MiB.
-        return Err(Error::new(format!(
+        return Err(Error::Argument(format!(
             "guest memory size {size} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
         )));
     }
@@ -127,9 +127,11 @@ fn register(
         Box::new(move |ram, gpa| {
             let arg: Puts = ram.read_arg(gpa)?;
             let bytes = ram.slice(arg.data, arg.len)?;
-            console
-                .write(bytes)
-                .map_err(|e| Fault::Fatal(format!("Fatal error writing the guest console: {e}")))?;
+            console.write(bytes).map_err(|e| {
+                Fault::Fatal(Error::Device(format!(
+                    "Fatal error writing the guest console: {e}"
+                )))
+            })?;
             Ok(Action::Continue)
         }),
     )?;
@@ -137,9 +139,7 @@ fn register(
         nr::POLL,
         Box::new(move |ram, gpa| {
             let mut arg: Poll = ram.read_arg(gpa)?;
-            let (ready_set, ready) = poll
-                .wait(arg.timeout_nsecs)
-                .map_err(|e| Fault::Fatal(e.to_string()))?;
+            let (ready_set, ready) = poll.wait(arg.timeout_nsecs).map_err(Fault::Fatal)?;
             arg.ready_set = ready_set;
             arg.ret = ready;
             ram.write_arg(gpa, &arg)?;
@@ -174,21 +174,21 @@ mod tests {
         assert_eq!(parse_mem("4097").unwrap().0, 4 << 30);
         for bad in ["0", "x", "", "12x"] {
             assert_eq!(
-                parse_mem(bad).unwrap_err().message(),
+                parse_mem(bad).unwrap_err().to_string(),
                 "Malformed argument to --mem"
             );
         }
         assert!(parse_mem("4098")
             .unwrap_err()
-            .message()
+            .to_string()
             .contains("exceeds the max size 4294967296 bytes"));
         assert!(parse_mem("-1")
             .unwrap_err()
-            .message()
+            .to_string()
             .contains("exceeds the max size"));
         assert!(parse_mem("99999999999999999")
             .unwrap_err()
-            .message()
+            .to_string()
             .contains("exceeds the max size"));
     }
 }

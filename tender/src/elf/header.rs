@@ -57,12 +57,12 @@ impl ElfFile {
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
-            .map_err(|e| Error::new(format!("{}: Could not open: {e}", path.display())))?;
+            .map_err(|e| Error::Elf(format!("{}: Could not open: {e}", path.display())))?;
         let metadata = file
             .metadata()
-            .map_err(|e| Error::new(format!("{}: Could not stat: {e}", path.display())))?;
+            .map_err(|e| Error::Elf(format!("{}: Could not stat: {e}", path.display())))?;
         if !metadata.is_file() {
-            return Err(Error::new(format!(
+            return Err(Error::Elf(format!(
                 "{}: Could not open: not a regular file",
                 path.display()
             )));
@@ -85,7 +85,7 @@ impl ElfFile {
 
     /// "FILE: invalid or unsupported executable (elf header invalid: WHY)".
     fn header_error(&self, why: &str) -> Error {
-        Error::new(format!(
+        Error::Elf(format!(
             "{}: invalid or unsupported executable (elf header invalid: {why})",
             self.path.display()
         ))
@@ -93,7 +93,7 @@ impl ElfFile {
 
     /// "FILE: invalid executable: WHY".
     pub fn invalid(&self, why: impl std::fmt::Display) -> Error {
-        Error::new(format!(
+        Error::Elf(format!(
             "{}: invalid executable: {why}",
             self.path.display()
         ))

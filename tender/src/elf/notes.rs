@@ -70,15 +70,17 @@ fn find_solo5_note(
 /// Checks the ABI1 note: the image must be for hvt, ABI version 2 (§1.2).
 pub fn find_abi_note(elf: &ElfFile) -> Result<()> {
     let desc = find_solo5_note(elf, ABI1_NOTE_TYPE, ABI1_NOTE_MAX_DESCSZ, 0)?
-        .ok_or_else(|| Error::new("No Solo5 ABI information found in executable"))?;
+        .ok_or_else(|| Error::Elf("No Solo5 ABI information found in executable".into()))?;
     let mut abi = AbiDesc::default();
     let n = desc.len().min(abi.as_slice().len());
     abi.as_mut_slice()[..n].copy_from_slice(&desc[..n]);
     if abi.abi_target != target::HVT {
-        return Err(Error::new("Executable is not for the solo5-hvt target"));
+        return Err(Error::Elf(
+            "Executable is not for the solo5-hvt target".into(),
+        ));
     }
     if abi.abi_version != HVT_ABI_VERSION {
-        return Err(Error::new(format!(
+        return Err(Error::Elf(format!(
             "Executable requests unsupported ABI version {}",
             abi.abi_version
         )));
@@ -89,7 +91,7 @@ pub fn find_abi_note(elf: &ElfFile) -> Result<()> {
 /// Returns the raw manifest bytes of the MFT1 note (§1.3), unvalidated.
 pub fn find_manifest_note(elf: &ElfFile) -> Result<Vec<u8>> {
     find_solo5_note(elf, MFT1_NOTE_TYPE, MFT1_NOTE_MAX_DESCSZ, MFT_DESC_PADDING)?
-        .ok_or_else(|| Error::new("No Solo5 manifest found in executable"))
+        .ok_or_else(|| Error::Elf("No Solo5 manifest found in executable".into()))
 }
 
 /// True when the image carries our note asking to run at CPL 3 (§12). A

@@ -74,12 +74,12 @@ pub fn run(
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) if e.errno() == libc::EFAULT => {
-                return Err(Error::new(format!(
-                    "KVM: host/guest translation fault: rip=0x{:x}",
+                return Err(Error::Kvm(format!(
+                    "host/guest translation fault: rip=0x{:x}",
                     rip(vcpu)
                 )))
             }
-            Err(e) => return Err(Error::new(format!("KVM: KVM_RUN failed: {e}"))),
+            Err(e) => return Err(Error::Kvm(format!("KVM_RUN failed: {e}"))),
         };
         let exit = match exit {
             VcpuExit::IoOut(port, data) => {
@@ -113,21 +113,21 @@ pub fn run(
             VcpuExit::Hlt => VmExit::Hlt,
             VcpuExit::Shutdown => VmExit::Shutdown,
             VcpuExit::FailEntry(reason, _) => {
-                return Err(Error::new(format!(
-                    "KVM: entry failure: hw_entry_failure_reason=0x{reason:x}"
+                return Err(Error::Kvm(format!(
+                    "entry failure: hw_entry_failure_reason=0x{reason:x}"
                 )))
             }
             VcpuExit::InternalError => {
                 // SAFETY: the exit reason says the `internal` union member is valid.
                 let suberror = unsafe { vcpu.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                return Err(Error::new(format!(
-                    "KVM: internal error exit: suberror=0x{suberror:x}"
+                return Err(Error::Kvm(format!(
+                    "internal error exit: suberror=0x{suberror:x}"
                 )));
             }
             _ => {
                 let reason = vcpu.fd.get_kvm_run().exit_reason;
-                return Err(Error::new(format!(
-                    "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
+                return Err(Error::Kvm(format!(
+                    "unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
                     rip(vcpu)
                 )));
             }
@@ -142,17 +142,15 @@ pub fn run(
 
 /// The core's answer to an exit no module took.
 fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<Stop> {
-    let message = match *exit {
-        VmExit::IoOut { port, .. } | VmExit::IoIn { port, .. } => {
-            format!("Invalid guest port access: port=0x{port:x}")
-        }
+    let error = match *exit {
+        VmExit::IoOut { port, .. } | VmExit::IoIn { port, .. } => Error::invalid_port(port),
         // A write to a page the host maps read-only (guest text or rodata)
         // surfaces as MMIO on shadow-paging KVM: the same guest fault as
         // EFAULT on hardware KVM (§11).
-        VmExit::Mmio { gpa, .. } => format!(
-            "KVM: host/guest translation fault: rip=0x{:x}, gpa=0x{gpa:x}",
+        VmExit::Mmio { gpa, .. } => Error::Kvm(format!(
+            "host/guest translation fault: rip=0x{:x}, gpa=0x{gpa:x}",
             rip(vcpu)
-        ),
+        )),
         VmExit::Shutdown if privilege == Privilege::User => {
             return Ok(Stop::GuestFault(format!(
                 "Guest fault (triple fault at CPL 3): {}",
@@ -161,11 +159,11 @@ fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<S
         }
         VmExit::Shutdown | VmExit::Hlt | VmExit::Debug { .. } => {
             let reason = vcpu.fd.get_kvm_run().exit_reason;
-            format!(
-                "KVM: unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
+            Error::Kvm(format!(
+                "unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
                 rip(vcpu)
-            )
+            ))
         }
     };
-    Err(Error::new(message))
+    Err(error)
 }

@@ -26,7 +26,7 @@ pub struct Vm {
 }
 
 pub fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(format!("KVM: {what}: {e}"))
+    Error::Kvm(format!("{what}: {e}"))
 }
 
 impl Vm {
@@ -36,8 +36,8 @@ impl Vm {
         let kvm = Kvm::new().map_err(|e| kvm_error("could not open /dev/kvm", e))?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
-            return Err(Error::new(format!(
-                "KVM: API version is {version}, {KVM_API_VERSION} required"
+            return Err(Error::Kvm(format!(
+                "API version is {version}, {KVM_API_VERSION} required"
             )));
         }
         for (cap, name) in [
@@ -45,7 +45,7 @@ impl Vm {
             (Cap::GetTscKhz, "KVM_CAP_GET_TSC_KHZ"),
         ] {
             if !kvm.check_extension(cap) {
-                return Err(Error::new(format!("KVM: extension {name} is required")));
+                return Err(Error::Kvm(format!("extension {name} is required")));
             }
         }
         let fd = kvm
@@ -79,7 +79,7 @@ impl Vm {
         match self.vcpu.fd.get_tsc_khz() {
             Ok(khz) => Ok(u64::from(khz) * 1000),
             Err(e) if e.errno() == libc::EIO => {
-                Err(Error::new("KVM: host TSC is unstable, cannot continue"))
+                Err(Error::Kvm("host TSC is unstable, cannot continue".into()))
             }
             Err(e) => Err(kvm_error("KVM_GET_TSC_KHZ failed", e)),
         }
@@ -124,7 +124,7 @@ impl VmOps for Vm {
     fn add_memory_region(&mut self, region: Arc<GuestRegionMmap>, read_only: bool) -> Result<()> {
         // Slot 0 is the guest's memory; modules' regions follow.
         let slot = u32::try_from(self.extra_regions.len() + 1)
-            .map_err(|_| Error::new("KVM: too many memory regions"))?;
+            .map_err(|_| Error::Kvm("too many memory regions".into()))?;
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
             .map_err(|e| kvm_error("memory region has no host mapping", e))?;

@@ -64,8 +64,8 @@ impl RingClient {
     /// for the life of the client; so must every buffer passed to
     /// [`RingClient::read`], and all of them must lie in the memory the
     /// offset translates.
-    #[cfg(not(target_os = "none"))]
-    pub unsafe fn in_memory(
+    #[cfg(all(test, not(target_os = "none")))]
+    unsafe fn in_memory(
         ring: *mut Ring,
         buffers: *mut [u8; RING_BUF_SIZE],
         gpa_offset: u64,
@@ -247,7 +247,7 @@ mod tests {
     }
 
     fn frame(len: usize, seed: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 13 + seed) as u8).collect()
+        (0..len).map(|i| (i * 13 + seed).to_le_bytes()[0]).collect()
     }
 
     /// The next frame at the wire end of device `handle`, waiting for the
@@ -272,8 +272,7 @@ mod tests {
         tender_mock::with(|m| {
             let port = m.wire_port(handle).unwrap();
             let mut copy = frame.to_vec();
-            port.send(&VolatileSlice::from(&mut copy[..]))
-                .unwrap();
+            port.send(&VolatileSlice::from(&mut copy[..])).unwrap();
         });
     }
 

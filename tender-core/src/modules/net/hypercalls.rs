@@ -10,7 +10,7 @@ use hvt_abi::hypercall::{nr, result, NetIo};
 use super::Backends;
 use crate::devices::frame::FrameBackend;
 use crate::devices::tap::error_text;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hypercall::{Action, Fault, HypercallResult, Hypercalls};
 use crate::memory::GuestRam;
 
@@ -49,18 +49,18 @@ fn net_write(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
             match device.send(&frame) {
                 Ok(n) if n as u64 == arg.len => result::OK,
                 Ok(n) => {
-                    return Err(Fault::Fatal(format!(
+                    return Err(Fault::Fatal(Error::Device(format!(
                         "Fatal error when writing to {}: wrote only {n} out of {} bytes",
                         device.name(),
                         arg.len
-                    )))
+                    ))))
                 }
                 Err(e) => {
-                    return Err(Fault::Fatal(format!(
+                    return Err(Fault::Fatal(Error::Device(format!(
                         "Fatal error when writing to {}: {}",
                         device.name(),
                         error_text(&e)
-                    )))
+                    ))))
                 }
             }
         }
@@ -93,11 +93,11 @@ fn net_read(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
                     result::AGAIN
                 }
                 Err(e) => {
-                    return Err(Fault::Fatal(format!(
+                    return Err(Fault::Fatal(Error::Device(format!(
                         "Fatal error when reading from {}: {}",
                         device.name(),
                         error_text(&e)
-                    )))
+                    ))))
                 }
             }
         }
@@ -179,7 +179,7 @@ mod tests {
         ram.write_arg(u64::from(gpa), &arg).unwrap();
         hypercalls
             .dispatch_pio(ram, 0x500 + number, true, 4, gpa)
-            .map_err(|e| e.message().to_owned())?;
+            .map_err(|e| e.to_string())?;
         Ok(ram.read_arg(u64::from(gpa)).unwrap())
     }
 

@@ -99,7 +99,7 @@ impl Net {
             (self.open)(value)
         };
         opened.map_err(|e| {
-            Error::new(format!(
+            Error::Device(format!(
                 "Could not attach interface: {value}: {}",
                 error_text(&e)
             ))
@@ -126,7 +126,7 @@ impl Module for Net {
         }
         let (name, value, is_mac) = if let Some(iface) = option.strip_prefix("--net=") {
             let name = only_device(manifest, MFT_DEV_NET_BASIC).ok_or_else(|| {
-                Error::usage("--net=IFACE needs exactly one network device in the manifest")
+                Error::Usage("--net=IFACE needs exactly one network device in the manifest".into())
             })?;
             (name, iface, false)
         } else if let Some((name, value)) = named_option(option, "--net") {
@@ -139,16 +139,16 @@ impl Module for Net {
         let index = valid_device_name(&name)
             .then(|| manifest.find(&name, MFT_DEV_NET_BASIC))
             .flatten()
-            .ok_or_else(|| Error::usage(format!("Resource not declared in manifest: '{name}'")))?;
+            .ok_or_else(|| Error::Usage(format!("Resource not declared in manifest: '{name}'")))?;
 
         if is_mac {
             if self.devices.get(&index).is_some_and(|d| d.mac.is_some()) {
-                return Err(Error::usage(format!(
+                return Err(Error::Usage(format!(
                     "MAC address of network device '{name}' given twice: `{option}'"
                 )));
             }
             let mac = mac::parse_mac(value).ok_or_else(|| {
-                Error::usage(format!(
+                Error::Usage(format!(
                     "Malformed MAC address for network device '{name}': '{value}' \
                      (expected xx:xx:xx:xx:xx:xx)"
                 ))
@@ -160,7 +160,7 @@ impl Module for Net {
                 .get(&index)
                 .is_some_and(|d| d.backend.is_some())
             {
-                return Err(Error::usage(format!(
+                return Err(Error::Usage(format!(
                     "Network device '{name}' attached twice: `{option}'"
                 )));
             }
@@ -190,7 +190,7 @@ impl Module for Net {
             let mac = match device.mac {
                 Some(mac) if mac != [0; 6] => mac,
                 _ => mac::random_mac().map_err(|e| {
-                    Error::new(format!(
+                    Error::Device(format!(
                         "Could not generate a MAC address: {}",
                         error_text(&e)
                     ))
@@ -289,15 +289,15 @@ mod tests {
     fn option_errors() {
         let mut net = Net::new(Box::new(open_tap));
         let err = refused(&mut net, "--net:disk=tap0");
-        assert_eq!(err.message(), "Resource not declared in manifest: 'disk'");
+        assert_eq!(err.to_string(), "Resource not declared in manifest: 'disk'");
         let err = refused(&mut net, "--net-mac:serv-ice0=02:00:00:00:00:01");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Resource not declared in manifest: 'serv-ice0'"
         );
         let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Malformed MAC address for network device 'service0': '02:00:00:00:00' \
              (expected xx:xx:xx:xx:xx:xx)"
         );
@@ -306,29 +306,29 @@ mod tests {
             .unwrap());
         let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00:02");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "MAC address of network device 'service0' given twice: \
              `--net-mac:service0=02:00:00:00:00:02'"
         );
         let err = refused(&mut net, "--net:service0=@x");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Could not attach interface: @x: Invalid argument"
         );
-        assert!(!err.show_usage);
+        assert!(!err.shows_usage());
         let err = refused(&mut net, "--net:service0=@1073741824");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Could not attach interface: @1073741824: Bad file descriptor"
         );
         let err = refused(&mut net, "--net=tender-nosuch");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Could not attach interface: tender-nosuch: No such device"
         );
         let err = refused(&mut net, "--net:service0=a-name-of-16chrs");
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "Could not attach interface: a-name-of-16chrs: File name too long"
         );
         assert!(!net.parse_option("--block:disk=x", &mut manifest()).unwrap());

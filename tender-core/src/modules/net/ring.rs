@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 use super::Backends;
 use crate::devices::tap::error_text;
 use crate::error::{Error, FatalHandler, Result};
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, InvalidAccess};
 use crate::module::{Reservation, SetupContext};
 use crate::vm::Extension;
 
@@ -131,7 +131,7 @@ impl RingService {
                     fatal(error);
                 }
             })
-            .map_err(|e| Error::new(format!("Could not start the network ring thread: {e}")))?;
+            .map_err(|e| Error::Device(format!("Could not start the network ring thread: {e}")))?;
         Ok(RingService {
             gpa,
             stop,
@@ -209,6 +209,14 @@ impl RingView<'_> {
     }
 }
 
+/// A ring entry named guest memory it may not (§5).
+fn ring_access(access: InvalidAccess) -> Error {
+    Error::GuestAccess {
+        by: "net ring".into(),
+        access,
+    }
+}
+
 impl RingIo<'_> {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -245,7 +253,7 @@ impl RingIo<'_> {
             // A guest never has more entries outstanding than the ring holds:
             // anything else is a corrupt ring, not 2^32 entries of work.
             if tail.wrapping_sub(head) as usize > RING_SIZE {
-                return Err(Error::new(format!(
+                return Err(Error::Guest(format!(
                     "net ring: invalid indices ent_head={head}, ent_tail={tail}"
                 )));
             }
@@ -289,14 +297,14 @@ impl RingIo<'_> {
         let frame = self
             .ram
             .slice(entry.data, u64::from(entry.len))
-            .map_err(|access| Error::new(format!("net ring: {access}")))?;
+            .map_err(ring_access)?;
         match device.send(&frame) {
             Ok(n) if n == frame.len() => Ok(()),
-            Ok(n) => Err(Error::new(format!(
+            Ok(n) => Err(Error::Device(format!(
                 "Fatal error when writing to the network (ring): wrote only {n} out of {} bytes",
                 entry.len
             ))),
-            Err(e) => Err(Error::new(format!(
+            Err(e) => Err(Error::Device(format!(
                 "Fatal error when writing to the network (ring): {}",
                 error_text(&e)
             ))),
@@ -311,7 +319,7 @@ impl RingIo<'_> {
                 let mut buffer = self
                     .ram
                     .slice_mut(entry.data, u64::from(entry.len))
-                    .map_err(|access| Error::new(format!("net ring: {access}")))?;
+                    .map_err(ring_access)?;
                 match device.receive(&mut buffer) {
                     // At most the buffer's length, which is a u32.
                     Ok(n) if n > 0 => (result::OK, u32::try_from(n).unwrap_or(entry.len)),

@@ -17,7 +17,7 @@ const MAX_CPUID_ENTRIES: usize = 100;
 pub fn passthrough(kvm: &Kvm, vcpu: &VcpuFd) -> Result<()> {
     let cpuid = kvm
         .get_supported_cpuid(MAX_CPUID_ENTRIES)
-        .map_err(|e| Error::new(format!("KVM: KVM_GET_SUPPORTED_CPUID failed: {e}")))?;
+        .map_err(|e| Error::Kvm(format!("KVM_GET_SUPPORTED_CPUID failed: {e}")))?;
     vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| Error::new(format!("KVM: KVM_SET_CPUID2 failed: {e}")))
+        .map_err(|e| Error::Kvm(format!("KVM_SET_CPUID2 failed: {e}")))
 }
