@@ -99,19 +99,28 @@ impl ModuleSet {
         let wanted: Vec<u64> = self
             .modules
             .iter()
-            .map(|m| m.reserved_memory(manifest).next_multiple_of(MEM_GRANULE))
+            .map(|m| {
+                let size = m.reserved_memory(manifest).min(MAX_MEM_SIZE);
+                size.next_multiple_of(MEM_GRANULE)
+            })
             .collect();
-        let alloc_size = wanted
-            .iter()
-            .fold(guest, |total, size| total.saturating_add(*size))
-            .min(MAX_MEM_SIZE);
-        let mut top = alloc_size;
-        for (slot, &size) in self.reservations.iter_mut().zip(&wanted) {
-            *slot = None;
-            if size != 0 && top.saturating_sub(size) >= MEM_GRANULE {
-                top -= size;
-                *slot = Some(Reservation { gpa: top, size });
+        // A reservation grows the allocation, up to 4 GiB; beyond that it
+        // comes out of the guest's memory, as long as 2 MiB stay visible.
+        let (mut alloc_size, mut reserved) = (guest, 0u64);
+        let mut granted = vec![false; wanted.len()];
+        for (grant, &size) in granted.iter_mut().zip(&wanted) {
+            let grown = alloc_size.saturating_add(size).min(MAX_MEM_SIZE);
+            let visible = grown.saturating_sub(reserved.saturating_add(size));
+            if size != 0 && visible >= MEM_GRANULE {
+                (alloc_size, reserved, *grant) = (grown, reserved + size, true);
             }
+        }
+        let mut top = alloc_size;
+        for ((slot, &size), grant) in self.reservations.iter_mut().zip(&wanted).zip(granted) {
+            *slot = grant.then(|| {
+                top -= size;
+                Reservation { gpa: top, size }
+            });
         }
         let mut ram = GuestRam::new(alloc_size)?;
         ram.reserve_top(alloc_size - top)?;
@@ -192,5 +201,153 @@ impl ModuleSet {
         calls.sort_unstable();
         calls.dedup();
         calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use hvt_abi::layout::MAX_MEM_SIZE;
+
+    use super::*;
+
+    /// A module that records the stages it sees.
+    struct Probe {
+        name: &'static str,
+        guest: Option<u64>,
+        reserve: u64,
+        syscalls: &'static [libc::c_long],
+        log: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Probe {
+        fn boxed(name: &'static str, log: &Rc<RefCell<Vec<String>>>) -> Box<Probe> {
+            Box::new(Probe {
+                name,
+                guest: None,
+                reserve: 0,
+                syscalls: &[],
+                log: log.clone(),
+            })
+        }
+    }
+
+    impl Module for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn parse_option(&mut self, option: &str, _: &mut Manifest) -> Result<bool> {
+            let mine = option.strip_prefix("--") == Some(self.name);
+            if mine {
+                self.log
+                    .borrow_mut()
+                    .push(format!("{} took {option}", self.name));
+            }
+            Ok(mine)
+        }
+        fn guest_memory(&self) -> Option<u64> {
+            self.guest
+        }
+        fn reserved_memory(&self, _: &Manifest) -> u64 {
+            self.reserve
+        }
+        fn halt(&mut self, ending: Ending) {
+            self.log
+                .borrow_mut()
+                .push(format!("{} halt {ending:?}", self.name));
+        }
+        fn thread_syscalls(&self) -> &'static [libc::c_long] {
+            self.syscalls
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            entries: vec![hvt_abi::manifest::MftEntry::RESERVED_FIRST],
+        }
+    }
+
+    #[test]
+    fn each_option_goes_to_the_first_module_that_takes_it() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut set = ModuleSet::new(vec![Probe::boxed("a", &log), Probe::boxed("b", &log)]);
+        let options = ["--b".to_owned(), "--a".to_owned()];
+        set.parse_options(&options, &mut manifest()).unwrap();
+        assert_eq!(*log.borrow(), ["b took --b", "a took --a"]);
+        let err = set
+            .parse_options(&["--c".to_owned()], &mut manifest())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Invalid option: `--c'");
+        assert!(err.shows_usage());
+    }
+
+    #[test]
+    fn reservations_are_carved_from_the_top_while_the_guest_keeps_2_mib() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut core = Probe::boxed("core", &log);
+        core.guest = Some(64 << 20);
+        let mut first = Probe::boxed("first", &log);
+        first.reserve = 1; // rounded up to 2 MiB
+        let mut second = Probe::boxed("second", &log);
+        second.reserve = 4 << 20;
+        let mut set = ModuleSet::new(vec![core, first, second]);
+        let ram = set.allocate_memory(&manifest()).unwrap();
+        assert_eq!(ram.alloc_size(), 70 << 20);
+        assert_eq!(ram.visible_size(), 64 << 20);
+        assert_eq!(
+            set.reservations,
+            [
+                None,
+                Some(Reservation {
+                    gpa: 68 << 20,
+                    size: 2 << 20
+                }),
+                Some(Reservation {
+                    gpa: 64 << 20,
+                    size: 4 << 20
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn at_4_gib_reservations_come_out_of_the_guest_and_may_not_fit() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut core = Probe::boxed("core", &log);
+        core.guest = Some(MAX_MEM_SIZE);
+        let mut ring = Probe::boxed("ring", &log);
+        ring.reserve = 2 << 20;
+        let mut set = ModuleSet::new(vec![core, ring]);
+        let ram = set.allocate_memory(&manifest()).unwrap();
+        assert_eq!(ram.alloc_size(), MAX_MEM_SIZE);
+        assert_eq!(ram.visible_size(), MAX_MEM_SIZE - (2 << 20));
+
+        let mut small = Probe::boxed("core", &log);
+        small.guest = Some(2 << 20);
+        let mut huge = Probe::boxed("huge", &log);
+        huge.reserve = MAX_MEM_SIZE;
+        let mut set = ModuleSet::new(vec![small, huge]);
+        let ram = set.allocate_memory(&manifest()).unwrap();
+        assert_eq!(set.reservations, [None, None]);
+        assert_eq!(ram.visible_size(), 2 << 20);
+        assert_eq!(ram.alloc_size(), 2 << 20);
+    }
+
+    #[test]
+    fn halt_hooks_run_in_reverse_and_syscalls_are_merged() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut a = Probe::boxed("a", &log);
+        a.syscalls = &[libc::SYS_write, libc::SYS_read];
+        let mut b = Probe::boxed("b", &log);
+        b.syscalls = &[libc::SYS_read, libc::SYS_futex];
+        let mut set = ModuleSet::new(vec![a, b]);
+        set.halt(Ending::Exit(3));
+        assert_eq!(*log.borrow(), ["b halt Exit(3)", "a halt Exit(3)"]);
+        let mut expected = vec![libc::SYS_read, libc::SYS_write, libc::SYS_futex];
+        expected.sort_unstable();
+        assert_eq!(set.thread_syscalls(), expected);
+        assert!(set.usage().contains("Compiled-in modules: a b\n"));
     }
 }

@@ -24,12 +24,14 @@ use std::sync::Arc;
 
 use arch::x86_64::Privilege;
 use cli::{Command, Invocation};
-use elf::ElfFile;
+use elf::{ElfFile, LoadedImage};
 use hvt_abi::boot::BootInfo;
 use tender_core::devices::poller::Poller;
 use tender_core::error::{Error, FatalHandler, Result, TENDER_ERROR_EXIT};
+use tender_core::hypercall::Hypercalls;
 use tender_core::lifecycle::{ModuleSet, SetupEnv};
 use tender_core::manifest::Manifest;
+use tender_core::memory::GuestRam;
 use tender_core::module::{Ending, Module};
 use tender_core::modules::{self, Host};
 use vstate::run::Stop;
@@ -110,26 +112,11 @@ fn run(args: &[String], modules: &mut ModuleSet) -> Result<i32> {
     let image = elf::load_segments(&elf, &mut ram)?;
     vm.set_initial_state(&ram, image.entry, privilege)?;
     modules.initial_vcpu(&mut vm.vcpu, &ram)?;
-    let tsc_hz = vm.tsc_hz()?;
 
-    let mut hypercalls = modules.setup(SetupEnv {
-        manifest: &mut manifest,
-        ram: &mut ram,
-        vm: &mut vm,
-        poll: Rc::new(Poller::new()?),
-        fatal: exit_on_fatal(),
-    })?;
-    let mut info = BootInfo {
-        mem_size: ram.visible_size(),
-        kernel_end: image.kernel_end,
-        cpu_cycle_freq: tsc_hz,
-        ..BootInfo::default()
-    };
-    modules.boot_info(&mut info);
-    tender_core::boot_info::write(&ram, info, &manifest, &cmdline)?;
-    modules.before_first_run(&mut vm.vcpu)?;
-
-    let stop = vstate::run::run(&mut vm.vcpu, &ram, &mut hypercalls, modules, privilege);
+    // From the first module's set-up on, every way out runs the halt hooks.
+    let stop = start(modules, &mut manifest, &mut ram, &mut vm, &image, &cmdline).and_then(
+        |mut hypercalls| vstate::run::run(&mut vm.vcpu, &ram, &mut hypercalls, modules, privilege),
+    );
     modules.halt(match &stop {
         Ok(Stop::Halt(code)) => Ending::Exit(*code),
         Ok(Stop::GuestFault(_)) => Ending::GuestFault,
@@ -142,4 +129,34 @@ fn run(args: &[String], modules: &mut ModuleSet) -> Result<i32> {
             Ok(GUEST_FAULT_EXIT)
         }
     }
+}
+
+/// Sets up the modules, writes the boot information and runs the last hook
+/// before the guest: returns the hypercall table to run with.
+fn start(
+    modules: &mut ModuleSet,
+    manifest: &mut Manifest,
+    ram: &mut GuestRam,
+    vm: &mut Vm,
+    image: &LoadedImage,
+    cmdline: &str,
+) -> Result<Hypercalls> {
+    let tsc_hz = vm.tsc_hz()?;
+    let hypercalls = modules.setup(SetupEnv {
+        manifest,
+        ram,
+        vm,
+        poll: Rc::new(Poller::new()?),
+        fatal: exit_on_fatal(),
+    })?;
+    let mut info = BootInfo {
+        mem_size: ram.visible_size(),
+        kernel_end: image.kernel_end,
+        cpu_cycle_freq: tsc_hz,
+        ..BootInfo::default()
+    };
+    modules.boot_info(&mut info);
+    tender_core::boot_info::write(ram, info, manifest, cmdline)?;
+    modules.before_first_run(&mut vm.vcpu)?;
+    Ok(hypercalls)
 }

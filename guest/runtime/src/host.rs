@@ -193,7 +193,9 @@ where
         let example = manifest
             .iter()
             .find(|e| e.kind == MFT_DEV_NET_BASIC)
-            .map_or("service".into(), |e| String::from_utf8_lossy(e.name_bytes()));
+            .map_or("service".into(), |e| {
+                String::from_utf8_lossy(e.name_bytes())
+            });
         fail(&format!(
             "{e}\nA host process attaches network device NAME to a tap with \
              {NET_ENV_PREFIX}NAME=TAP (e.g. {NET_ENV_PREFIX}{example}=tap0)."

@@ -47,12 +47,7 @@ fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Run {
 #[test]
 fn the_command_line_is_the_args_as_tender_passes_them() {
     let out = run(PROBE, &["one", "", "two  three", "--x=1"]);
-    assert_eq!(
-        (out.code, out.stderr.as_str()),
-        (0, ""),
-        "{}",
-        out.stdout
-    );
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{}", out.stdout);
     assert_eq!(
         out.stdout,
         format!("{BANNER}command line: 'one  two  three --x=1'\nSolo5: solo5_exit(0) called\n")
@@ -60,21 +55,14 @@ fn the_command_line_is_the_args_as_tender_passes_them() {
     let out = run(PROBE, &["--solo5:quiet", "--solo5:warn", "a"]);
     assert_eq!(out.stdout, "command line: 'a'\n", "log options removed");
     let out = run::<&str>(PROBE, &[]);
-    assert!(
-        out.stdout.contains("command line: ''\n"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("command line: ''\n"), "{}", out.stdout);
 }
 
 #[test]
 fn errors_exit_1_and_panics_abort_with_255() {
     let out = run(PROBE, &["--solo5:quiet", "--fail"]);
     assert_eq!(out.code, 1);
-    assert_eq!(
-        out.stdout,
-        "command line: '--fail'\nError: asked to fail\n"
-    );
+    assert_eq!(out.stdout, "command line: '--fail'\nError: asked to fail\n");
     let out = run(PROBE, &["--panic"]);
     assert_eq!(out.code, 255, "{}", out.stderr);
     assert!(
@@ -175,8 +163,18 @@ impl Namespace {
             tap: format!("hvh{pid}"),
         };
         ip(&["netns", "add", &ns.name]);
-        ip(&["-n", &ns.name, "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
-        ip(&["-n", &ns.name, "addr", "add", "10.77.0.1/24", "dev", &ns.tap]);
+        ip(&[
+            "-n", &ns.name, "tuntap", "add", "dev", &ns.tap, "mode", "tap",
+        ]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            "10.77.0.1/24",
+            "dev",
+            &ns.tap,
+        ]);
         ip(&["-n", &ns.name, "link", "set", &ns.tap, "up"]);
         ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
         ns
@@ -262,7 +260,17 @@ fn a_tap_is_the_network_device() {
     assert_eq!(seen.last().unwrap(), "ready on 10.77.0.2/24");
 
     let ping = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ping", "-c", "2", "-W", "5", "10.77.0.2"])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "5",
+            "10.77.0.2",
+        ])
         .output()
         .expect("run ping");
     assert!(
@@ -271,11 +279,14 @@ fn a_tap_is_the_network_device() {
         String::from_utf8_lossy(&ping.stdout)
     );
 
-    let message: Vec<u8> = (0..100_000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let message: Vec<u8> = (0..100_000u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     let echoed = ns.enter(|| {
         let addr: SocketAddr = "10.77.0.2:7".parse().unwrap();
         let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut writer = conn.try_clone().unwrap();
         let sent = message.clone();
         let sender = std::thread::spawn(move || {
@@ -292,8 +303,5 @@ fn a_tap_is_the_network_device() {
     let status = child.0.wait().expect("wait for the probe");
     seen.extend(lines.iter());
     assert_eq!(status.code(), Some(0), "{seen:?}");
-    assert!(
-        seen.iter().any(|l| l == "echoed 100000 bytes"),
-        "{seen:?}"
-    );
+    assert!(seen.iter().any(|l| l == "echoed 100000 bytes"), "{seen:?}");
 }

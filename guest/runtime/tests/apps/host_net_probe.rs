@@ -22,7 +22,9 @@ async fn main(args: Args) -> Result<(), &'static str> {
         match conn.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                conn.write_all(&buf[..n]).await.map_err(|_| "write failed")?;
+                conn.write_all(&buf[..n])
+                    .await
+                    .map_err(|_| "write failed")?;
                 echoed += n;
             }
         }
