@@ -14,6 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hvt_bindings::abi::hypercall::exit;
+use hvt_bindings::abi::layout::CMDLINE_SIZE;
+
 const PROBE: &str = env!("CARGO_BIN_EXE_hvt-host-probe");
 const NET_PROBE: &str = env!("CARGO_BIN_EXE_hvt-host-net-probe");
 
@@ -64,7 +67,7 @@ fn errors_exit_1_and_panics_abort_with_255() {
     assert_eq!(out.code, 1);
     assert_eq!(out.stdout, "command line: '--fail'\nError: asked to fail\n");
     let out = run(PROBE, &["--panic"]);
-    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert_eq!(out.code, exit::ABORT, "{}", out.stderr);
     assert!(
         out.stdout
             .contains("Solo5: ABORT: panicked at guest/runtime/tests/apps/host_probe.rs:"),
@@ -97,14 +100,14 @@ fn what_the_tender_refuses_exits_1_with_its_message() {
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (1, "", "tender: argument is not valid UTF-8: a\u{fffd}\n")
     );
-    let out = run(PROBE, &["x".repeat(8192)]);
+    let out = run(PROBE, &["x".repeat(CMDLINE_SIZE)]);
+    let too_long = format!(
+        "tender: Guest command line too long (max={} characters)\n",
+        CMDLINE_SIZE - 1
+    );
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
-        (
-            1,
-            "",
-            "tender: Guest command line too long (max=8191 characters)\n"
-        )
+        (1, "", too_long.as_str())
     );
 }
 

@@ -8,6 +8,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile};
 
@@ -193,15 +194,13 @@ impl Tap {
         if !is_up(interface_flags(socket.as_fd(), iface)?) {
             return Err(errno(libc::ENETDOWN));
         }
-        // SAFETY: the path is a NUL-terminated literal; the result is checked.
-        let fd = check(unsafe {
-            libc::open(
-                c"/dev/net/tun".as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: `fd` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Close-on-exec, as std opens every file.
+        let fd: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")?
+            .into();
         let mut req = IfReq::named(iface)?;
         req.set_flags(libc::IFF_TAP | libc::IFF_NO_PI)?;
         req.ioctl(fd.as_raw_fd(), libc::TUNSETIFF)?;

@@ -5,7 +5,7 @@
 
 use core::arch::asm;
 
-use hvt_bindings::abi::hypercall::{nr, Halt, Puts, PIO_BASE};
+use hvt_bindings::abi::hypercall::{nr, Halt, Puts, PIO_BASE, RING_KICK_PIO_BASE};
 use hvt_bindings::hypercall::hypercall;
 use hvt_bindings::{boot, exit, println, StartInfo};
 
@@ -35,7 +35,7 @@ fn main(start: &StartInfo) -> i32 {
     match action {
         "port-low" => outl(PIO_BASE - 1, scratch),
         "port-high" | "hc9" => outl(PIO_BASE + nr::MAX, scratch),
-        "port-ring" => outl(0x600, 0),
+        "port-ring" => outl(RING_KICK_PIO_BASE, 0),
         "hc0" => outl(PIO_BASE, scratch),
         "in" => {
             let value: u32;

@@ -1,8 +1,8 @@
 //! vCPU registers at the first instruction (§3.4, §12).
 
 use hvt_abi::layout::{
-    BOOT_INFO_BASE, CR0_INIT, CR4_INIT, EFER_INIT, GDT_BASE, GDT_LIMIT, PML4_BASE, RFLAGS_INIT,
-    RFLAGS_IOPL3,
+    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, EFER_INIT, GDT_BASE, GDT_LIMIT, PML4_BASE,
+    RFLAGS_INIT, RFLAGS_IOPL3,
 };
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
@@ -45,7 +45,7 @@ pub fn initial_regs(entry: u64, mem_size: u64, privilege: Privilege) -> kvm_regs
     kvm_regs {
         rip: entry,
         rdi: BOOT_INFO_BASE,
-        rsp: mem_size - 8,
+        rsp: initial_rsp(mem_size),
         rflags: RFLAGS_INIT | iopl,
         ..Default::default()
     }
