@@ -10,3 +10,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 (cd guest && cargo clippy --release --target-dir "$root/target/guest" -- -D warnings)
 cargo test --workspace
+# The guest template as a user gets it: copied out of the repository, built
+# for the guest and run under tender, tested and run on the host.
+scripts/check-template.sh

@@ -1,4 +1,4 @@
-//! The ELF notes every guest carries (§1), and the [`manifest!`] macro.
+//! The ELF notes every guest carries (§1), and the [`manifest!`](crate::manifest) macro.
 
 #[cfg(target_os = "none")]
 use hvt_abi::note::{AbiNote, OpenBsdNote, UnprivilegedNote};

@@ -4,7 +4,7 @@
 //! On the host, [`main!`](crate::main) defines the process's C `main`,
 //! which calls [`run_process`]: the application runs on a mock tender made
 //! with [`MockConfig::system`] (the real clock, the console on stdout, host
-//! taps as network devices), and the process behaves as `tender app.hvt --
+//! taps as network devices), and the process behaves as `tender app.hvt
 //! ARGS` would:
 //!
 //! * the guest's command line is ARGS joined with single spaces (leading

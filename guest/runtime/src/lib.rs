@@ -90,7 +90,7 @@ where
 /// C `main`: the application runs as a host process on a mock tender with
 /// the real clock, its console on stdout and host taps as its network
 /// devices ([`host`]), so `cargo run --target x86_64-unknown-linux-gnu --
-/// ARGS` behaves as `tender app.hvt -- ARGS`. (Not in a `cfg(test)` build,
+/// ARGS` behaves as `tender app.hvt ARGS`. (Not in a `cfg(test)` build,
 /// where the test harness has the `main`.)
 #[macro_export]
 macro_rules! main {
