@@ -15,7 +15,7 @@ use tender_core::error::{Error, Result};
 use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::{Ending, Module, SetupContext};
-use tender_core::modules::{self, net, Host};
+use tender_core::modules::{self, block, net, Host};
 use tender_core::vm::{DebugControl, ExitAction, Extension, Vcpu, VmExit};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
@@ -168,6 +168,7 @@ fn stepping_toy(step: usize) -> WithToy {
     let mut list = modules::all(Host {
         console: console.clone(),
         open_net: Box::new(net::open_tap),
+        open_block: Box::new(block::open_file),
     });
     list.push(Box::new(Toy {
         seen: seen.clone(),

@@ -29,8 +29,15 @@ pub struct MftHeader {
 pub struct MftBlockBasic {
     pub capacity: u64,
     pub block_size: u16,
-    pub _pad: [u8; 6],
+    /// Our extension (§12.6): [`MFT_BLOCK_READ_ONLY`]. Padding, hence 0, in
+    /// Solo5, whose guests ignore it.
+    pub flags: u8,
+    pub _pad: [u8; 5],
 }
+
+/// `MftBlockBasic::flags`: the tender refuses writes to this device
+/// (`--block-ro:`); BLOCK_WRITE returns `SOLO5_R_EUNSPEC` (§12.6).
+pub const MFT_BLOCK_READ_ONLY: u8 = 1 << 0;
 
 /// Network-device view of the 16-byte `u` union.
 #[repr(C)]
@@ -105,13 +112,15 @@ impl MftEntry {
         MftBlockBasic {
             capacity: u64::from_le_bytes(capacity),
             block_size: u16::from_le_bytes([self.u[8], self.u[9]]),
-            _pad: [0; 6],
+            flags: self.u[10],
+            _pad: [0; 5],
         }
     }
 
     pub fn set_block(&mut self, block: MftBlockBasic) {
         self.u[0..8].copy_from_slice(&block.capacity.to_le_bytes());
         self.u[8..10].copy_from_slice(&block.block_size.to_le_bytes());
+        self.u[10] = block.flags;
     }
 
     pub fn net(&self) -> MftNetBasic {
@@ -144,7 +153,7 @@ pub struct Mft<const N: usize> {
 }
 
 crate::assert_layout!(MftHeader, size = 8, version @ 0, entries @ 4);
-crate::assert_layout!(MftBlockBasic, size = 16, capacity @ 0, block_size @ 8);
+crate::assert_layout!(MftBlockBasic, size = 16, capacity @ 0, block_size @ 8, flags @ 10);
 crate::assert_layout!(MftNetBasic, size = 16, mac @ 0, mtu @ 6);
 crate::assert_layout!(MftEntry, size = 104, name @ 0, kind @ 68, u @ 72, b @ 88, attached @ 96);
 const _: () = assert!(core::mem::align_of::<MftEntry>() == 8);

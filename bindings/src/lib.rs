@@ -17,6 +17,7 @@
 
 pub use hvt_abi as abi;
 
+pub mod block;
 pub mod boot;
 pub mod clock;
 pub mod cmdline;

@@ -38,8 +38,9 @@ use std::time::Instant;
 
 use hvt_abi::boot::BootInfo;
 use hvt_abi::hypercall::RING_KICK_PIO_BASE;
-use hvt_abi::manifest::{MftEntry, MFT_DEV_NET_BASIC, MFT_MAX_ENTRIES};
+use hvt_abi::manifest::{MftEntry, MFT_DEV_BLOCK_BASIC, MFT_DEV_NET_BASIC, MFT_MAX_ENTRIES};
 use tender_core::devices::console::Console;
+use tender_core::devices::disk::BlockBackend;
 use tender_core::devices::poller::{PollSet, Poller};
 use tender_core::devices::wire::{self, WirePort};
 use tender_core::error::{Error, FatalHandler, Result};
@@ -48,11 +49,12 @@ use tender_core::lifecycle::{ModuleSet, SetupEnv};
 use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::Ending;
-use tender_core::modules::{self, net, Host};
+use tender_core::modules::{self, block, net, Host};
 
 pub use clock::VirtualClock;
 pub use current::{boot_info, hypercall, install, monotonic_ns, port_write, uninstall, with};
 pub use tender_core::devices::frame::FrameBackend;
+pub use tender_core::devices::memdisk::{DiskFault, MemDisk};
 pub use tender_core::devices::wire::{WireConfig, WireStats};
 pub use vm::MockVm;
 pub use vm_memory::VolatileSlice;
@@ -91,6 +93,44 @@ pub struct MockConfig<'a> {
     /// The host's monotonic clock and an epoll set instead of the virtual
     /// clock, and the console on stdout instead of captured.
     pub real_clock: bool,
+    /// Block devices on in-memory disks, after the network devices. Keep an
+    /// `Arc` of a disk to look at it, or to run another guest on it.
+    pub disks: &'a [MockDisk<'a>],
+}
+
+/// A block device of a mock tender.
+#[derive(Clone)]
+pub struct MockDisk<'a> {
+    /// The device's name in the manifest.
+    pub name: &'a str,
+    pub disk: Arc<MemDisk>,
+    /// `--block-sector-size`; 512 when `None`.
+    pub block_size: Option<u16>,
+    /// Attached with `--block-ro:`.
+    pub read_only: bool,
+}
+
+impl<'a> MockDisk<'a> {
+    /// `disk` as the writable device `name` with 512-byte sectors.
+    pub fn new(name: &'a str, disk: &Arc<MemDisk>) -> MockDisk<'a> {
+        MockDisk {
+            name,
+            disk: disk.clone(),
+            block_size: None,
+            read_only: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for MockDisk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockDisk")
+            .field("name", &self.name)
+            .field("capacity", &self.disk.capacity())
+            .field("block_size", &self.block_size)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
 }
 
 impl<'a> MockConfig<'a> {
@@ -143,10 +183,15 @@ impl MockTender {
     /// A tender with the command line and devices of `config`.
     pub fn with_config(config: &MockConfig<'_>) -> Result<MockTender> {
         let wired = config.net_devices;
-        let names: Vec<&str> = wired
+        let net_names: Vec<&str> = wired
             .iter()
             .copied()
             .chain(config.taps.iter().map(|(name, _)| *name))
+            .collect();
+        let names: Vec<&str> = net_names
+            .iter()
+            .copied()
+            .chain(config.disks.iter().map(|d| d.name))
             .collect();
         if !wired.len().is_multiple_of(2) || names.len() >= MFT_MAX_ENTRIES {
             return Err(Error::Other(format!(
@@ -163,9 +208,34 @@ impl MockTender {
         }
         let mut manifest = Manifest {
             entries: std::iter::once(MftEntry::RESERVED_FIRST)
-                .chain(names.iter().map(|n| MftEntry::new(n, MFT_DEV_NET_BASIC)))
+                .chain(
+                    net_names
+                        .iter()
+                        .map(|n| MftEntry::new(n, MFT_DEV_NET_BASIC)),
+                )
+                .chain(
+                    config
+                        .disks
+                        .iter()
+                        .map(|d| MftEntry::new(d.name, MFT_DEV_BLOCK_BASIC)),
+                )
                 .collect(),
         };
+        // The disks, by device name; the block module opens them by name.
+        let disks: BTreeMap<String, Arc<MemDisk>> = config
+            .disks
+            .iter()
+            .map(|d| (d.name.to_owned(), d.disk.clone()))
+            .collect();
+        let open_block: block::OpenBlock =
+            Box::new(move |value: &str, read_only: bool| match disks.get(value) {
+                Some(disk) => {
+                    disk.set_read_only(read_only);
+                    let backend: Arc<dyn BlockBackend> = disk.clone();
+                    Ok(backend)
+                }
+                None => block::open_file(value, read_only),
+            });
 
         // The wires, by device name; the net module opens them by name.
         let mut ports: Vec<Option<Arc<WirePort>>> = vec![None; manifest.entries.len()];
@@ -190,6 +260,7 @@ impl MockTender {
         let mut modules = ModuleSet::new(modules::all(Host {
             console: console.clone(),
             open_net,
+            open_block,
         }));
 
         // The command line a tender would get for these devices.
@@ -201,6 +272,13 @@ impl MockTender {
         }
         for (name, iface) in config.taps {
             options.push(format!("--net:{name}={iface}"));
+        }
+        for disk in config.disks {
+            let kind = if disk.read_only { "block-ro" } else { "block" };
+            options.push(format!("--{kind}:{}={}", disk.name, disk.name));
+            if let Some(size) = disk.block_size {
+                options.push(format!("--block-sector-size:{}={size}", disk.name));
+            }
         }
         if !config.ring {
             options.push("--no-net-ring".into());

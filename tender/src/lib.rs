@@ -71,9 +71,10 @@ pub fn main_with_modules(args: &[String], modules: Vec<Box<dyn Module>>) -> i32 
 }
 
 /// What a module's thread does on a fatal error: as upstream's `errx`, one
-/// line and exit 1.
+/// line and exit 1, after making the writable images durable.
 fn exit_on_fatal() -> FatalHandler {
     Arc::new(|error: Error| {
+        tender_core::devices::exit_sync::sync_all();
         eprintln!("tender: {error}");
         std::process::exit(TENDER_ERROR_EXIT)
     })

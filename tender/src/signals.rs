@@ -20,6 +20,8 @@ extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut li
         message[start + 1] = b'\n';
         message.len() - 1
     };
+    // Writable images are made durable before the tender goes.
+    tender_core::devices::exit_sync::sync_all();
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours
     // and `len` is within it.
     unsafe {

@@ -6,6 +6,8 @@
 //!   in the yield hypercall until the next timer or device readiness;
 //! * time ([`time::sleep`], [`time::timeout`], [`time::interval`],
 //!   [`time::Instant`], [`time::wall_clock`]) and channels ([`sync::channel`]);
+//! * block devices ([`block::BlockDevice`]): runs of whole blocks, one
+//!   hypercall each, checked in the guest;
 //! * `println!` and `log` records honouring `--solo5:quiet|error|warn|info|debug`.
 //!
 //! An application:
@@ -32,6 +34,7 @@ extern crate alloc;
 extern crate std;
 
 mod args;
+pub mod block;
 #[doc(hidden)]
 pub mod churn;
 mod executor;

@@ -26,9 +26,9 @@ use std::sync::Once;
 use core::fmt::Display;
 use core::future::Future;
 
-use tender_mock::{self as mock, GuestExit, MockConfig, MockTender};
+use tender_mock::{self as mock, GuestExit, MockTender};
 
-pub use tender_mock::{WireConfig, WireStats};
+pub use tender_mock::{DiskFault, MemDisk, MockConfig, MockDisk, WireConfig, WireStats};
 
 use crate::Args;
 
@@ -94,15 +94,38 @@ where
     Fut: Future<Output = Result<(), E>> + 'static,
     E: Display + 'static,
 {
-    quiet_guest_exits();
-    reset_runtime();
     let config = MockConfig {
         cmdline,
         net_devices: devices,
         wire,
         ..MockConfig::default()
     };
-    mock::install(MockTender::with_config(&config).expect("mock tender"));
+    run_config(&config, main)
+}
+
+/// Runs `main` as [`run`] does, on a mock tender made from `config`: its
+/// command line, wired network devices and in-memory block devices
+/// ([`MockDisk`]: keep an `Arc` of the [`MemDisk`] to look at it after the
+/// run, inject [`DiskFault`]s, or run another guest on it). Panics if the
+/// mock refuses the configuration.
+///
+/// ```ignore
+/// let disk = Arc::new(MemDisk::new("storage", 1 << 20));
+/// let outcome = run_config(
+///     &MockConfig { disks: &[MockDisk::new("storage", &disk)], ..MockConfig::default() },
+///     |_| async { /* BlockDevice::open("storage") ... */ Ok::<(), &str>(()) },
+/// );
+/// ```
+pub fn run_config<F, Fut, E>(config: &MockConfig<'_>, main: F) -> Outcome
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: Display + 'static,
+{
+    let cmdline = config.cmdline;
+    quiet_guest_exits();
+    reset_runtime();
+    mock::install(MockTender::with_config(config).expect("mock tender"));
     hvt_bindings::host::set_transport(mock::hypercall);
     hvt_bindings::host::set_clock(mock::monotonic_ns);
     hvt_bindings::host::set_boot_info_source(mock::boot_info);

@@ -1,7 +1,10 @@
 //! Host-side back-ends the modules are built from.
 
 pub mod console;
+pub mod disk;
+pub mod exit_sync;
 pub mod frame;
+pub mod memdisk;
 pub mod poller;
 pub mod tap;
 pub mod wire;

@@ -15,19 +15,21 @@ use crate::manifest::Manifest;
 use crate::module::Module;
 
 /// What differs between the tender and the mock tender: where the console
-/// goes and where network devices come from. Everything else about the
-/// modules is the same code.
+/// goes and where network and block devices come from. Everything else
+/// about the modules is the same code.
 pub struct Host {
     pub console: Arc<Console>,
     pub open_net: net::OpenNet,
+    pub open_block: block::OpenBlock,
 }
 
 impl Host {
-    /// The real tender's: stdout, and Linux taps.
+    /// The real tender's: stdout, Linux taps and image files.
     pub fn system() -> Host {
         Host {
             console: Arc::new(Console::Stdout),
             open_net: Box::new(net::open_tap),
+            open_block: Box::new(block::open_file),
         }
     }
 }
@@ -36,7 +38,7 @@ impl Host {
 pub fn all(host: Host) -> Vec<Box<dyn Module>> {
     vec![
         Box::new(core::Core::new(host.console)),
-        Box::new(block::Block),
+        Box::new(block::Block::new(host.open_block)),
         Box::new(net::Net::new(host.open_net)),
     ]
 }
