@@ -185,6 +185,12 @@ impl Module for Block {
         hypercalls::register_hypercalls(ctx.hypercalls, backends)
     }
 
+    fn thread_syscalls(&self) -> &'static [libc::c_long] {
+        // Its hypercalls run on the vCPU thread: one transfer each, and the
+        // syncs of the halt hook and the signal handler.
+        &[libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_fdatasync]
+    }
+
     fn halt(&mut self, _ending: Ending) {
         // Every acknowledged write is already in the host kernel; this makes
         // it durable before the tender goes. A failing sync has nobody left
