@@ -117,9 +117,18 @@ fn bad_images_are_refused_with_upstreams_messages() {
     // A sector size that is not a power of two of at least 512, or not a
     // number: the usage text follows.
     for (size, message) in [
-        ("1000", "Block size must be a multiple of 2 greater than or equal 512"),
-        ("256", "Block size must be a multiple of 2 greater than or equal 512"),
-        ("0", "Block size must be a multiple of 2 greater than or equal 512"),
+        (
+            "1000",
+            "Block size must be a multiple of 2 greater than or equal 512",
+        ),
+        (
+            "256",
+            "Block size must be a multiple of 2 greater than or equal 512",
+        ),
+        (
+            "0",
+            "Block size must be a multiple of 2 greater than or equal 512",
+        ),
         ("4k", "Invalid option: `--block-sector-size:storage=4k'"),
     ] {
         let option = format!("--block-sector-size:storage={size}");
@@ -172,7 +181,11 @@ fn sixty_three_block_devices_at_once() {
     args.push(guest("blk63").to_string_lossy().into_owned());
     let run = tender(&args);
     assert_eq!(run.code, 0, "{}", run.output());
-    assert!(run.stdout.contains("blk63: 63 devices ok"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("blk63: 63 devices ok"),
+        "{}",
+        run.stdout
+    );
     for (i, image) in images.iter().enumerate() {
         let bytes = std::fs::read(image).unwrap();
         let value = u8::try_from(i + 1).unwrap();

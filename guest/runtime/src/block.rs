@@ -37,10 +37,11 @@
 //! hypercall each, and yield to the other ready tasks (the network stack,
 //! timers) each time the block I/O done by async calls, counted across
 //! calls, reaches [`CHUNK`] bytes. A task that loops over small async
-//! requests thus yields once per [`CHUNK`] bytes too, while the requests
-//! themselves cost no extra exit. A future dropped between chunks leaves
-//! the run partly done: a prefix of whole chunks written, or read into the
-//! buffer.
+//! requests thus yields once per [`CHUNK`] bytes too, and a request costs
+//! no exit beyond its own hypercall until the budget is reached (the yield
+//! is one POLL exit if some task waits on a device, otherwise none). A
+//! future dropped between chunks leaves the run partly done: a prefix of
+//! whole chunks written, or read into the buffer.
 
 use core::cell::Cell;
 use core::fmt;
@@ -178,6 +179,14 @@ impl BlockDevice {
         self.info.read_only
     }
 
+    /// The async calls' chunk: [`CHUNK`], or the largest whole number of
+    /// blocks in it (at least one block), should the block size not divide it.
+    fn chunk_len(&self) -> usize {
+        let size = self.info.block_size.max(1);
+        let chunk = (CHUNK - CHUNK % size).max(size);
+        usize::try_from(chunk).unwrap_or(usize::MAX)
+    }
+
     /// Reads the run of blocks at byte `offset` that fills `buffer`, with
     /// one hypercall.
     pub fn read(&self, offset: u64, buffer: &mut [u8]) -> Result<(), Error> {
@@ -197,7 +206,7 @@ impl BlockDevice {
     pub async fn read_async(&self, offset: u64, buffer: &mut [u8]) -> Result<(), Error> {
         check_request(&self.info, offset, buffer.len(), false)?;
         let mut at = offset;
-        for chunk in buffer.chunks_mut(chunk_len()) {
+        for chunk in buffer.chunks_mut(self.chunk_len()) {
             raw::read(self.info.handle, at, chunk)?;
             at += chunk.len() as u64;
             account(chunk.len() as u64).await;
@@ -210,18 +219,13 @@ impl BlockDevice {
     pub async fn write_async(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
         check_request(&self.info, offset, data.len(), true)?;
         let mut at = offset;
-        for chunk in data.chunks(chunk_len()) {
+        for chunk in data.chunks(self.chunk_len()) {
             raw::write(self.info.handle, at, chunk)?;
             at += chunk.len() as u64;
             account(chunk.len() as u64).await;
         }
         Ok(())
     }
-}
-
-/// [`CHUNK`] as a slice length.
-fn chunk_len() -> usize {
-    usize::try_from(CHUNK).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

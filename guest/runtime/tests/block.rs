@@ -50,8 +50,12 @@ where
     outcome
 }
 
-fn disk_with(name: &str, disk: &Arc<MemDisk>, block_size: u16, read_only: bool) -> MockDisk<'static> {
-    let name: &'static str = String::leak(name.into());
+fn disk_with<'a>(
+    name: &'a str,
+    disk: &Arc<MemDisk>,
+    block_size: u16,
+    read_only: bool,
+) -> MockDisk<'a> {
     MockDisk {
         block_size: Some(block_size),
         read_only,
@@ -90,7 +94,11 @@ fn open_finds_attached_block_devices_by_name() {
             read_only: false,
         };
         ensure!(storage.info() == expected, "storage: {:?}", storage.info());
-        ensure!(storage.blocks() == 2048, "storage blocks {}", storage.blocks());
+        ensure!(
+            storage.blocks() == 2048,
+            "storage blocks {}",
+            storage.blocks()
+        );
         let backup = BlockDevice::open("backup").map_err(|e| e.to_string())?;
         let expected = BlockInfo {
             handle: 2,
@@ -99,7 +107,10 @@ fn open_finds_attached_block_devices_by_name() {
             read_only: true,
         };
         ensure!(backup.info() == expected, "backup: {:?}", backup.info());
-        ensure!(backup.is_read_only() && backup.blocks() == 64, "backup {backup:?}");
+        ensure!(
+            backup.is_read_only() && backup.blocks() == 64,
+            "backup {backup:?}"
+        );
         let missing = BlockDevice::open("elsewhere").map(|d| d.info());
         ensure!(missing == Err(Error::NotFound), "elsewhere: {missing:?}");
         let raw = raw::acquire("elsewhere");
@@ -122,43 +133,51 @@ fn round_trip(block_size: u16) {
     let bs = u64::from(block_size);
     let disk = Arc::new(MemDisk::new("storage", 256 * bs));
     let guest_disk = disk.clone();
-    run_disks(&[disk_with("storage", &disk, block_size, false)], move || async move {
-        let disk = guest_disk;
-        let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
-        ensure!(dev.block_size() == bs, "block size {}", dev.block_size());
-        let len = usize::try_from(8 * bs).unwrap();
-        let run = pattern(bs, len);
-        dev.write(3 * bs, &run).map_err(|e| e.to_string())?;
-        ensure!(disk.writes() == 1, "8 blocks in {} writes", disk.writes());
-        let mut back = vec![0u8; len];
-        dev.read(3 * bs, &mut back).map_err(|e| e.to_string())?;
-        ensure!(disk.reads() == 1, "8 blocks in {} reads", disk.reads());
-        ensure!(back == run, "the run reads back wrong");
-        // Block by block, too.
-        let one = usize::try_from(bs).unwrap();
-        let mut block = vec![0u8; one];
-        for (i, expected) in run.chunks(one).enumerate() {
-            dev.read((3 + i as u64) * bs, &mut block).map_err(|e| e.to_string())?;
-            ensure!(block == expected, "block {} reads back wrong", 3 + i);
-        }
-        // The first and the last block of the device.
-        let last = dev.capacity() - bs;
-        for (offset, seed) in [(0, 1), (last, 2)] {
-            let data = pattern(seed, one);
-            dev.write(offset, &data).map_err(|e| e.to_string())?;
-            dev.read(offset, &mut block).map_err(|e| e.to_string())?;
-            ensure!(block == data, "block at {offset} reads back wrong");
-        }
-        // The async path, on the same bytes.
-        let mut back = vec![0u8; len];
-        dev.read_async(3 * bs, &mut back).await.map_err(|e| e.to_string())?;
-        ensure!(back == run, "the async read differs");
-        let twice: Vec<u8> = run.iter().map(|b| !b).collect();
-        dev.write_async(3 * bs, &twice).await.map_err(|e| e.to_string())?;
-        dev.read(3 * bs, &mut back).map_err(|e| e.to_string())?;
-        ensure!(back == twice, "the async write did not land");
-        Ok(())
-    });
+    run_disks(
+        &[disk_with("storage", &disk, block_size, false)],
+        move || async move {
+            let disk = guest_disk;
+            let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
+            ensure!(dev.block_size() == bs, "block size {}", dev.block_size());
+            let len = usize::try_from(8 * bs).unwrap();
+            let run = pattern(bs, len);
+            dev.write(3 * bs, &run).map_err(|e| e.to_string())?;
+            ensure!(disk.writes() == 1, "8 blocks in {} writes", disk.writes());
+            let mut back = vec![0u8; len];
+            dev.read(3 * bs, &mut back).map_err(|e| e.to_string())?;
+            ensure!(disk.reads() == 1, "8 blocks in {} reads", disk.reads());
+            ensure!(back == run, "the run reads back wrong");
+            // Block by block, too.
+            let one = usize::try_from(bs).unwrap();
+            let mut block = vec![0u8; one];
+            for (i, expected) in run.chunks(one).enumerate() {
+                dev.read((3 + i as u64) * bs, &mut block)
+                    .map_err(|e| e.to_string())?;
+                ensure!(block == expected, "block {} reads back wrong", 3 + i);
+            }
+            // The first and the last block of the device.
+            let last = dev.capacity() - bs;
+            for (offset, seed) in [(0, 1), (last, 2)] {
+                let data = pattern(seed, one);
+                dev.write(offset, &data).map_err(|e| e.to_string())?;
+                dev.read(offset, &mut block).map_err(|e| e.to_string())?;
+                ensure!(block == data, "block at {offset} reads back wrong");
+            }
+            // The async path, on the same bytes.
+            let mut back = vec![0u8; len];
+            dev.read_async(3 * bs, &mut back)
+                .await
+                .map_err(|e| e.to_string())?;
+            ensure!(back == run, "the async read differs");
+            let twice: Vec<u8> = run.iter().map(|b| !b).collect();
+            dev.write_async(3 * bs, &twice)
+                .await
+                .map_err(|e| e.to_string())?;
+            dev.read(3 * bs, &mut back).map_err(|e| e.to_string())?;
+            ensure!(back == twice, "the async write did not land");
+            Ok(())
+        },
+    );
     // What the disk holds, seen from the host.
     let contents = disk.contents();
     let len = usize::try_from(8 * bs).unwrap();
@@ -195,87 +214,136 @@ fn rules_refused_without_a_hypercall(block_size: u16) {
     ));
     let before = disk.contents();
     let guest_disk = disk.clone();
-    run_disks(&[disk_with("storage", &disk, block_size, false)], move || async move {
-        let disk = guest_disk;
-        let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
-        let capacity = dev.capacity();
-        let mut buffer = vec![0u8; 3 * one];
-        let mut refused = Vec::new();
-        let mut check = |what: &str, got: Result<(), Error>, wanted: Error| {
-            if got != Err(wanted) {
-                refused.push(format!("{what}: {got:?}, wanted {wanted:?}"));
-            }
-        };
-        check("empty read", dev.read(0, &mut []), Error::Empty);
-        check("empty write", dev.write(bs, &[]), Error::Empty);
-        check("short read", dev.read(0, &mut buffer[..one - 1]), Error::Misaligned);
-        check("half read", dev.read(0, &mut buffer[..one / 2]), Error::Misaligned);
-        check("long write", dev.write(0, &buffer[..one + 1]), Error::Misaligned);
-        check("1.5 blocks", dev.write(0, &buffer[..one + one / 2]), Error::Misaligned);
-        check("offset 1", dev.read(1, &mut buffer[..one]), Error::Misaligned);
-        check("offset bs/2", dev.write(bs / 2, &buffer[..one]), Error::Misaligned);
-        check("offset bs+8", dev.read(bs + 8, &mut buffer[..one]), Error::Misaligned);
-        check("read at end", dev.read(capacity, &mut buffer[..one]), Error::OutOfRange);
-        check("write at end", dev.write(capacity, &buffer[..one]), Error::OutOfRange);
-        check(
-            "read across end",
-            dev.read(capacity - bs, &mut buffer[..2 * one]),
-            Error::OutOfRange,
-        );
-        check(
-            "write far beyond",
-            dev.write(1000 * capacity, &buffer[..one]),
-            Error::OutOfRange,
-        );
-        check(
-            "offset + length overflows",
-            dev.read(u64::MAX - (bs - 1), &mut buffer[..one]),
-            Error::OutOfRange,
-        );
-        check(
-            "async read across end",
-            dev.read_async(capacity - 2 * bs, &mut buffer).await,
-            Error::OutOfRange,
-        );
-        check(
-            "async misaligned write",
-            dev.write_async(1, &buffer[..one]).await,
-            Error::Misaligned,
-        );
-        check("async empty read", dev.read_async(0, &mut []).await, Error::Empty);
-        // Requests the real device would take: refused by a stricter view.
-        let smaller = BlockDevice::from_info(BlockInfo {
-            capacity: capacity / 2,
-            ..dev.info()
-        });
-        check(
-            "beyond a smaller view",
-            smaller.read(capacity / 2, &mut buffer[..one]),
-            Error::OutOfRange,
-        );
-        let read_only = BlockDevice::from_info(BlockInfo {
-            read_only: true,
-            ..dev.info()
-        });
-        check("read-only view", read_only.write(0, &buffer[..one]), Error::ReadOnly);
-        check(
-            "read-only view, async",
-            read_only.write_async(0, &buffer[..one]).await,
-            Error::ReadOnly,
-        );
-        ensure!(refused.is_empty(), "{refused:#?}");
-        ensure!(
-            disk.reads() == 0 && disk.writes() == 0,
-            "the disk saw {} reads and {} writes",
-            disk.reads(),
-            disk.writes()
-        );
-        // The views still work for what they allow, as one request each.
-        read_only.read(0, &mut buffer[..one]).map_err(|e| e.to_string())?;
-        smaller.read(0, &mut buffer).map_err(|e| e.to_string())?;
-        ensure!(disk.reads() == 2, "{} reads", disk.reads());
-        Ok(())
-    });
+    run_disks(
+        &[disk_with("storage", &disk, block_size, false)],
+        move || async move {
+            let disk = guest_disk;
+            let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
+            let capacity = dev.capacity();
+            let mut buffer = vec![0u8; 3 * one];
+            let mut refused = Vec::new();
+            let mut check = |what: &str, got: Result<(), Error>, wanted: Error| {
+                if got != Err(wanted) {
+                    refused.push(format!("{what}: {got:?}, wanted {wanted:?}"));
+                }
+            };
+            check("empty read", dev.read(0, &mut []), Error::Empty);
+            check("empty write", dev.write(bs, &[]), Error::Empty);
+            check(
+                "short read",
+                dev.read(0, &mut buffer[..one - 1]),
+                Error::Misaligned,
+            );
+            check(
+                "half read",
+                dev.read(0, &mut buffer[..one / 2]),
+                Error::Misaligned,
+            );
+            check(
+                "long write",
+                dev.write(0, &buffer[..one + 1]),
+                Error::Misaligned,
+            );
+            check(
+                "1.5 blocks",
+                dev.write(0, &buffer[..one + one / 2]),
+                Error::Misaligned,
+            );
+            check(
+                "offset 1",
+                dev.read(1, &mut buffer[..one]),
+                Error::Misaligned,
+            );
+            check(
+                "offset bs/2",
+                dev.write(bs / 2, &buffer[..one]),
+                Error::Misaligned,
+            );
+            check(
+                "offset bs+8",
+                dev.read(bs + 8, &mut buffer[..one]),
+                Error::Misaligned,
+            );
+            check(
+                "read at end",
+                dev.read(capacity, &mut buffer[..one]),
+                Error::OutOfRange,
+            );
+            check(
+                "write at end",
+                dev.write(capacity, &buffer[..one]),
+                Error::OutOfRange,
+            );
+            check(
+                "read across end",
+                dev.read(capacity - bs, &mut buffer[..2 * one]),
+                Error::OutOfRange,
+            );
+            check(
+                "write far beyond",
+                dev.write(1000 * capacity, &buffer[..one]),
+                Error::OutOfRange,
+            );
+            check(
+                "offset + length overflows",
+                dev.read(u64::MAX - (bs - 1), &mut buffer[..one]),
+                Error::OutOfRange,
+            );
+            check(
+                "async read across end",
+                dev.read_async(capacity - 2 * bs, &mut buffer).await,
+                Error::OutOfRange,
+            );
+            check(
+                "async misaligned write",
+                dev.write_async(1, &buffer[..one]).await,
+                Error::Misaligned,
+            );
+            check(
+                "async empty read",
+                dev.read_async(0, &mut []).await,
+                Error::Empty,
+            );
+            // Requests the real device would take: refused by a stricter view.
+            let smaller = BlockDevice::from_info(BlockInfo {
+                capacity: capacity / 2,
+                ..dev.info()
+            });
+            check(
+                "beyond a smaller view",
+                smaller.read(capacity / 2, &mut buffer[..one]),
+                Error::OutOfRange,
+            );
+            let read_only = BlockDevice::from_info(BlockInfo {
+                read_only: true,
+                ..dev.info()
+            });
+            check(
+                "read-only view",
+                read_only.write(0, &buffer[..one]),
+                Error::ReadOnly,
+            );
+            check(
+                "read-only view, async",
+                read_only.write_async(0, &buffer[..one]).await,
+                Error::ReadOnly,
+            );
+            ensure!(refused.is_empty(), "{refused:#?}");
+            ensure!(
+                disk.reads() == 0 && disk.writes() == 0,
+                "the disk saw {} reads and {} writes",
+                disk.reads(),
+                disk.writes()
+            );
+            // The views still work for what they allow, as one request each.
+            read_only
+                .read(0, &mut buffer[..one])
+                .map_err(|e| e.to_string())?;
+            smaller.read(0, &mut buffer).map_err(|e| e.to_string())?;
+            ensure!(disk.reads() == 2, "{} reads", disk.reads());
+            Ok(())
+        },
+    );
     assert_eq!(disk.contents(), before, "the disk is unchanged");
 }
 
@@ -335,30 +403,33 @@ fn a_read_only_device_refuses_writes_and_stays_unchanged() {
     let disk = Arc::new(MemDisk::from_bytes("storage", pattern(5, 64 << 10)));
     let before = disk.contents();
     let guest_disk = disk.clone();
-    run_disks(&[disk_with("storage", &disk, 512, true)], move || async move {
-        let disk = guest_disk;
-        let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
-        ensure!(dev.is_read_only(), "not read-only: {:?}", dev.info());
-        let mut block = [0u8; 512];
-        dev.read(512, &mut block).map_err(|e| e.to_string())?;
-        ensure!(block[..] == pattern(5, 1024)[512..], "block 1 reads wrong");
-        let api = dev.write(0, &[1u8; 512]);
-        ensure!(api == Err(Error::ReadOnly), "API write: {api:?}");
-        ensure!(disk.writes() == 0, "the API sent a write");
-        // The tender refuses the hypercall itself: EUNSPEC (§12.6).
-        let got = raw::write(dev.info().handle, 0, &[1u8; 512]);
-        ensure!(got == Err(BlockError::Unspecified), "raw write: {got:?}");
-        let writable = BlockDevice::from_info(BlockInfo {
-            read_only: false,
-            ..dev.info()
-        });
-        let got = writable.write(0, &[1u8; 512]);
-        ensure!(
-            got == Err(Error::Device(BlockError::Unspecified)),
-            "write through a writable view: {got:?}"
-        );
-        Ok(())
-    });
+    run_disks(
+        &[disk_with("storage", &disk, 512, true)],
+        move || async move {
+            let disk = guest_disk;
+            let dev = BlockDevice::open("storage").map_err(|e| e.to_string())?;
+            ensure!(dev.is_read_only(), "not read-only: {:?}", dev.info());
+            let mut block = [0u8; 512];
+            dev.read(512, &mut block).map_err(|e| e.to_string())?;
+            ensure!(block[..] == pattern(5, 1024)[512..], "block 1 reads wrong");
+            let api = dev.write(0, &[1u8; 512]);
+            ensure!(api == Err(Error::ReadOnly), "API write: {api:?}");
+            ensure!(disk.writes() == 0, "the API sent a write");
+            // The tender refuses the hypercall itself: EUNSPEC (§12.6).
+            let got = raw::write(dev.info().handle, 0, &[1u8; 512]);
+            ensure!(got == Err(BlockError::Unspecified), "raw write: {got:?}");
+            let writable = BlockDevice::from_info(BlockInfo {
+                read_only: false,
+                ..dev.info()
+            });
+            let got = writable.write(0, &[1u8; 512]);
+            ensure!(
+                got == Err(Error::Device(BlockError::Unspecified)),
+                "write through a writable view: {got:?}"
+            );
+            Ok(())
+        },
+    );
     assert_eq!(disk.contents(), before);
 }
 
@@ -402,7 +473,9 @@ fn async_calls_transfer_in_chunks_and_let_other_tasks_run() {
 
         let mut back = vec![0u8; len];
         let before = ticks.get();
-        dev.read_async(0, &mut back).await.map_err(|e| e.to_string())?;
+        dev.read_async(0, &mut back)
+            .await
+            .map_err(|e| e.to_string())?;
         ensure!(disk.reads() == 3, "{} reads", disk.reads());
         ensure!(ticks.get() >= before + 2, "{} turns", ticks.get() - before);
         ensure!(back == data, "the async read differs");
@@ -419,10 +492,28 @@ fn async_calls_transfer_in_chunks_and_let_other_tasks_run() {
         ensure!(disk.reads() == 3 + 512, "{} reads", disk.reads());
         let turns = ticks.get() - before;
         ensure!((2..=3).contains(&turns), "{turns} turns for 2 MiB");
+        // A block size that does not divide the chunk: chunks of whole
+        // blocks (341 blocks of 3072 bytes), the rest in a second request.
+        let odd = BlockDevice::from_info(BlockInfo {
+            block_size: 3072,
+            ..dev.info()
+        });
+        let writes = disk.writes();
+        let run = vec![0x77u8; 342 * 3072];
+        odd.write_async(3072, &run)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure!(
+            disk.writes() == writes + 2,
+            "{} writes",
+            disk.writes() - writes
+        );
         stop.set(true);
         Ok(())
     });
     let contents = disk.contents();
-    assert_eq!(&contents[..len], &pattern(11, len)[..]);
+    assert_eq!(&contents[..3072], &pattern(11, 3072)[..]);
+    assert!(contents[3072..343 * 3072].iter().all(|&b| b == 0x77));
+    assert_eq!(&contents[343 * 3072..len], &pattern(11, len)[343 * 3072..]);
     assert!(contents[len..].iter().all(|&b| b == 0));
 }

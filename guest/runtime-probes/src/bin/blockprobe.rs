@@ -89,7 +89,9 @@ fn expect_raw(what: &str, got: Result<(), BlockError>, wanted: BlockError) -> Re
     if got == Err(wanted) {
         Ok(())
     } else {
-        Err(format!("{what}: raw hypercall got {got:?}, wanted {wanted:?}"))
+        Err(format!(
+            "{what}: raw hypercall got {got:?}, wanted {wanted:?}"
+        ))
     }
 }
 
@@ -167,7 +169,8 @@ async fn check(disk: &BlockDevice) -> Result<(), String> {
             pattern(n, block);
         }
     }
-    disk.write(0, &data).map_err(|e| format!("write run: {e}"))?;
+    disk.write(0, &data)
+        .map_err(|e| format!("write run: {e}"))?;
     let mut written = (0..run).filter(|&n| holds_pattern(n, last)).count();
     let mut block = vec![0u8; bs];
     for n in (run..blocks).filter(|&n| holds_pattern(n, last)) {
@@ -204,15 +207,31 @@ async fn check(disk: &BlockDevice) -> Result<(), String> {
     let mut two = vec![0u8; 2 * bs];
     expect("empty read", disk.read(0, &mut []), Error::Empty)?;
     expect("empty write", disk.write(0, &[]), Error::Empty)?;
-    expect("short read", disk.read(0, &mut two[..bs / 2]), Error::Misaligned)?;
-    expect("long write", disk.write(0, &two[..bs + 1]), Error::Misaligned)?;
-    expect("misaligned read", disk.read(1, &mut two[..bs]), Error::Misaligned)?;
+    expect(
+        "short read",
+        disk.read(0, &mut two[..bs / 2]),
+        Error::Misaligned,
+    )?;
+    expect(
+        "long write",
+        disk.write(0, &two[..bs + 1]),
+        Error::Misaligned,
+    )?;
+    expect(
+        "misaligned read",
+        disk.read(1, &mut two[..bs]),
+        Error::Misaligned,
+    )?;
     expect(
         "misaligned write",
         disk.write(size_b / 2, &two[..bs]),
         Error::Misaligned,
     )?;
-    expect("read at the end", disk.read(capacity, &mut two[..bs]), Error::OutOfRange)?;
+    expect(
+        "read at the end",
+        disk.read(capacity, &mut two[..bs]),
+        Error::OutOfRange,
+    )?;
     expect(
         "write across the end",
         disk.write(capacity - size_b, &two),
@@ -280,6 +299,9 @@ fn read_only(disk: &BlockDevice) -> Result<(), String> {
     if result != Err(BlockError::Unspecified) {
         return Err(format!("raw write: got {result:?}, wanted EUNSPEC"));
     }
-    println!("blockprobe: ro OK api=ReadOnly raw={}", BlockError::Unspecified);
+    println!(
+        "blockprobe: ro OK api=ReadOnly raw={}",
+        BlockError::Unspecified
+    );
     Ok(())
 }
