@@ -10,6 +10,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 (cd guest && cargo clippy --release --target-dir "$root/target/guest" -- -D warnings)
 cargo test --workspace
+# Guest applications with host tests (against fake disks and the in-process
+# mock tender): the host target, a target directory of their own.
+(cd guest/kv && cargo clippy --target x86_64-unknown-linux-gnu --all-targets \
+    --target-dir "$root/target/kv-host" -- -D warnings)
+(cd guest/kv && cargo test --target x86_64-unknown-linux-gnu --target-dir "$root/target/kv-host")
 # The guest template as a user gets it: copied out of the repository, built
 # for the guest and run under tender, tested and run on the host.
 scripts/check-template.sh

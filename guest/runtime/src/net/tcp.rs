@@ -185,6 +185,14 @@ impl TcpStream {
         self.flush_shared().await
     }
 
+    /// Sends small writes at once (`true`) instead of holding them until
+    /// what was sent is acknowledged (Nagle's algorithm, on by default). A
+    /// request/response server wants it: a response of a full segment and a
+    /// short one otherwise waits for the client's delayed ACK (40 ms).
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.with(|socket| socket.set_nagle_enabled(!nodelay));
+    }
+
     /// Closes this side (sends FIN); reading goes on until the peer closes.
     pub fn shutdown(&mut self) {
         self.with(|socket| socket.close());
