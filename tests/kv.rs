@@ -16,15 +16,14 @@ mod common;
 mod http_client;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{guest, is_root, scratch, tender_bin, NetNs};
+use common::{guest, is_root, scratch, tender_bin, ConsoleLines, NetNs};
 use http_client::HttpClient;
 
 const HOST: &str = "10.81.0.1/24";
@@ -52,8 +51,7 @@ fn setup(tag: &str, size: u64) -> (NetNs, String, PathBuf) {
 /// A kv guest; SIGKILLed when dropped.
 struct Kv {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    console: ConsoleLines,
 }
 
 impl Kv {
@@ -71,47 +69,19 @@ impl Kv {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the tender");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut kv = Kv {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
+        let console = ConsoleLines::capture(&mut child);
+        let mut kv = Kv { child, console };
         kv.wait_for("kv: serving on");
         kv
     }
 
     fn wait_for(&mut self, text: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no '{text}' from kv; it said:\n{}", self.seen.join("\n")),
-            }
-        }
+        self.console.wait_for(text, Duration::from_secs(30))
     }
 
     /// Everything kv printed so far.
     fn output(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
+        self.console.output()
     }
 
     /// SIGKILL, and wait for the tender to be gone (its image lock too).

@@ -4,19 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{guest, NetNs};
+use common::{guest, ConsoleLines, NetNs};
 
 /// A guest running in the background until it is stopped.
 struct Guest {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    console: ConsoleLines,
 }
 
 impl Guest {
@@ -27,50 +25,20 @@ impl Guest {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the tender");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Guest {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        let console = ConsoleLines::capture(&mut child);
+        Guest { child, console }
     }
 
     /// Waits (up to 20 s) for a console line containing `text`.
     fn wait_for(&mut self, text: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no '{text}' from the guest; it said:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        self.console.wait_for(text, Duration::from_secs(20))
     }
 
     /// Waits for the guest to exit by itself; returns its code and output.
     fn wait(mut self) -> (i32, String) {
         let status = self.child.wait().expect("wait");
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(line);
-        }
-        (status.code().unwrap_or(-1), self.seen.join("\n"))
+        self.console.settle(Duration::from_millis(200));
+        (status.code().unwrap_or(-1), self.console.output())
     }
 }
 
@@ -458,9 +426,13 @@ fn without_an_address_the_guest_asks_dhcp() {
     let _ = dnsmasq.wait();
     assert!(ok && page.contains("Hello from a unikernel"), "{page}");
     assert!(
-        !httpd.seen.iter().any(|l| l.contains("lease lost")),
+        !httpd
+            .console
+            .seen()
+            .iter()
+            .any(|l| l.contains("lease lost")),
         "{:?}",
-        httpd.seen
+        httpd.console.seen()
     );
 }
 

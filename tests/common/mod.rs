@@ -3,9 +3,11 @@
 //! and edits ELF images for the bad-input tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
 
 use hvt_abi::note::{NoteHeader, UNPRIVILEGED_NOTE_TYPE};
 
@@ -90,6 +92,79 @@ where
         .output()
         .expect("run the tender");
     out.into()
+}
+
+/// The lines a background tender prints on stdout and stderr, as they
+/// come, and all it printed so far.
+pub struct ConsoleLines {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ConsoleLines {
+    /// Takes over `child`'s piped stdout and stderr.
+    pub fn capture(child: &mut Child) -> ConsoleLines {
+        let (tx, lines) = mpsc::channel();
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for stream in streams.into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        ConsoleLines {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for a line containing `text` and returns it;
+    /// fails the test with everything printed so far otherwise.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
+        loop {
+            match self.lines.recv_timeout(timeout) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no '{text}' from the guest; it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Takes the lines that wait, until none comes for `quiet`.
+    pub fn settle(&mut self, quiet: Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.seen.push(line);
+        }
+    }
+
+    /// Everything printed so far, the lines that wait included.
+    pub fn output(&mut self) -> String {
+        self.settle(Duration::ZERO);
+        self.seen.join("\n")
+    }
+
+    /// The lines printed so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
 }
 
 /// A scratch directory unique to this test process and `tag`.
