@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod memory;
 pub mod module;
 pub mod modules;
+pub mod sandbox;
 pub mod vm;
 
 pub use error::{Error, Result};

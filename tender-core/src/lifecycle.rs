@@ -13,6 +13,7 @@ use crate::hypercall::Hypercalls;
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::module::{Ending, Module, Reservation, SetupContext};
+use crate::sandbox::{Allowlist, SeccompMode};
 use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
 
 /// The modules of one tender, and what the lifecycle learnt about them.
@@ -29,6 +30,7 @@ pub struct SetupEnv<'a> {
     pub vm: &'a mut dyn VmOps,
     pub poll: Rc<dyn PollSet>,
     pub fatal: FatalHandler,
+    pub seccomp: SeccompMode,
 }
 
 impl ModuleSet {
@@ -147,6 +149,7 @@ impl ModuleSet {
                 vm: &mut *env.vm,
                 reservation: *reservation,
                 fatal: &env.fatal,
+                seccomp: env.seccomp,
             };
             module.setup(&mut ctx)?;
         }
@@ -191,16 +194,16 @@ impl ModuleSet {
         }
     }
 
-    /// The system calls every module's threads make after set-up.
-    pub fn thread_syscalls(&self) -> Vec<libc::c_long> {
-        let mut calls: Vec<libc::c_long> = self
-            .modules
-            .iter()
-            .flat_map(|m| m.thread_syscalls().iter().copied())
-            .collect();
-        calls.sort_unstable();
-        calls.dedup();
-        calls
+    /// Adds every module's rules to the vCPU thread's allow-list.
+    pub fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        for module in &self.modules {
+            module.vcpu_rules(vcpu);
+        }
+    }
+
+    /// The allow-lists of every thread the modules started.
+    pub fn thread_rules(&self) -> Vec<Allowlist> {
+        self.modules.iter().flat_map(|m| m.thread_rules()).collect()
     }
 }
 
@@ -258,8 +261,10 @@ mod tests {
                 .borrow_mut()
                 .push(format!("{} halt {ending:?}", self.name));
         }
-        fn thread_syscalls(&self) -> &'static [libc::c_long] {
-            self.syscalls
+        fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+            for &call in self.syscalls {
+                vcpu.allow(call);
+            }
         }
     }
 
@@ -336,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn halt_hooks_run_in_reverse_and_syscalls_are_merged() {
+    fn halt_hooks_run_in_reverse_and_rules_are_merged() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut a = Probe::boxed("a", &log);
         a.syscalls = &[libc::SYS_write, libc::SYS_read];
@@ -345,9 +350,17 @@ mod tests {
         let mut set = ModuleSet::new(vec![a, b]);
         set.halt(Ending::Exit(3));
         assert_eq!(*log.borrow(), ["b halt Exit(3)", "a halt Exit(3)"]);
-        let mut expected = vec![libc::SYS_read, libc::SYS_write, libc::SYS_futex];
+        let mut vcpu = Allowlist::new("vcpu");
+        set.vcpu_rules(&mut vcpu);
+        let mut expected = vec![
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_futex,
+            libc::SYS_fdatasync,
+            libc::SYS_exit_group,
+        ];
         expected.sort_unstable();
-        assert_eq!(set.thread_syscalls(), expected);
+        assert_eq!(vcpu.syscalls(), expected);
         assert!(set.usage().contains("Compiled-in modules: a b\n"));
     }
 }

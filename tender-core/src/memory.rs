@@ -122,6 +122,14 @@ impl GuestRam {
         }
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), host_len(alloc_size))])
             .map_err(|e| Error::Memory(format!("Could not allocate guest memory: {e}")))?;
+        let region = mem.iter().next().expect("guest memory has one region");
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|e| Error::Memory(format!("Could not map guest memory: {e}")))?;
+        // Guest memory stays out of the tender's core dumps: it is the
+        // guest's data, not the tender's state. Best effort.
+        // SAFETY: advice on our own fresh mapping; no memory is accessed.
+        unsafe { libc::madvise(host.cast(), host_len(alloc_size), libc::MADV_DONTDUMP) };
         Ok(GuestRam {
             mem,
             layout: Arc::new(Layout {

@@ -19,8 +19,10 @@
 //!    the core does not serve;
 //! 8. [`Module::halt`]: the guest ended, however it ended.
 //!
-//! [`Module::thread_syscalls`] says which system calls the module's threads
-//! make once set-up is over, for the sandbox.
+//! For the sandbox (`crate::sandbox`), [`Module::vcpu_rules`] adds what the
+//! module's hypercalls and hooks need on the vCPU thread once set-up is
+//! over, and [`Module::thread_rules`] lists the allow-lists of the threads
+//! the module started (each of them installed its own at its start).
 
 use std::rc::Rc;
 
@@ -31,6 +33,7 @@ use crate::error::{FatalHandler, Result};
 use crate::hypercall::Hypercalls;
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
+use crate::sandbox::{Allowlist, SeccompMode};
 use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
 
 /// An area at the top of guest memory that the lifecycle set aside for one
@@ -57,6 +60,8 @@ pub struct SetupContext<'a> {
     pub reservation: Option<Reservation>,
     /// How a module's thread ends the tender on a fatal error.
     pub fatal: &'a FatalHandler,
+    /// What the seccomp filters of the module's threads do (`--seccomp`).
+    pub seccomp: SeccompMode,
 }
 
 /// How the guest ended, for [`Module::halt`].
@@ -134,9 +139,13 @@ pub trait Module {
     /// The guest ended: stop threads, flush, sync.
     fn halt(&mut self, _ending: Ending) {}
 
-    /// System calls this module's threads make after set-up (numbers as in
-    /// `libc::SYS_*`), for the sandbox.
-    fn thread_syscalls(&self) -> &'static [libc::c_long] {
-        &[]
+    /// Adds to the vCPU thread's allow-list what this module's hypercall
+    /// handlers and hooks call once set-up is over, with the descriptors
+    /// they use.
+    fn vcpu_rules(&self, _vcpu: &mut Allowlist) {}
+
+    /// The allow-lists of the threads this module started during set-up.
+    fn thread_rules(&self) -> Vec<Allowlist> {
+        Vec::new()
     }
 }

@@ -50,6 +50,7 @@ use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::Ending;
 use tender_core::modules::{self, block, net, Host};
+use tender_core::sandbox::SeccompMode;
 
 pub use clock::VirtualClock;
 pub use current::{boot_info, hypercall, install, monotonic_ns, port_write, uninstall, with};
@@ -310,6 +311,8 @@ impl MockTender {
             vm: &mut vm,
             poll,
             fatal,
+            // The mock runs inside a test process, which it must not confine.
+            seccomp: SeccompMode::Off,
         })?;
         let mut info = BootInfo {
             mem_size: ram.visible_size(),

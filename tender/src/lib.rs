@@ -15,9 +15,12 @@
 pub mod arch;
 pub mod cli;
 pub mod elf;
+pub mod sandbox;
 pub mod signals;
 pub mod vstate;
 
+use std::collections::BTreeSet;
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use arch::x86_64::Privilege;
 use cli::{Command, Invocation};
 use elf::{ElfFile, LoadedImage};
 use hvt_abi::boot::BootInfo;
+use sandbox::Confinement;
 use tender_core::devices::poller::Poller;
 use tender_core::error::{Error, FatalHandler, Result, TENDER_ERROR_EXIT};
 use tender_core::hypercall::Hypercalls;
@@ -34,6 +38,7 @@ use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::{Ending, Module};
 use tender_core::modules::{self, Host};
+use tender_core::sandbox::SeccompMode;
 use vstate::run::Stop;
 use vstate::vm::Vm;
 
@@ -57,8 +62,10 @@ pub fn main_with_args(args: &[String]) -> i32 {
 /// [`main_with_args`] with another set of modules: a tender with a device
 /// of its own is this call with one more module in the list.
 pub fn main_with_modules(args: &[String], modules: Vec<Box<dyn Module>>) -> i32 {
+    // What the parent passed on, before the tender opens anything.
+    let inherited = sandbox::open_fds();
     let mut modules = ModuleSet::new(modules);
-    match run(args, &mut modules) {
+    match run(args, &mut modules, &inherited) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("tender: {err}");
@@ -80,9 +87,9 @@ fn exit_on_fatal() -> FatalHandler {
     })
 }
 
-fn run(args: &[String], modules: &mut ModuleSet) -> Result<i32> {
+fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) -> Result<i32> {
     let Invocation {
-        options,
+        mut options,
         kernel,
         cmdline,
     } = match cli::parse(args)? {
@@ -105,31 +112,63 @@ fn run(args: &[String], modules: &mut ModuleSet) -> Result<i32> {
     } else {
         Privilege::Kernel
     };
+    let confinement = Confinement::take_options(&mut options)?;
     modules.parse_options(&options, &mut manifest)?;
 
     signals::install()?;
     let mut ram = modules.allocate_memory(&manifest)?;
     let mut vm = Vm::new(&ram)?;
     let image = elf::load_segments(&elf, &mut ram)?;
+    // The image is in guest memory: its file is not needed any more.
+    drop(elf);
     vm.set_initial_state(&ram, image.entry, privilege)?;
     modules.initial_vcpu(&mut vm.vcpu, &ram)?;
 
     // From the first module's set-up on, every way out runs the halt hooks.
-    let stop = start(modules, &mut manifest, &mut ram, &mut vm, &image, &cmdline).and_then(
-        |mut hypercalls| vstate::run::run(&mut vm.vcpu, &ram, &mut hypercalls, modules, privilege),
-    );
+    let seccomp = confinement.seccomp;
+    // The hypercall table lives to the end: once confined, the tender
+    // closes nothing its handlers hold.
+    let mut hypercalls = None;
+    let stop = start(
+        modules,
+        &mut manifest,
+        &mut ram,
+        &mut vm,
+        &image,
+        &cmdline,
+        seccomp,
+    )
+    .and_then(|table| {
+        vm.close_kvm();
+        sandbox::confine(&confinement, &vm.vcpu, modules, inherited)?;
+        let table = hypercalls.insert(table);
+        vstate::run::run(&mut vm.vcpu, &ram, table, modules, privilege)
+    });
     modules.halt(match &stop {
         Ok(Stop::Halt(code)) => Ending::Exit(*code),
         Ok(Stop::GuestFault(_)) => Ending::GuestFault,
         Err(_) => Ending::Error,
     });
-    match stop? {
-        Stop::Halt(code) => Ok(code),
-        Stop::GuestFault(report) => {
+    let code = match stop {
+        Ok(Stop::Halt(code)) => code,
+        Ok(Stop::GuestFault(report)) => {
             eprintln!("tender: {report}");
-            Ok(GUEST_FAULT_EXIT)
+            GUEST_FAULT_EXIT
         }
+        Err(err) if seccomp == SeccompMode::Off => return Err(err),
+        Err(err) => {
+            eprintln!("tender: {err}");
+            TENDER_ERROR_EXIT
+        }
+    };
+    if seccomp != SeccompMode::Off {
+        // Confined, the tender does not tear anything down (no close, no
+        // munmap): it is done, and the kernel reclaims the rest.
+        // SAFETY: _exit ends the process; every image was synced by the
+        // block module's halt hook.
+        unsafe { libc::_exit(code) }
     }
+    Ok(code)
 }
 
 /// Sets up the modules, writes the boot information and runs the last hook
@@ -141,6 +180,7 @@ fn start(
     vm: &mut Vm,
     image: &LoadedImage,
     cmdline: &str,
+    seccomp: SeccompMode,
 ) -> Result<Hypercalls> {
     let tsc_hz = vm.tsc_hz()?;
     let hypercalls = modules.setup(SetupEnv {
@@ -149,6 +189,7 @@ fn start(
         vm,
         poll: Rc::new(Poller::new()?),
         fatal: exit_on_fatal(),
+        seccomp,
     })?;
     let mut info = BootInfo {
         mem_size: ram.visible_size(),

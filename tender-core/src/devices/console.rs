@@ -39,6 +39,14 @@ impl Console {
         }
     }
 
+    /// The descriptor it writes to, if any.
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Console::Stdout => Some(libc::STDOUT_FILENO),
+            Console::Captured(_) => None,
+        }
+    }
+
     /// What a captured console holds (nothing for stdout).
     pub fn captured_bytes(&self) -> Vec<u8> {
         match self {

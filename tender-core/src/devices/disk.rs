@@ -44,6 +44,11 @@ pub trait BlockBackend: Send + Sync {
     fn sync_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// The descriptor reads and writes go to, if any (for the sandbox).
+    fn io_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// A block device backed by a host file (or host block device).
@@ -169,6 +174,10 @@ impl BlockBackend for FileDisk {
 
     fn sync_fd(&self) -> Option<RawFd> {
         (!self.read_only).then(|| self.file.as_raw_fd())
+    }
+
+    fn io_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
     }
 }
 

@@ -12,6 +12,7 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use super::frame::{FrameBackend, Readiness};
 use crate::error::{Error, Result};
+use crate::sandbox::Allowlist;
 
 /// epoll user data that marks the timer (manifest indices are below 64).
 const TIMER_KEY: u64 = u64::MAX;
@@ -26,6 +27,9 @@ pub trait PollSet {
     /// Reports `device` as `handle` in the ready set whenever it has a frame
     /// to read.
     fn watch(&self, handle: usize, device: Arc<dyn FrameBackend>) -> Result<()>;
+
+    /// Adds what [`PollSet::wait`] calls to the vCPU thread's allow-list.
+    fn vcpu_rules(&self, _vcpu: &mut Allowlist) {}
 }
 
 /// The tender's poll set.
@@ -124,6 +128,15 @@ impl PollSet for Poller {
                 EpollEvent::new(EventSet::IN, handle as u64),
             )
             .map_err(|e| os_error("epoll_ctl", e))
+    }
+
+    fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        let epoll = self.epoll.as_raw_fd();
+        let timer = self.timer.borrow().as_raw_fd();
+        vcpu.allow_fds(libc::SYS_epoll_wait, &[epoll])
+            .allow_fds(libc::SYS_epoll_pwait, &[epoll])
+            .allow_fds(libc::SYS_timerfd_settime, &[timer])
+            .allow_fds(libc::SYS_read, &[timer]);
     }
 }
 

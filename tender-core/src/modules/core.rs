@@ -13,9 +13,12 @@ use crate::error::{Error, Result};
 use crate::hypercall::{Action, Fault, Hypercalls};
 use crate::manifest::Manifest;
 use crate::module::{Module, SetupContext};
+use crate::sandbox::Allowlist;
 
 pub struct Core {
     console: Arc<Console>,
+    /// The poll set, once set up (its descriptors go into the sandbox).
+    poll: Option<Rc<dyn PollSet>>,
     /// `--mem`, in bytes; the lifecycle's default when not given.
     mem_size: Option<u64>,
 }
@@ -25,6 +28,7 @@ impl Core {
     pub fn new(console: Arc<Console>) -> Core {
         Core {
             console,
+            poll: None,
             mem_size: None,
         }
     }
@@ -36,7 +40,11 @@ impl Module for Core {
     }
 
     fn usage(&self) -> &'static str {
-        "  [ --mem=512 ] (guest memory in MB)\n"
+        "  [ --mem=512 ] (guest memory in MB)\n  \
+         [ --seccomp=on|log|off ] (the system-call filter: on (default); log refused calls \
+         and go on, a diagnostic; off, for tests only)\n  \
+         [ --user=UID[:GID] ] (run as this user once set up; root only)\n  \
+         [ --chroot=DIR ] (change the root to DIR once set up; root only)\n"
     }
 
     fn parse_option(&mut self, option: &str, _manifest: &mut Manifest) -> Result<bool> {
@@ -56,22 +64,20 @@ impl Module for Core {
     }
 
     fn setup(&mut self, ctx: &mut SetupContext<'_>) -> Result<()> {
+        self.poll = Some(ctx.poll.clone());
         register(ctx.hypercalls, self.console.clone(), ctx.poll.clone())
     }
 
-    fn thread_syscalls(&self) -> &'static [libc::c_long] {
-        // The vCPU thread: KVM_RUN, console writes, POLL's epoll and timer,
-        // and the exit.
-        &[
-            libc::SYS_ioctl,
-            libc::SYS_write,
-            libc::SYS_read,
-            libc::SYS_epoll_pwait,
-            libc::SYS_epoll_wait,
-            libc::SYS_timerfd_settime,
-            libc::SYS_clock_gettime,
-            libc::SYS_exit_group,
-        ]
+    fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        // PUTS writes the console; POLL waits in the poll set; the halt
+        // joins threads and Rust's locks may wait (futex).
+        if let Some(fd) = self.console.fd() {
+            vcpu.allow_fds(libc::SYS_write, &[fd]);
+        }
+        if let Some(poll) = &self.poll {
+            poll.vcpu_rules(vcpu);
+        }
+        vcpu.allow(libc::SYS_futex);
     }
 }
 

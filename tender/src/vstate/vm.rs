@@ -18,7 +18,8 @@ use crate::arch::x86_64::{cpuid, gdt, paging, regs, Privilege};
 const KVM_API_VERSION: i32 = 12;
 
 pub struct Vm {
-    pub kvm: Kvm,
+    /// The `/dev/kvm` handle, until set-up is over.
+    kvm: Option<Kvm>,
     pub fd: VmFd,
     pub vcpu: KvmVcpu,
     /// Regions modules added, kept mapped for as long as the VM exists.
@@ -67,11 +68,17 @@ impl Vm {
             .create_vcpu(0)
             .map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
         Ok(Vm {
-            kvm,
+            kvm: Some(kvm),
             fd,
             vcpu: KvmVcpu::new(vcpu),
             extra_regions: Vec::new(),
         })
+    }
+
+    /// Closes `/dev/kvm`: once set up, the VM needs only its own and its
+    /// vCPU's descriptors.
+    pub fn close_kvm(&mut self) {
+        self.kvm = None;
     }
 
     /// TSC frequency in Hz (§3.5).
@@ -95,7 +102,11 @@ impl Vm {
         let vcpu = &self.vcpu.fd;
         gdt::write_gdt(ram, privilege)?;
         paging::write_page_tables(ram, privilege)?;
-        cpuid::passthrough(&self.kvm, vcpu)?;
+        let kvm = self
+            .kvm
+            .as_ref()
+            .ok_or_else(|| Error::Kvm("set-up is over".into()))?;
+        cpuid::passthrough(kvm, vcpu)?;
         let sregs = vcpu
             .get_sregs()
             .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
@@ -112,7 +123,9 @@ impl VmOps for Vm {
             Extension::IoEventFd => Cap::Ioeventfd,
             Extension::GuestDebug => Cap::SetGuestDebug,
         };
-        self.kvm.check_extension(cap)
+        self.kvm
+            .as_ref()
+            .is_some_and(|kvm| kvm.check_extension(cap))
     }
 
     fn register_ioevent(&mut self, eventfd: &EventFd, port: u16, datamatch: u32) -> Result<()> {

@@ -13,6 +13,7 @@
 pub mod hypercalls;
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use hvt_abi::manifest::{MftBlockBasic, MFT_BLOCK_READ_ONLY, MFT_DEV_BLOCK_BASIC};
@@ -23,6 +24,7 @@ use crate::devices::exit_sync;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::module::{Ending, Module, SetupContext};
+use crate::sandbox::Allowlist;
 
 /// Opens the back-end of `--block:NAME=VALUE` (read-only for
 /// `--block-ro:`).
@@ -167,10 +169,9 @@ impl Module for Block {
                 },
                 _pad: [0; 5],
             });
-            // `b` is the host descriptor, as upstream's `b.hostfd` (§4.4).
-            entry.b = backend
-                .sync_fd()
-                .map_or(0, |fd| u64::from(fd.unsigned_abs()));
+            // Upstream leaks its host descriptor in `b` (§4.4); the guest
+            // learns nothing of the host from ours.
+            entry.b = 0;
             entry.attached = 1;
             if let Some(fd) = backend.sync_fd() {
                 exit_sync::register(fd);
@@ -185,17 +186,20 @@ impl Module for Block {
         hypercalls::register_hypercalls(ctx.hypercalls, backends)
     }
 
-    fn thread_syscalls(&self) -> &'static [libc::c_long] {
-        // Its hypercalls run on the vCPU thread: one transfer each, and the
-        // syncs of the halt hook and the signal handler.
-        &[libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_fdatasync]
+    fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        // Its hypercalls run on the vCPU thread: one transfer each, on the
+        // images' descriptors (fdatasync is in every thread's list).
+        let fds: Vec<RawFd> = self.attached.iter().filter_map(|b| b.io_fd()).collect();
+        vcpu.allow_fds(libc::SYS_pread64, &fds)
+            .allow_fds(libc::SYS_pwrite64, &fds);
     }
 
     fn halt(&mut self, _ending: Ending) {
         // Every acknowledged write is already in the host kernel; this makes
         // it durable before the tender goes. A failing sync has nobody left
         // to tell but stderr.
-        for backend in self.attached.drain(..) {
+        // The back-ends stay open: a confined tender closes nothing.
+        for backend in &self.attached {
             if let Err(e) = backend.sync() {
                 eprintln!("tender: {}: fdatasync failed: {e}", backend.name());
             }

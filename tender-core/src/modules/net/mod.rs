@@ -26,6 +26,7 @@ use crate::devices::tap::{error_text, Tap};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::module::{Ending, Module, SetupContext};
+use crate::sandbox::Allowlist;
 pub use mac::Mac;
 
 /// Opens the back-end named by the value of `--net:NAME=VALUE`.
@@ -50,6 +51,8 @@ pub struct Net {
     ring_enabled: bool,
     /// The ring, once offered.
     ring: Option<ring::RingService>,
+    /// The descriptors of the attached back-ends (for the sandbox).
+    fds: Vec<RawFd>,
 }
 
 /// The tender's back-ends: `IFACE` is an existing tap, `@FD` an open tap
@@ -79,6 +82,7 @@ impl Net {
             devices: BTreeMap::new(),
             ring_enabled: true,
             ring: None,
+            fds: Vec::new(),
         }
     }
 
@@ -196,12 +200,12 @@ impl Module for Net {
                     ))
                 })?,
             };
-            // `b` is the host descriptor, as upstream's `b.hostfd` (§4.4).
-            let hostfd = match backend.readiness() {
-                Readiness::Fd(fd) => u64::from(fd.unsigned_abs()),
-                Readiness::Queue { .. } => 0,
-            };
-            attach(&mut ctx.manifest.entries[index], mac, backend.mtu(), hostfd);
+            // Upstream leaks its host descriptor in `b` (§4.4); the guest
+            // learns nothing of the host from ours.
+            attach(&mut ctx.manifest.entries[index], mac, backend.mtu(), 0);
+            if let Readiness::Fd(fd) = backend.readiness() {
+                self.fds.push(fd);
+            }
             ctx.poll.watch(index, backend.clone())?;
             backends[index] = Some(backend);
         }
@@ -228,12 +232,21 @@ impl Module for Net {
         }
     }
 
-    fn thread_syscalls(&self) -> &'static [libc::c_long] {
-        if self.ring.is_some() {
-            ring::THREAD_SYSCALLS
-        } else {
-            &[]
+    fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        // NET_READ and NET_WRITE: one read or write of a tap.
+        vcpu.allow_fds(libc::SYS_read, &self.fds)
+            .allow_fds(libc::SYS_write, &self.fds);
+        // The halt hook wakes the ring's thread to stop it.
+        if let Some(ring) = &self.ring {
+            vcpu.allow_fds(libc::SYS_write, &[ring.doorbell_fd()]);
         }
+    }
+
+    fn thread_rules(&self) -> Vec<Allowlist> {
+        self.ring
+            .iter()
+            .map(|ring| ring.allowlist().clone())
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@
 //! atomic loads and stores for the indices, volatile copies for entries and
 //! commits, and checked slices for the frames, as the hypercalls do.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,10 +23,14 @@ use vm_memory::{Bytes, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 
 use super::Backends;
+use crate::devices::frame::Readiness;
 use crate::devices::tap::error_text;
 use crate::error::{Error, FatalHandler, Result};
 use crate::memory::{GuestRam, InvalidAccess};
 use crate::module::{Reservation, SetupContext};
+#[cfg(debug_assertions)]
+use crate::sandbox::selftest_forbidden_call;
+use crate::sandbox::{Allowlist, SeccompMode};
 use crate::vm::Extension;
 
 /// Size of the ring area at the top of guest memory.
@@ -33,20 +38,6 @@ pub const RING_AREA: u64 = 2 << 20;
 
 /// Iterations the thread spins looking for work before it sleeps.
 const SPIN_BEFORE_SLEEP: u32 = 4096;
-
-/// What the I/O thread calls once set-up is over.
-pub const THREAD_SYSCALLS: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_futex,
-    libc::SYS_sched_yield,
-    libc::SYS_madvise,
-    libc::SYS_munmap,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_sigaltstack,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-];
 
 const ENT_HEAD: usize = std::mem::offset_of!(Ring, ent_head);
 const ENT_TAIL: usize = std::mem::offset_of!(Ring, ent_tail);
@@ -58,6 +49,8 @@ const COMMITS: usize = std::mem::offset_of!(Ring, commits);
 /// The running I/O thread.
 pub struct RingService {
     gpa: u64,
+    /// What the thread may call (its seccomp filter).
+    allowlist: Allowlist,
     stop: Arc<AtomicBool>,
     doorbell: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
@@ -97,8 +90,34 @@ pub fn offer(
         backends.clone(),
         doorbell,
         ctx.fatal.clone(),
+        ctx.seccomp,
     )
     .ok()
+}
+
+/// What the I/O thread may call: reads of the doorbell and the taps,
+/// writes of the taps, and what a Rust thread does when it ends (join,
+/// its signal stack, its exit).
+fn thread_allowlist(doorbell: RawFd, backends: &Backends) -> Allowlist {
+    let taps: Vec<RawFd> = backends
+        .iter()
+        .flatten()
+        .filter_map(|b| match b.readiness() {
+            Readiness::Fd(fd) => Some(fd),
+            Readiness::Queue { .. } => None,
+        })
+        .collect();
+    let mut list = Allowlist::new("net-ring");
+    list.allow_fds(libc::SYS_read, &[doorbell])
+        .allow_fds(libc::SYS_read, &taps)
+        .allow_fds(libc::SYS_write, &taps)
+        .allow(libc::SYS_futex)
+        .allow(libc::SYS_sigaltstack)
+        .allow(libc::SYS_munmap)
+        .allow(libc::SYS_madvise)
+        .allow(libc::SYS_rt_sigprocmask)
+        .allow(libc::SYS_exit);
+    list
 }
 
 impl RingService {
@@ -112,15 +131,25 @@ impl RingService {
         backends: Backends,
         doorbell: EventFd,
         fatal: FatalHandler,
+        seccomp: SeccompMode,
     ) -> Result<RingService> {
         // Fail here, not in the thread, if the area is not reserved memory.
         ram.reserved_slice(gpa, std::mem::size_of::<Ring>() as u64)?;
+        let allowlist = thread_allowlist(doorbell.as_raw_fd(), &backends);
+        let filter = allowlist.compile(seccomp)?;
         let stop = Arc::new(AtomicBool::new(false));
         let doorbell = Arc::new(doorbell);
         let (thread_stop, thread_doorbell) = (stop.clone(), doorbell.clone());
         let thread = std::thread::Builder::new()
             .name("net-ring".into())
             .spawn(move || {
+                // Confined before it looks at anything the guest wrote.
+                if let Err(error) = filter.apply() {
+                    fatal(error);
+                    return;
+                }
+                #[cfg(debug_assertions)]
+                selftest_forbidden_call("net-ring");
                 let io = RingIo {
                     ram: &ram,
                     backends: &backends,
@@ -134,10 +163,22 @@ impl RingService {
             .map_err(|e| Error::Device(format!("Could not start the network ring thread: {e}")))?;
         Ok(RingService {
             gpa,
+            allowlist,
             stop,
             doorbell,
             thread: Some(thread),
         })
+    }
+
+    /// The doorbell's descriptor (the halt hook writes it to wake the
+    /// thread).
+    pub fn doorbell_fd(&self) -> RawFd {
+        self.doorbell.as_raw_fd()
+    }
+
+    /// What the thread may call.
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allowlist
     }
 
     /// Tells the guest where the ring is (§4.1).

@@ -1,0 +1,383 @@
+//! The tender's self-sandbox: a seccomp-BPF allow-list per thread.
+//!
+//! Once set-up is over, a thread of the tender may make only the system
+//! calls its work needs, most with their arguments filtered: `ioctl` only
+//! `KVM_RUN` (and the register reads of a fault report) on the vCPU's
+//! descriptor, `read`/`write`/`pread64`/... only on the descriptors of the
+//! devices it serves. Each module declares the rules of the threads it runs
+//! ([`crate::module::Module::seccomp`]); the tender composes them, and
+//! every filter installs `NO_NEW_PRIVS` first.
+//!
+//! A forbidden call raises SIGSYS, whose handler prints which call was
+//! refused on which thread and ends the whole process with exit code 1
+//! (never one thread alone: a tender with a dead vCPU thread would hang).
+//! `--seccomp=log` lets refused calls through and has the kernel log them,
+//! a diagnostic for a C library or kernel that needs a new call.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::RawFd;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::error::{Error, Result};
+
+/// What a filter does with a call outside its allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompMode {
+    /// Refuse it: SIGSYS, the call reported, the process ends (the default).
+    Enforce,
+    /// Let it through and have the kernel log it (`--seccomp=log`).
+    Log,
+    /// Install no filter (`--seccomp=off`: for a tender embedded in a test
+    /// process, never for production).
+    Off,
+}
+
+impl SeccompMode {
+    /// The value of `--seccomp=`.
+    pub fn parse(value: &str) -> Option<SeccompMode> {
+        match value {
+            "on" => Some(SeccompMode::Enforce),
+            "log" => Some(SeccompMode::Log),
+            "off" => Some(SeccompMode::Off),
+            _ => None,
+        }
+    }
+}
+
+/// One rule of an allow-list: a call, and the argument values it may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Args {
+    /// Any arguments.
+    Any,
+    /// One of these descriptors as the first argument.
+    Fd(BTreeSet<RawFd>),
+    /// `ioctl(fd, request)` with one of these (fd, request) pairs.
+    Ioctl(BTreeSet<(RawFd, u64)>),
+}
+
+/// The system calls one thread may make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowlist {
+    thread: &'static str,
+    rules: BTreeMap<libc::c_long, Args>,
+}
+
+impl Allowlist {
+    /// An allow-list for the thread called `thread` (in reports and docs),
+    /// with what every thread needs: the SIGSYS and signal handlers' report
+    /// on stderr, their syncs of block images, and the exit.
+    pub fn new(thread: &'static str) -> Allowlist {
+        let mut list = Allowlist {
+            thread,
+            rules: BTreeMap::new(),
+        };
+        list.allow_fds(libc::SYS_write, &[libc::STDERR_FILENO]);
+        list.allow(libc::SYS_fdatasync);
+        list.allow(libc::SYS_exit_group);
+        list
+    }
+
+    /// The thread's name.
+    pub fn thread(&self) -> &'static str {
+        self.thread
+    }
+
+    /// `syscall` with any arguments.
+    pub fn allow(&mut self, syscall: libc::c_long) -> &mut Self {
+        self.rules.insert(syscall, Args::Any);
+        self
+    }
+
+    /// `syscall` with one of `fds` as its first argument (added to any
+    /// already allowed).
+    pub fn allow_fds(&mut self, syscall: libc::c_long, fds: &[RawFd]) -> &mut Self {
+        match self
+            .rules
+            .entry(syscall)
+            .or_insert_with(|| Args::Fd(BTreeSet::new()))
+        {
+            Args::Fd(set) => set.extend(fds),
+            Args::Any => {}
+            Args::Ioctl(_) => unreachable!("an ioctl rule for a call that is not ioctl"),
+        }
+        self
+    }
+
+    /// `ioctl(fd, request)` for each of `requests`.
+    pub fn allow_ioctls(&mut self, fd: RawFd, requests: &[u64]) -> &mut Self {
+        let entry = self
+            .rules
+            .entry(libc::SYS_ioctl)
+            .or_insert_with(|| Args::Ioctl(BTreeSet::new()));
+        if let Args::Ioctl(set) = entry {
+            set.extend(requests.iter().map(|&r| (fd, r)));
+        }
+        self
+    }
+
+    /// Adds every rule of `other`.
+    pub fn merge(&mut self, other: &Allowlist) {
+        for (&syscall, args) in &other.rules {
+            match args {
+                Args::Any => {
+                    self.allow(syscall);
+                }
+                Args::Fd(fds) => {
+                    self.allow_fds(syscall, &fds.iter().copied().collect::<Vec<_>>());
+                }
+                Args::Ioctl(pairs) => {
+                    for &(fd, request) in pairs {
+                        self.allow_ioctls(fd, &[request]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The calls allowed, by number.
+    pub fn syscalls(&self) -> Vec<libc::c_long> {
+        self.rules.keys().copied().collect()
+    }
+
+    /// Every descriptor a rule names.
+    pub fn fds(&self) -> BTreeSet<RawFd> {
+        let mut fds = BTreeSet::new();
+        for args in self.rules.values() {
+            match args {
+                Args::Any => {}
+                Args::Fd(set) => fds.extend(set),
+                Args::Ioctl(pairs) => fds.extend(pairs.iter().map(|&(fd, _)| fd)),
+            }
+        }
+        fds
+    }
+
+    /// Compiles the allow-list for the calling architecture.
+    pub fn compile(&self, mode: SeccompMode) -> Result<ThreadFilter> {
+        let bad = |e: seccompiler::BackendError| Error::Other(format!("seccomp filter: {e}"));
+        let arg = |index: u8, len: SeccompCmpArgLen, value: u64| {
+            SeccompCondition::new(index, len, SeccompCmpOp::Eq, value).map_err(bad)
+        };
+        let mut rules = BTreeMap::new();
+        for (&syscall, args) in &self.rules {
+            let chain = match args {
+                Args::Any => Vec::new(),
+                Args::Fd(fds) => fds
+                    .iter()
+                    .map(|&fd| {
+                        let fd = u64::from(fd.unsigned_abs());
+                        SeccompRule::new(vec![arg(0, SeccompCmpArgLen::Dword, fd)?]).map_err(bad)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                Args::Ioctl(pairs) => pairs
+                    .iter()
+                    .map(|&(fd, request)| {
+                        let fd = u64::from(fd.unsigned_abs());
+                        SeccompRule::new(vec![
+                            arg(0, SeccompCmpArgLen::Dword, fd)?,
+                            arg(1, SeccompCmpArgLen::Dword, request)?,
+                        ])
+                        .map_err(bad)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            rules.insert(syscall, chain);
+        }
+        let mismatch = match mode {
+            SeccompMode::Log => SeccompAction::Log,
+            SeccompMode::Enforce | SeccompMode::Off => SeccompAction::Trap,
+        };
+        let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
+            .map_err(bad)?;
+        let program: BpfProgram = filter.try_into().map_err(bad)?;
+        Ok(ThreadFilter {
+            thread: self.thread,
+            program: (mode != SeccompMode::Off).then_some(program),
+        })
+    }
+}
+
+/// A compiled filter, to be installed by the thread it is for.
+pub struct ThreadFilter {
+    thread: &'static str,
+    program: Option<BpfProgram>,
+}
+
+thread_local! {
+    /// The name the SIGSYS handler reports for this thread.
+    static THREAD: Cell<&'static str> = const { Cell::new("") };
+}
+
+impl ThreadFilter {
+    /// Installs the filter on the calling thread, for good (no-op when the
+    /// sandbox is off). Sets `NO_NEW_PRIVS` first.
+    pub fn apply(&self) -> Result<()> {
+        let Some(program) = &self.program else {
+            return Ok(());
+        };
+        THREAD.with(|name| name.set(self.thread));
+        install_sigsys_handler()?;
+        seccompiler::apply_filter(program)
+            .map_err(|e| Error::Other(format!("Could not install the seccomp filter: {e}")))
+    }
+}
+
+/// A debug-build self-test of the filters: with `TENDER_SECCOMP_SELFTEST`
+/// set to `thread`, the thread of that name makes a call no filter allows
+/// (`getppid`) right after its filter is installed. Release builds have no
+/// such path.
+#[cfg(debug_assertions)]
+pub fn selftest_forbidden_call(thread: &str) {
+    if std::env::var_os("TENDER_SECCOMP_SELFTEST").is_some_and(|t| t == thread) {
+        // SAFETY: getppid takes no arguments; the filter refuses it.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+}
+
+/// The system call number in a SIGSYS's siginfo (`si_syscall`).
+fn refused_syscall(info: *const libc::siginfo_t) -> i32 {
+    // `struct siginfo` for SIGSYS: after si_signo, si_errno, si_code and
+    // padding (16 bytes) come `void *call_addr` and `int syscall`.
+    const SYSCALL_OFFSET: usize = 16 + std::mem::size_of::<*const u8>();
+    if info.is_null() {
+        return -1;
+    }
+    // SAFETY: the kernel passes a full siginfo_t to an SA_SIGINFO handler;
+    // the offset lies inside it and is aligned for an i32.
+    unsafe { info.cast::<u8>().add(SYSCALL_OFFSET).cast::<i32>().read() }
+}
+
+/// Appends the decimal digits of `value` to `buffer` at `at`; returns the
+/// new end. Async-signal-safe (no allocation).
+fn put_number(buffer: &mut [u8], mut at: usize, value: i64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = value.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10).to_le_bytes()[0];
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 && at < buffer.len() {
+        buffer[at] = b'-';
+        at += 1;
+    }
+    for &digit in digits[..len].iter().rev() {
+        if at < buffer.len() {
+            buffer[at] = digit;
+            at += 1;
+        }
+    }
+    at
+}
+
+fn put_text(buffer: &mut [u8], mut at: usize, text: &[u8]) -> usize {
+    for &byte in text {
+        if at < buffer.len() {
+            buffer[at] = byte;
+            at += 1;
+        }
+    }
+    at
+}
+
+extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Only async-signal-safe work: format into a stack buffer, write, sync,
+    // _exit (all of which every filter allows).
+    let mut line = [0u8; 160];
+    let mut at = put_text(&mut line, 0, b"tender: seccomp: thread '");
+    let thread = THREAD.try_with(Cell::get).unwrap_or("?");
+    at = put_text(&mut line, at, thread.as_bytes());
+    at = put_text(&mut line, at, b"' made a forbidden system call: ");
+    at = put_number(&mut line, at, i64::from(refused_syscall(info)));
+    at = put_text(&mut line, at, b"\n");
+    // SAFETY: write(2) of our own stack buffer.
+    unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), at) };
+    crate::devices::exit_sync::sync_all();
+    // SAFETY: _exit(2) is async-signal-safe; it ends every thread.
+    unsafe { libc::_exit(crate::error::TENDER_ERROR_EXIT) };
+}
+
+/// Installs the process-wide SIGSYS handler (idempotent).
+fn install_sigsys_handler() -> Result<()> {
+    vmm_sys_util::signal::register_signal_handler(libc::SIGSYS, on_sigsys)
+        .map_err(|e| Error::Other(format!("Could not install a signal handler: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_merge_and_name_their_descriptors() {
+        let mut vcpu = Allowlist::new("vcpu");
+        vcpu.allow_ioctls(7, &[0xae80])
+            .allow_fds(libc::SYS_write, &[1]);
+        let mut net = Allowlist::new("vcpu");
+        net.allow_fds(libc::SYS_read, &[9])
+            .allow_fds(libc::SYS_write, &[9]);
+        vcpu.merge(&net);
+        let mut expected = vec![
+            libc::SYS_ioctl,
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_fdatasync,
+            libc::SYS_exit_group,
+        ];
+        expected.sort_unstable();
+        assert_eq!(vcpu.syscalls(), expected);
+        assert_eq!(vcpu.fds().into_iter().collect::<Vec<_>>(), [1, 2, 7, 9]);
+        assert!(vcpu
+            .compile(SeccompMode::Enforce)
+            .unwrap()
+            .program
+            .is_some());
+        assert!(vcpu.compile(SeccompMode::Off).unwrap().program.is_none());
+        assert_eq!(SeccompMode::parse("log"), Some(SeccompMode::Log));
+        assert_eq!(SeccompMode::parse("maybe"), None);
+    }
+
+    #[test]
+    fn numbers_format_without_allocating() {
+        let mut buffer = [0u8; 32];
+        let end = put_number(&mut buffer, 0, 231);
+        assert_eq!(&buffer[..end], b"231");
+        let end = put_number(&mut buffer, 0, -1);
+        assert_eq!(&buffer[..end], b"-1");
+    }
+
+    #[test]
+    fn a_filter_in_force_refuses_what_it_does_not_list() {
+        // In a thread of its own: the filter stays with the thread.
+        let outcome = std::thread::spawn(|| {
+            let mut list = Allowlist::new("test");
+            list.allow(libc::SYS_futex)
+                .allow(libc::SYS_getpid)
+                .allow(libc::SYS_exit)
+                .allow(libc::SYS_munmap)
+                .allow(libc::SYS_madvise)
+                .allow(libc::SYS_sigaltstack)
+                .allow(libc::SYS_rt_sigprocmask);
+            // Log mode: a refused call goes through (and is logged), so the
+            // test process survives to tell.
+            list.compile(SeccompMode::Log).unwrap().apply().unwrap();
+            // SAFETY: getppid has no arguments and cannot fail.
+            let parent = unsafe { libc::getppid() };
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+            (parent, status)
+        })
+        .join()
+        .unwrap();
+        assert!(outcome.0 > 0);
+        assert!(outcome.1.contains("Seccomp:\t2"), "{}", outcome.1);
+        assert!(outcome.1.contains("NoNewPrivs:\t1"), "{}", outcome.1);
+    }
+}
