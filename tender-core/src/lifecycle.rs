@@ -356,7 +356,6 @@ mod tests {
             libc::SYS_read,
             libc::SYS_write,
             libc::SYS_futex,
-            libc::SYS_fdatasync,
             libc::SYS_exit_group,
         ];
         expected.sort_unstable();

@@ -77,7 +77,10 @@ impl Allowlist {
             rules: BTreeMap::new(),
         };
         list.allow_fds(libc::SYS_write, &[libc::STDERR_FILENO]);
-        list.allow(libc::SYS_fdatasync);
+        list.allow_fds(
+            libc::SYS_fdatasync,
+            &crate::devices::exit_sync::registered(),
+        );
         list.allow(libc::SYS_exit_group);
         list
     }
@@ -141,7 +144,15 @@ impl Allowlist {
 
     /// The calls allowed, by number.
     pub fn syscalls(&self) -> Vec<libc::c_long> {
-        self.rules.keys().copied().collect()
+        self.rules
+            .iter()
+            .filter(|(_, args)| match args {
+                Args::Any => true,
+                Args::Fd(fds) => !fds.is_empty(),
+                Args::Ioctl(pairs) => !pairs.is_empty(),
+            })
+            .map(|(&call, _)| call)
+            .collect()
     }
 
     /// Every descriptor a rule names.
@@ -165,6 +176,16 @@ impl Allowlist {
         };
         let mut rules = BTreeMap::new();
         for (&syscall, args) in &self.rules {
+            // A rule for no descriptor allows nothing (seccompiler reads an
+            // empty chain as "any arguments").
+            let empty = match args {
+                Args::Any => false,
+                Args::Fd(fds) => fds.is_empty(),
+                Args::Ioctl(pairs) => pairs.is_empty(),
+            };
+            if empty {
+                continue;
+            }
             let chain = match args {
                 Args::Any => Vec::new(),
                 Args::Fd(fds) => fds
@@ -329,7 +350,6 @@ mod tests {
             libc::SYS_ioctl,
             libc::SYS_read,
             libc::SYS_write,
-            libc::SYS_fdatasync,
             libc::SYS_exit_group,
         ];
         expected.sort_unstable();
@@ -343,6 +363,21 @@ mod tests {
         assert!(vcpu.compile(SeccompMode::Off).unwrap().program.is_none());
         assert_eq!(SeccompMode::parse("log"), Some(SeccompMode::Log));
         assert_eq!(SeccompMode::parse("maybe"), None);
+    }
+
+    #[test]
+    fn a_rule_for_no_descriptor_allows_nothing() {
+        let mut list = Allowlist::new("t");
+        list.allow_fds(libc::SYS_read, &[]);
+        assert!(!list.syscalls().contains(&libc::SYS_read));
+        let filter = list.compile(SeccompMode::Enforce).unwrap();
+        let mut with_read = Allowlist::new("t");
+        with_read.allow(libc::SYS_read);
+        let allowing = with_read.compile(SeccompMode::Enforce).unwrap();
+        // The empty rule is left out: the program is the one without read.
+        let without = Allowlist::new("t").compile(SeccompMode::Enforce).unwrap();
+        assert_eq!(filter.program, without.program);
+        assert_ne!(allowing.program, without.program);
     }
 
     #[test]

@@ -37,3 +37,11 @@ pub fn sync_all() {
         }
     }
 }
+
+/// The descriptors registered now.
+pub fn registered() -> Vec<RawFd> {
+    FDS.iter()
+        .map(|slot| slot.load(Ordering::SeqCst))
+        .filter(|&fd| fd >= 0)
+        .collect()
+}
