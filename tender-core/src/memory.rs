@@ -281,6 +281,13 @@ impl GuestRam {
     /// Changes the host protection of `[start, end)` of the allocation.
     /// Ranges left read/write are not recorded: read/write is the default.
     pub fn protect(&mut self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
+        // The host mapping of guest memory is never executable: guest code
+        // runs in the guest, never in the tender.
+        if prot & libc::PROT_EXEC != 0 {
+            return Err(Error::Memory(
+                "guest memory is never executable on the host".into(),
+            ));
+        }
         if start > end || end > self.layout.alloc_size || !start.is_multiple_of(4096) {
             return Err(Error::Memory(format!(
                 "mprotect range 0x{start:x}-0x{end:x} is invalid"
@@ -373,6 +380,34 @@ mod tests {
             ram.slice(0x10_2000, 0).is_ok(),
             "an empty range touches nothing"
         );
+    }
+
+    #[test]
+    fn guest_memory_is_never_executable_on_the_host() {
+        let mut ram = GuestRam::new(2 << 20).unwrap();
+        let err = ram
+            .protect(0x10_0000, 0x10_1000, libc::PROT_READ | libc::PROT_EXEC)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest memory is never executable on the host"
+        );
+        // And the mapping itself is not: /proc/self/maps shows no x for it.
+        let (host, len) = ram.host_mapping();
+        let start = host as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|line| {
+                let range = line.split_whitespace().next().unwrap_or("");
+                let (from, to) = range.split_once('-').unwrap_or(("0", "0"));
+                let from = usize::from_str_radix(from, 16).unwrap_or(0);
+                let to = usize::from_str_radix(to, 16).unwrap_or(0);
+                from <= start && start < to && to - from >= host_len(len).min(1)
+            })
+            .expect("the mapping is listed");
+        let perms = line.split_whitespace().nth(1).unwrap();
+        assert_eq!(&perms[..3], "rw-", "{line}");
     }
 
     #[test]
