@@ -215,7 +215,7 @@ fn user_and_chroot_drop_privileges_and_need_root() {
         .unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(500));
-    let main = status(&Path::new(&format!("/proc/{pid}/status")));
+    let main = status(Path::new(&format!("/proc/{pid}/status")));
     let cwd_root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -320,7 +320,7 @@ fn the_tender_runs_under_an_outer_filter_of_the_documented_calls() {
     let child = command.spawn().unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(400));
-    let main = status(&Path::new(&format!("/proc/{pid}/status")));
+    let main = status(Path::new(&format!("/proc/{pid}/status")));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
@@ -333,4 +333,46 @@ fn the_tender_runs_under_an_outer_filter_of_the_documented_calls() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert_eq!(filters, 2, "{main:?}");
+}
+
+#[test]
+fn user_with_the_network_ring_drops_every_thread() {
+    if !is_root() {
+        eprintln!("needs root (netns, tap); skipped");
+        return;
+    }
+    let mut ns = NetNs::new();
+    let tap = ns.add_tap(None, true, Some("10.83.0.1/24"));
+    let mut command = ns.exec(tender_bin());
+    command
+        .arg("--user=65534")
+        .arg(format!("--net:service={tap}"))
+        .arg(guest("echo"))
+        .arg("--ipv4=10.83.0.2/24")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start the tender");
+    let mut console = ConsoleLines::capture(&mut child);
+    console.wait_for("echo: listening", Duration::from_secs(20));
+    let pid = child.id();
+    wait_for_thread(pid, "net-ring");
+    for (name, status) in threads(pid) {
+        assert!(
+            status
+                .get("Uid")
+                .is_some_and(|uid| uid.starts_with("65534")),
+            "{name}: {status:?}"
+        );
+        assert_eq!(
+            status.get("Seccomp").map(String::as_str),
+            Some("2"),
+            "{name}"
+        );
+    }
+    stop(child);
+    assert!(
+        !console.output().contains("seccomp"),
+        "{}",
+        console.output()
+    );
 }

@@ -147,6 +147,9 @@ pub struct BufferField {
 pub struct ArgShape {
     pub size: usize,
     pub buffers: &'static [BufferField],
+    /// True when the tender writes results into the struct (every call but
+    /// PUTS and HALT).
+    pub has_results: bool,
 }
 
 /// The argument shape of hypercall `number`, `None` for an invalid number.
@@ -193,5 +196,10 @@ pub fn arg_shape(number: u16) -> Option<ArgShape> {
         nr::HALT => (size_of::<Halt>(), HALT),
         _ => return None,
     };
-    Some(ArgShape { size, buffers })
+    let has_results = !matches!(number, nr::PUTS | nr::HALT);
+    Some(ArgShape {
+        size,
+        buffers,
+        has_results,
+    })
 }

@@ -5,7 +5,7 @@
 //! access, and the mock tender of the guest runtime's tests calls it the
 //! same way, so both run exactly this code.
 
-use hvt_abi::hypercall::{name, nr, PIO_BASE};
+use hvt_abi::hypercall::{arg_shape, name, nr, PIO_BASE};
 
 use crate::error::Error;
 use crate::memory::{GuestRam, InvalidAccess};
@@ -88,7 +88,18 @@ impl Hypercalls {
         let handler = self.handlers[usize::from(number)]
             .as_mut()
             .ok_or_else(|| Error::Guest(format!("Invalid guest hypercall: num={number}")))?;
-        handler(ram, u64::from(value)).map_err(|fault| match fault {
+        let gpa = u64::from(value);
+        // A call whose results cannot be written back is refused before it
+        // does anything: no device acts, no time passes, for a guest whose
+        // struct lies in memory the tender may not write.
+        if let Some(shape) = arg_shape(number).filter(|shape| shape.has_results) {
+            ram.check_access(gpa, shape.size as u64, true)
+                .map_err(|access| Error::GuestAccess {
+                    by: format!("hypercall {}", name(number)),
+                    access,
+                })?;
+        }
+        handler(ram, gpa).map_err(|fault| match fault {
             Fault::Access(access) => Error::GuestAccess {
                 by: format!("hypercall {}", name(number)),
                 access,

@@ -278,6 +278,20 @@ impl GuestRam {
         self.write_bytes(gpa, value.as_slice())
     }
 
+    /// Refuses the tender's own writes into `[start, end)` on the guest's
+    /// behalf (hypercall results, device reads), without changing the host
+    /// mapping (KVM itself may still need to write there, e.g. accessed
+    /// bits in page tables).
+    pub fn refuse_writes(&mut self, start: u64, end: u64) -> Result<()> {
+        let layout = self.layout_mut()?;
+        layout.protected.push(Protected {
+            start,
+            end,
+            prot: libc::PROT_READ,
+        });
+        Ok(())
+    }
+
     /// Changes the host protection of `[start, end)` of the allocation.
     /// Ranges left read/write are not recorded: read/write is the default.
     pub fn protect(&mut self, start: u64, end: u64, prot: libc::c_int) -> Result<()> {

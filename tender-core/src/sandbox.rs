@@ -58,6 +58,8 @@ enum Args {
     Fd(BTreeSet<RawFd>),
     /// `ioctl(fd, request)` with one of these (fd, request) pairs.
     Ioctl(BTreeSet<(RawFd, u64)>),
+    /// One of these values as argument `index`.
+    Value { index: u8, values: BTreeSet<u64> },
 }
 
 /// The system calls one thread may make.
@@ -105,8 +107,29 @@ impl Allowlist {
             .or_insert_with(|| Args::Fd(BTreeSet::new()))
         {
             Args::Fd(set) => set.extend(fds),
-            Args::Any => {}
-            Args::Ioctl(_) => unreachable!("an ioctl rule for a call that is not ioctl"),
+            // Already broader, or filtered on another argument: left as it is.
+            Args::Any | Args::Ioctl(_) | Args::Value { .. } => {}
+        }
+        self
+    }
+
+    /// `syscall` with one of `values` as its first argument.
+    pub fn allow_values(&mut self, syscall: libc::c_long, values: &[u64]) -> &mut Self {
+        self.allow_arg(syscall, 0, values)
+    }
+
+    /// `syscall` with one of `values` as its third argument.
+    pub fn allow_third_arg(&mut self, syscall: libc::c_long, values: &[u64]) -> &mut Self {
+        self.allow_arg(syscall, 2, values)
+    }
+
+    fn allow_arg(&mut self, syscall: libc::c_long, index: u8, values: &[u64]) -> &mut Self {
+        let entry = self.rules.entry(syscall).or_insert_with(|| Args::Value {
+            index,
+            values: BTreeSet::new(),
+        });
+        if let Args::Value { values: set, .. } = entry {
+            set.extend(values);
         }
         self
     }
@@ -138,6 +161,9 @@ impl Allowlist {
                         self.allow_ioctls(fd, &[request]);
                     }
                 }
+                Args::Value { index, values } => {
+                    self.allow_arg(syscall, *index, &values.iter().copied().collect::<Vec<_>>());
+                }
             }
         }
     }
@@ -150,6 +176,7 @@ impl Allowlist {
                 Args::Any => true,
                 Args::Fd(fds) => !fds.is_empty(),
                 Args::Ioctl(pairs) => !pairs.is_empty(),
+                Args::Value { values, .. } => !values.is_empty(),
             })
             .map(|(&call, _)| call)
             .collect()
@@ -160,7 +187,7 @@ impl Allowlist {
         let mut fds = BTreeSet::new();
         for args in self.rules.values() {
             match args {
-                Args::Any => {}
+                Args::Any | Args::Value { .. } => {}
                 Args::Fd(set) => fds.extend(set),
                 Args::Ioctl(pairs) => fds.extend(pairs.iter().map(|&(fd, _)| fd)),
             }
@@ -182,6 +209,7 @@ impl Allowlist {
                 Args::Any => false,
                 Args::Fd(fds) => fds.is_empty(),
                 Args::Ioctl(pairs) => pairs.is_empty(),
+                Args::Value { values, .. } => values.is_empty(),
             };
             if empty {
                 continue;
@@ -193,6 +221,13 @@ impl Allowlist {
                     .map(|&fd| {
                         let fd = u64::from(fd.unsigned_abs());
                         SeccompRule::new(vec![arg(0, SeccompCmpArgLen::Dword, fd)?]).map_err(bad)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                Args::Value { index, values } => values
+                    .iter()
+                    .map(|&value| {
+                        SeccompRule::new(vec![arg(*index, SeccompCmpArgLen::Qword, value)?])
+                            .map_err(bad)
                     })
                     .collect::<Result<Vec<_>>>()?,
                 Args::Ioctl(pairs) => pairs
@@ -243,6 +278,7 @@ impl ThreadFilter {
         };
         THREAD.with(|name| name.set(self.thread));
         install_sigsys_handler()?;
+        install_panic_report();
         seccompiler::apply_filter(program)
             .map_err(|e| Error::Other(format!("Could not install the seccomp filter: {e}")))
     }
@@ -325,6 +361,22 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     crate::devices::exit_sync::sync_all();
     // SAFETY: _exit(2) is async-signal-safe; it ends every thread.
     unsafe { libc::_exit(crate::error::TENDER_ERROR_EXIT) };
+}
+
+/// Once confined, a panic must not go through the default report, which
+/// asks the system for the thread's id and the working directory: this one
+/// writes the message, syncs the images and ends the process at once.
+fn install_panic_report() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = THREAD.try_with(Cell::get).unwrap_or("?");
+        let line = format!("tender: thread '{thread}' panicked: {info}\n");
+        // SAFETY: write(2) of our own buffer to stderr.
+        unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), line.len()) };
+        crate::devices::exit_sync::sync_all();
+        // SAFETY: _exit(2) ends every thread, without unwinding or aborting
+        // (which would ask for more system calls).
+        unsafe { libc::_exit(crate::error::TENDER_ERROR_EXIT) };
+    }));
 }
 
 /// Installs the process-wide SIGSYS handler (idempotent).

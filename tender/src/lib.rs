@@ -121,8 +121,18 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
     let image = elf::load_segments(&elf, &mut ram)?;
     // The image is in guest memory: its file is not needed any more.
     drop(elf);
+    if privilege == Privilege::User {
+        // Below the image lie the GDT, the page tables, the TSS and the boot
+        // information: a CPL 3 guest cannot write them, so the tender does
+        // not write them on its behalf either (a BLOCK_READ there would let
+        // it rewrite its own page tables and leave CPL 3, §12).
+        ram.refuse_writes(0, hvt_abi::layout::GUEST_MIN_BASE)?;
+    }
     vm.set_initial_state(&ram, image.entry, privilege)?;
     modules.initial_vcpu(&mut vm.vcpu, &ram)?;
+
+    // Every device is open: privileges go before any module thread starts.
+    sandbox::drop_privileges(&confinement)?;
 
     // From the first module's set-up on, every way out runs the halt hooks.
     let seccomp = confinement.seccomp;

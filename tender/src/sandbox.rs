@@ -5,7 +5,8 @@
 //! 1. descriptors inherited from the parent that no device uses are closed
 //!    (the kernel image was closed once loaded);
 //! 2. with `--chroot=DIR` and `--user=UID[:GID]` (root only), the tender
-//!    changes its root and drops its privileges;
+//!    has changed its root and dropped its privileges already, before its
+//!    modules started any thread ([`drop_privileges`]);
 //! 3. the vCPU thread installs its seccomp filter: `KVM_RUN` and the two
 //!    register reads of a fault report on the vCPU's descriptor, and what
 //!    each module's hypercalls need (`Module::vcpu_rules`), with
@@ -138,30 +139,11 @@ pub fn vcpu_allowlist(vcpu: &KvmVcpu, modules: &ModuleSet) -> Allowlist {
     list
 }
 
-/// Confines the process as `confinement` says; `inherited` are the
-/// descriptors the process had when it started.
-pub fn confine(
-    confinement: &Confinement,
-    vcpu: &KvmVcpu,
-    modules: &ModuleSet,
-    inherited: &BTreeSet<RawFd>,
-) -> Result<()> {
-    let vcpu_list = vcpu_allowlist(vcpu, modules);
-    // Descriptors a device uses (an `@FD` tap) stay; the rest of what the
-    // parent passed on goes. Unconfined (`--seccomp=off`), the tender may
-    // run inside someone else's process (a test), whose descriptors are not
-    // its to close.
-    if confinement.seccomp != SeccompMode::Off {
-        let mut used = vcpu_list.fds();
-        for list in modules.thread_rules() {
-            used.extend(list.fds());
-        }
-        for &fd in inherited.difference(&used) {
-            // SAFETY: closes a descriptor the tender does not own or use
-            // (the parent's); nothing in the tender refers to it.
-            unsafe { libc::close(fd) };
-        }
-    }
+/// With `--chroot` and `--user`: changes the root and drops privileges. It
+/// runs once every device is open and before any module starts a thread
+/// (glibc changes credentials thread by thread, and a confined thread may
+/// not), so every thread of the tender runs unprivileged.
+pub fn drop_privileges(confinement: &Confinement) -> Result<()> {
     if let Some(dir) = &confinement.chroot {
         let path = CString::new(dir.as_str())
             .map_err(|_| Error::Argument(format!("--chroot={dir}: not a path")))?;
@@ -189,6 +171,33 @@ pub fn confine(
                 "Could not switch to user {uid}:{gid}: {}",
                 std::io::Error::last_os_error()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Confines the process as `confinement` says; `inherited` are the
+/// descriptors the process had when it started.
+pub fn confine(
+    confinement: &Confinement,
+    vcpu: &KvmVcpu,
+    modules: &ModuleSet,
+    inherited: &BTreeSet<RawFd>,
+) -> Result<()> {
+    let vcpu_list = vcpu_allowlist(vcpu, modules);
+    // Descriptors a device uses (an `@FD` tap) stay; the rest of what the
+    // parent passed on goes. Unconfined (`--seccomp=off`), the tender may
+    // run inside someone else's process (a test), whose descriptors are not
+    // its to close.
+    if confinement.seccomp != SeccompMode::Off {
+        let mut used = vcpu_list.fds();
+        for list in modules.thread_rules() {
+            used.extend(list.fds());
+        }
+        for &fd in inherited.difference(&used) {
+            // SAFETY: closes a descriptor the tender does not own or use
+            // (the parent's); nothing in the tender refers to it.
+            unsafe { libc::close(fd) };
         }
     }
     vcpu_list.compile(confinement.seccomp)?.apply()?;

@@ -134,7 +134,6 @@ impl PollSet for Poller {
         let epoll = self.epoll.as_raw_fd();
         let timer = self.timer.borrow().as_raw_fd();
         vcpu.allow_fds(libc::SYS_epoll_wait, &[epoll])
-            .allow_fds(libc::SYS_epoll_pwait, &[epoll])
             .allow_fds(libc::SYS_timerfd_settime, &[timer])
             .allow_fds(libc::SYS_read, &[timer]);
     }

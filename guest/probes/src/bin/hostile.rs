@@ -1,7 +1,12 @@
 //! A guest that misbehaves in the way its first argument names, so the tests
 //! can check that the tender stops it with the documented message and code.
+//! A command line that names none of the actions below is a script of
+//! steps (`hostile-lib/script.rs`).
 #![no_std]
 #![no_main]
+
+#[path = "hostile-lib/script.rs"]
+mod script;
 
 use core::arch::asm;
 
@@ -100,10 +105,7 @@ fn main(start: &StartInfo) -> i32 {
         "exit" => exit::exit(number),
         "abort" => exit::abort(),
         "panic" => panic!("hostile guest panics on request"),
-        _ => {
-            println!("unknown action '{action}'");
-            return 2;
-        }
+        _ => return script::run(start.cmdline),
     }
     println!("hostile: survived {action}");
     3

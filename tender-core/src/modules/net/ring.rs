@@ -114,7 +114,10 @@ fn thread_allowlist(doorbell: RawFd, backends: &Backends) -> Allowlist {
         .allow(libc::SYS_futex)
         .allow(libc::SYS_sigaltstack)
         .allow(libc::SYS_munmap)
-        .allow(libc::SYS_madvise)
+        .allow_third_arg(
+            libc::SYS_madvise,
+            &[u64::from(libc::MADV_DONTNEED.unsigned_abs())],
+        )
         .allow(libc::SYS_rt_sigprocmask)
         .allow(libc::SYS_exit);
     list
