@@ -18,3 +18,6 @@ cargo test --workspace
 # The guest template as a user gets it: copied out of the repository, built
 # for the guest and run under tender, tested and run on the host.
 scripts/check-template.sh
+# Fuzzing smoke run: each fuzz target for a short fixed time from its seeds
+# (installs nightly and cargo-fuzz if missing; docs/fuzzing.md runs longer).
+scripts/fuzz-smoke.sh
