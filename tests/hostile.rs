@@ -3,10 +3,13 @@
 //! crashes.
 
 mod common;
+#[path = "common/hostile_script.rs"]
+mod hostile_script;
 
 use std::time::{Duration, Instant};
 
 use common::{cpl0_copy, guest, tender, Run};
+use hostile_script::{assert_no_crash, at_both_levels, run_script, step_words};
 use hvt_abi::hypercall::{exit, name, nr, Walltime, HALT_COOKIE_MAX, PIO_BASE, RING_KICK_PIO_BASE};
 use hvt_abi::layout::BOOT_INFO_BASE;
 
@@ -238,49 +241,6 @@ fn abort_and_panic_exit_255() {
 // boundaries; here are guest stores, faults, port I/O and guests that are
 // legal but unfriendly.
 
-/// The tender was not the one that failed: no panic, no death by a signal
-/// (`timeout` reports one as 128 + N).
-fn assert_no_crash(run: &Run, what: &str) {
-    assert!(
-        !run.stderr.contains("panicked"),
-        "{what}: the tender panicked: {}",
-        run.output()
-    );
-    assert!(
-        run.code >= 0 && !(124..=159).contains(&run.code),
-        "{what}: the tender died by a signal ({}): {}",
-        run.code,
-        run.output()
-    );
-}
-
-/// Runs `image` with the script `steps` (64 MiB, no devices).
-fn script(image: &std::path::Path, steps: &[&str]) -> Run {
-    let mut argv = vec![format!("--mem={}", MEM >> 20), image.display().to_string()];
-    argv.extend(steps.iter().map(|s| s.to_string()));
-    let run = tender(argv);
-    assert_no_crash(&run, &steps.join(" "));
-    run
-}
-
-/// The words step `step` printed when it returned.
-fn step_words(run: &Run, step: &str) -> Option<Vec<u64>> {
-    let prefix = format!("hostile: {step} =>");
-    run.stdout.lines().find_map(|line| {
-        let rest = line.strip_prefix(&prefix)?;
-        Some(
-            rest.split_whitespace()
-                .filter_map(|w| u64::from_str_radix(w.strip_prefix("0x")?, 16).ok())
-                .collect(),
-        )
-    })
-}
-
-/// The guest image `name` at CPL 3 and its CPL 0 copy.
-fn at_both_levels(name: &str) -> [(std::path::PathBuf, bool); 2] {
-    [(guest(name), true), (cpl0_copy(name), false)]
-}
-
 /// A fault with no IDT (§6.6, §12.4): at CPL 3 the tender reports the
 /// registers and exits 255; at CPL 0 KVM's triple fault is an unhandled
 /// exit, exit 1. (This project's shadow-paging KVM ends some CPL 0 faults
@@ -331,7 +291,7 @@ fn guest_stores_and_loads_where_its_page_tables_forbid_them_fault() {
     ];
     for (image, cpl3) in at_both_levels("hostile") {
         for (step, cr2) in cases {
-            let run = script(&image, &[step]);
+            let run = run_script(&image, MEM, &[step]);
             assert_guest_fault(&run, cpl3, step);
             if cpl3 {
                 assert!(
@@ -350,7 +310,7 @@ fn guest_stores_into_its_read_only_segments_are_translation_faults() {
     // KVM_RUN with EFAULT, shadow-paging KVM exits with MMIO (§11).
     for (image, _) in at_both_levels("hostile") {
         for step in ["w8:rodata:1", "w64:rodata+15:0", "w64:text+1:0"] {
-            let run = script(&image, &[step]);
+            let run = run_script(&image, MEM, &[step]);
             assert_eq!(run.code, 1, "{step}: {}", run.output());
             assert!(
                 run.stderr
@@ -384,7 +344,7 @@ fn hypercall_results_land_in_low_memory_only_at_cpl0() {
         "hc:1:0x2008",
     ];
     for (image, cpl3) in at_both_levels("hostile") {
-        let run = script(&image, &steps);
+        let run = run_script(&image, MEM, &steps);
         if cpl3 {
             assert_eq!(run.code, 1, "{}", run.output());
             assert!(
@@ -428,7 +388,7 @@ fn exceptions_with_no_idt_end_the_guest() {
         for step in [
             "ud2", "int3", "int80", "div0", "noncanon", "rdmsr", "syscall",
         ] {
-            let run = script(&image, &[step]);
+            let run = run_script(&image, MEM, &[step]);
             assert_guest_fault(&run, cpl3, step);
         }
     }
@@ -446,7 +406,7 @@ fn a_guest_that_maps_memory_past_its_own_is_stopped() {
             ("mmior:top+0x1000", MEM + 0x1000),
             ("mmiow:0xfee00000", 0xfee0_0000),
         ] {
-            let run = script(&image, &[step]);
+            let run = run_script(&image, MEM, &[step]);
             if cpl3 {
                 assert_guest_fault(&run, cpl3, step);
                 continue;
@@ -461,7 +421,7 @@ fn a_guest_that_maps_memory_past_its_own_is_stopped() {
             );
         }
         // Its own memory, through its own tables, is fine.
-        let run = script(&image, &["mmior:0x10000"]);
+        let run = run_script(&image, MEM, &["mmior:0x10000"]);
         if cpl3 {
             assert_guest_fault(&run, cpl3, "own page tables");
         } else {
@@ -477,7 +437,7 @@ fn a_guest_that_maps_memory_past_its_own_is_stopped() {
 #[test]
 fn vmcall_never_reaches_the_tender() {
     for (image, cpl3) in at_both_levels("hostile") {
-        let run = script(&image, &["vmcall", "say:after"]);
+        let run = run_script(&image, MEM, &["vmcall", "say:after"]);
         if run.code == 0 {
             assert!(run.stdout.contains("hostile: after"), "{}", run.output());
         } else {
@@ -499,7 +459,7 @@ fn cli_is_harmless() {
     // `cli` is allowed; shadow-paging KVM resets IOPL after the first exit
     // (§11), and the #GP is then a guest fault, never a tender error.
     for (image, cpl3) in at_both_levels("hostile") {
-        let run = script(&image, &["cli", "say:after"]);
+        let run = run_script(&image, MEM, &["cli", "say:after"]);
         if cpl3 && run.code == exit::ABORT {
             assert_guest_fault(&run, cpl3, "cli");
         } else {
@@ -524,14 +484,14 @@ fn string_port_io_to_the_hypercall_ports() {
         "r64:buf+0x300",
     ];
     for (image, cpl3) in at_both_levels("hostile") {
-        let run = script(&image, &steps);
+        let run = run_script(&image, MEM, &steps);
         assert_eq!(run.code, 0, "{}", run.output());
         let first = step_words(&run, "r64:buf+0x100").expect("first")[0];
         assert_ne!(first, 0, "the first was served: {}", run.output());
         // A source that runs past the top: its first dword (0) is a
         // WALLTIME at GPA 0, then the guest's own page fault. At CPL 3 the
         // tender does not write low memory for the guest (§12): refused.
-        let run = script(&image, &["outs:0x501:top-4:2"]);
+        let run = run_script(&image, MEM, &["outs:0x501:top-4:2"]);
         if cpl3 {
             assert_eq!(run.code, 1, "{}", run.output());
             assert!(
@@ -544,7 +504,7 @@ fn string_port_io_to_the_hypercall_ports() {
             assert_guest_fault(&run, cpl3, "outs past the top");
         }
         // To a port that is not a hypercall's.
-        let run = script(&image, &["outs:0x4ff:buf:1"]);
+        let run = run_script(&image, MEM, &["outs:0x4ff:buf:1"]);
         assert_eq!(run.code, 1, "{}", run.output());
         assert!(
             run.stderr.contains(&port_refused(PIO_BASE - 1)),
@@ -552,7 +512,7 @@ fn string_port_io_to_the_hypercall_ports() {
             run.output()
         );
         // A WALLTIME address past the top, as a string.
-        let run = script(&image, &["w32:buf:top-8", "outs:0x501:buf:1"]);
+        let run = run_script(&image, MEM, &["w32:buf:top-8", "outs:0x501:buf:1"]);
         assert_eq!(run.code, 1, "{}", run.output());
         assert!(
             run.stderr.contains(&format!(

@@ -15,11 +15,14 @@
 //! devices need root (a network namespace and a tap); skipped otherwise.
 
 mod common;
+#[path = "common/hostile_script.rs"]
+mod hostile_script;
 
 use std::path::{Path, PathBuf};
 
 use common::{cpl0_copy, guest, is_root, tender, write_image, NetNs, Run};
-use hvt_abi::hypercall::{name, nr, result, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
+use hostile_script::{assert_no_crash, run_script, step_words};
+use hvt_abi::hypercall::{name, nr, result};
 
 /// Guest memory of every run, as `--mem=64` sets it: `top` in the scripts.
 const MEM: u64 = 64 << 20;
@@ -37,16 +40,8 @@ const NO_DEVICE: [u64; 5] = [0, 3, 63, 64, u64::MAX];
 const RODATA: &[u8] = b"hostile rodata!\n";
 
 fn size_of_arg(number: u16) -> u64 {
-    let size = match number {
-        nr::WALLTIME => size_of::<Walltime>(),
-        nr::PUTS => size_of::<Puts>(),
-        nr::POLL => size_of::<Poll>(),
-        nr::BLOCK_WRITE | nr::BLOCK_READ => size_of::<BlockIo>(),
-        nr::NET_WRITE | nr::NET_READ => size_of::<NetIo>(),
-        nr::HALT => size_of::<Halt>(),
-        _ => unreachable!("hypercall {number}"),
-    };
-    size as u64
+    let shape = hvt_abi::hypercall::arg_shape(number).expect("an ABI hypercall");
+    shape.size as u64
 }
 
 /// The step `hc:NR:AT:W,W,...`.
@@ -68,55 +63,14 @@ fn both(name: &str) -> [PathBuf; 2] {
     [guest(name), cpl0_copy(name)]
 }
 
-/// The tender was not the one that failed: no panic, no death by a signal
-/// (`timeout` reports one as 128 + N).
-fn assert_no_crash(run: &Run, what: &str) {
-    assert!(
-        !run.stderr.contains("panicked"),
-        "{what}: the tender panicked: {}",
-        run.output()
-    );
-    assert!(
-        run.code >= 0 && !(124..=159).contains(&run.code),
-        "{what}: the tender died by a signal ({}): {}",
-        run.code,
-        run.output()
-    );
-}
-
 /// Runs `hostile` (no devices) with the script `steps`.
 fn plain(image: &Path, steps: &[String]) -> Run {
-    plain_with_memory(image, MEM, steps)
-}
-
-/// `plain` with `mem` bytes of guest memory.
-fn plain_with_memory(image: &Path, mem: u64, steps: &[String]) -> Run {
-    let mut argv = vec![format!("--mem={}", mem >> 20), image.display().to_string()];
-    argv.extend(steps.iter().cloned());
-    let run = tender(argv);
-    assert_no_crash(&run, &steps.join(" "));
-    run
-}
-
-/// The words step `step` printed when it returned; `None` if it did not.
-fn words(run: &Run, step: &str) -> Option<Vec<u64>> {
-    let prefix = format!("hostile: {step} =>");
-    run.stdout.lines().find_map(|line| {
-        let rest = line.strip_prefix(&prefix)?;
-        Some(
-            rest.split_whitespace()
-                .map(|w| {
-                    let hex = w.strip_prefix("0x").unwrap_or_else(|| panic!("word {w}"));
-                    u64::from_str_radix(hex, 16).expect("hex word")
-                })
-                .collect(),
-        )
-    })
+    run_script(image, MEM, steps)
 }
 
 /// `words`, for a step that must have returned.
 fn returned(run: &Run, step: &str) -> Vec<u64> {
-    words(run, step).unwrap_or_else(|| panic!("step {step} did not return: {}", run.output()))
+    step_words(run, step).unwrap_or_else(|| panic!("step {step} did not return: {}", run.output()))
 }
 
 /// The bytes a `dump:ADDR:LEN` step printed.
@@ -260,7 +214,7 @@ fn the_highest_addresses_eax_can_carry() {
         let mut steps = vec!["val:top".to_string()];
         steps.extend(legal.iter().cloned());
         steps.push(hc(nr::WALLTIME, "0xfffffff8", &[]));
-        let run = plain_with_memory(&image, FOUR_GIB, &steps);
+        let run = run_script(&image, FOUR_GIB, &steps);
         assert_eq!(value_of(&run, "top"), FOUR_GIB, "{}", run.output());
         assert_stopped(&run, &refused(nr::WALLTIME, 0xffff_fff8, 8), "4 GiB");
         for step in &legal[..2] {
