@@ -176,11 +176,11 @@ fn inherited_descriptors_and_the_kernel_file_are_closed() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let child = command.spawn().unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(500));
     let open = fds(pid);
-    stop_after(&mut child);
+    stop(child);
     assert!(!open.iter().any(|t| t == "/etc/hostname"), "{open:?}");
     let kernel = std::fs::canonicalize(&idle).unwrap();
     assert!(
@@ -188,11 +188,6 @@ fn inherited_descriptors_and_the_kernel_file_are_closed() {
         "the kernel file is still open: {open:?}"
     );
     assert!(!open.iter().any(|t| t == "/dev/kvm"), "{open:?}");
-}
-
-fn stop_after(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

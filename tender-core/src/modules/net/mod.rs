@@ -200,9 +200,7 @@ impl Module for Net {
                     ))
                 })?,
             };
-            // Upstream leaks its host descriptor in `b` (§4.4); the guest
-            // learns nothing of the host from ours.
-            attach(&mut ctx.manifest.entries[index], mac, backend.mtu(), 0);
+            attach(&mut ctx.manifest.entries[index], mac, backend.mtu());
             if let Readiness::Fd(fd) = backend.readiness() {
                 self.fds.push(fd);
             }
@@ -251,14 +249,15 @@ impl Module for Net {
 }
 
 /// Fills in the manifest entry of an attached network device (§4.4): MAC,
-/// MTU, the tender-private `b` and the attached flag.
-pub fn attach(entry: &mut MftEntry, mac: Mac, mtu: u16, b: u64) {
+/// MTU and the attached flag. Upstream leaks its host descriptor in `b`;
+/// the guest learns nothing of the host from ours: 0.
+fn attach(entry: &mut MftEntry, mac: Mac, mtu: u16) {
     entry.set_net(MftNetBasic {
         mac,
         mtu,
         _pad: [0; 8],
     });
-    entry.b = b;
+    entry.b = 0;
     entry.attached = 1;
 }
 

@@ -195,11 +195,6 @@ impl RingService {
         let _ = self.doorbell.write(1);
     }
 
-    /// True while the thread serves the ring (it ends on a fatal error).
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-
     /// Stops the thread and waits for it (the HALT hook of upstream).
     pub fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
