@@ -25,6 +25,13 @@ pub struct BootInfo {
 /// `HVT_FEATURE_RING_IO`: the shared-memory network ring is available.
 pub const HOST_FEATURE_RING_IO: u32 = 1 << 0;
 
+/// Ours (§12.7), offered only with [`HOST_FEATURE_RING_IO`] to guests that
+/// carry our note: ring entries are also served at each of the guest's
+/// exits, a doorbell of [`crate::ring::DOORBELL_SERVE_NOW`] is served before
+/// the guest resumes, and read commits carry [`crate::ring::COMMIT_DRAINED`].
+/// Bit 1 is the clock page's.
+pub const HOST_FEATURE_RING_EXIT_SERVICE: u32 = 1 << 2;
+
 crate::assert_layout!(BootInfo, size = 56,
     mem_size @ 0, kernel_end @ 8, cpu_cycle_freq @ 16, cmdline @ 24, mft @ 32,
     host_features @ 40, guest_features @ 44, net_ring @ 48);

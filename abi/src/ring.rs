@@ -26,8 +26,25 @@ pub struct RingCommit {
     pub id: u32,
     pub ret: i32,
     pub len: u32,
-    pub reserved: u32,
+    /// `reserved` upstream, always 0 there; [`COMMIT_DRAINED`] when the
+    /// tender offers [`HOST_FEATURE_RING_EXIT_SERVICE`] (§12.7).
+    ///
+    /// [`HOST_FEATURE_RING_EXIT_SERVICE`]: crate::boot::HOST_FEATURE_RING_EXIT_SERVICE
+    pub flags: u32,
 }
+
+/// Commit flag (§12.7): when this read was served, the device had no
+/// further frame waiting, so a guest may stop reading until its next yield
+/// reports the device again. Upstream never sets it: a guest that sees 0
+/// reads on until it gets `AGAIN`.
+pub const COMMIT_DRAINED: u32 = 1 << 0;
+
+/// Doorbell value (§12.7) that asks the tender to serve the ring before the
+/// guest goes on, in the vCPU's own exit: the tender registers its in-kernel
+/// doorbell for value 0 only, so this write reaches it as a port exit.
+/// Upstream's doorbell takes any value, so on upstream it is an ordinary
+/// kick.
+pub const DOORBELL_SERVE_NOW: u32 = 1;
 
 #[repr(C)]
 pub struct Ring {
@@ -48,7 +65,7 @@ pub struct Ring {
 }
 
 crate::assert_layout!(RingEntry, size = 32, operation @ 0, handle @ 4, data @ 8, len @ 16, id @ 20, reserved @ 24);
-crate::assert_layout!(RingCommit, size = 16, id @ 0, ret @ 4, len @ 8, reserved @ 12);
+crate::assert_layout!(RingCommit, size = 16, id @ 0, ret @ 4, len @ 8, flags @ 12);
 crate::assert_layout!(Ring, size = 49_280,
     ent_tail @ 0, com_head @ 4, ent_head @ 64, com_tail @ 68, needs_kick @ 72,
     entries @ 128, commits @ 32_896);

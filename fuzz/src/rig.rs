@@ -103,6 +103,8 @@ impl Rig {
             poll: clock.clone(),
             fatal: handler,
             seccomp: SeccompMode::Off,
+            // Our extensions too: they are more host code for inputs to reach.
+            extensions: true,
         });
         let hypercalls = match setup {
             Ok(hypercalls) => hypercalls,

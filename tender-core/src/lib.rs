@@ -25,6 +25,7 @@ pub mod memory;
 pub mod module;
 pub mod modules;
 pub mod sandbox;
+pub mod stats;
 pub mod vm;
 
 pub use error::{Error, Result};

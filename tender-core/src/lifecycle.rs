@@ -14,6 +14,7 @@ use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::module::{Ending, Module, Reservation, SetupContext};
 use crate::sandbox::{Allowlist, SeccompMode};
+use crate::stats::Counter;
 use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
 
 /// The modules of one tender, and what the lifecycle learnt about them.
@@ -31,6 +32,8 @@ pub struct SetupEnv<'a> {
     pub poll: Rc<dyn PollSet>,
     pub fatal: FatalHandler,
     pub seccomp: SeccompMode,
+    /// The guest carries our note (§12): our extensions may be offered.
+    pub extensions: bool,
 }
 
 impl ModuleSet {
@@ -150,6 +153,7 @@ impl ModuleSet {
                 reservation: *reservation,
                 fatal: &env.fatal,
                 seccomp: env.seccomp,
+                extensions: env.extensions,
             };
             module.setup(&mut ctx)?;
         }
@@ -169,6 +173,11 @@ impl ModuleSet {
         self.modules
             .iter_mut()
             .try_for_each(|m| m.before_first_run(vcpu))
+    }
+
+    /// Stage 7, at every exit of the guest before it is served.
+    pub fn guest_exit(&mut self) -> Result<()> {
+        self.modules.iter_mut().try_for_each(|m| m.guest_exit())
     }
 
     /// Stage 7: offers a VM exit the core does not serve to each module until
@@ -192,6 +201,15 @@ impl ModuleSet {
         for module in self.modules.iter_mut().rev() {
             module.halt(ending);
         }
+    }
+
+    /// Every module's counters, in module order.
+    pub fn counters(&self) -> Vec<(&'static str, Counter)> {
+        let mut out = Vec::new();
+        for module in &self.modules {
+            module.counters(&mut out);
+        }
+        out
     }
 
     /// Adds every module's rules to the vCPU thread's allow-list.

@@ -34,6 +34,7 @@ use crate::hypercall::Hypercalls;
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::sandbox::{Allowlist, SeccompMode};
+use crate::stats::Counter;
 use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
 
 /// An area at the top of guest memory that the lifecycle set aside for one
@@ -62,6 +63,10 @@ pub struct SetupContext<'a> {
     pub fatal: &'a FatalHandler,
     /// What the seccomp filters of the module's threads do (`--seccomp`).
     pub seccomp: SeccompMode,
+    /// The guest carries our note (§12): the module may offer our
+    /// extensions, negotiated by feature bits (§12.5). Without it the guest
+    /// must see exactly what upstream shows it.
+    pub extensions: bool,
 }
 
 /// How the guest ended, for [`Module::halt`].
@@ -124,6 +129,13 @@ pub trait Module {
         Ok(())
     }
 
+    /// Runs at every exit of the guest (hypercalls included), before the
+    /// exit is served. It runs tens of thousands of times a second: keep it
+    /// to a few loads when there is nothing to do.
+    fn guest_exit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Offered each VM exit the core does not serve. `Ok(None)`: not this
     /// module's; the core's own handling (an error) applies if no module
     /// takes it.
@@ -138,6 +150,10 @@ pub trait Module {
 
     /// The guest ended: stop threads, flush, sync.
     fn halt(&mut self, _ending: Ending) {}
+
+    /// This module's counters, for the line that `TENDER_STATS=1` prints
+    /// when the guest ends ([`crate::stats`]). Asked once, before the run.
+    fn counters(&self, _out: &mut Vec<(&'static str, Counter)>) {}
 
     /// Adds to the vCPU thread's allow-list what this module's hypercall
     /// handlers and hooks call once set-up is over, with the descriptors

@@ -44,6 +44,11 @@ pub fn hypercall(number: u16, arg: *mut u8) {
     // SAFETY: the bindings pass the argument struct of `number`, built by
     // guest code in this process from its own buffers.
     let result = with(|mock| unsafe { mock.serve(number, arg) });
+    end_on_stop(result);
+}
+
+/// Unwinds with a [`GuestExit`] when the tender stopped the guest.
+fn end_on_stop(result: std::result::Result<Action, String>) {
     match result {
         Ok(Action::Continue) => {}
         Ok(Action::Exit(code)) => std::panic::panic_any(GuestExit { code, error: None }),
@@ -73,10 +78,10 @@ pub fn boot_info() -> Option<&'static BootInfo> {
         .flatten()
 }
 
-/// The bindings' host port writer: a doorbell write on this thread's mock
-/// tender, as the guest's `out` to a port with an ioeventfd.
+/// The bindings' host port writer: the guest's `out` to a port that is not
+/// a hypercall's, on this thread's mock tender (a doorbell, or an exit the
+/// modules serve). A port the tender refuses ends the guest, as
+/// [`hypercall`] does.
 pub fn port_write(port: u16, value: u32) {
-    with(|mock| {
-        mock.vm().port_write(port, value);
-    })
+    end_on_stop(with(|mock| mock.port_write(port, value)));
 }

@@ -42,22 +42,23 @@ use hvt_abi::manifest::{MftEntry, MFT_DEV_BLOCK_BASIC, MFT_DEV_NET_BASIC, MFT_MA
 use tender_core::devices::console::Console;
 use tender_core::devices::disk::BlockBackend;
 use tender_core::devices::poller::{PollSet, Poller};
-use tender_core::devices::wire::{self, WirePort};
+use tender_core::devices::wire;
 use tender_core::error::{Error, FatalHandler, Result};
-use tender_core::hypercall::Hypercalls;
+use tender_core::hypercall::{Action, Hypercalls};
 use tender_core::lifecycle::{ModuleSet, SetupEnv};
 use tender_core::manifest::Manifest;
 use tender_core::memory::GuestRam;
 use tender_core::module::Ending;
 use tender_core::modules::{self, block, net, Host};
 use tender_core::sandbox::SeccompMode;
+use tender_core::vm::{ExitAction, VmExit};
 
 pub use clock::VirtualClock;
 pub use current::{boot_info, hypercall, install, monotonic_ns, port_write, uninstall, with};
 pub use tender_core::devices::frame::FrameBackend;
 pub use tender_core::devices::memdisk::{DiskFault, MemDisk};
-pub use tender_core::devices::wire::{WireConfig, WireStats};
-pub use vm::MockVm;
+pub use tender_core::devices::wire::{WireConfig, WirePort, WireStats};
+pub use vm::{MockVcpu, MockVm};
 pub use vm_memory::VolatileSlice;
 
 /// Guest memory of a mock tender, in MiB.
@@ -97,6 +98,9 @@ pub struct MockConfig<'a> {
     /// Block devices on in-memory disks, after the network devices. Keep an
     /// `Arc` of a disk to look at it, or to run another guest on it.
     pub disks: &'a [MockDisk<'a>],
+    /// Play a guest without our note (§12): the tender offers none of our
+    /// extensions, as for an upstream Solo5 guest.
+    pub upstream_guest: bool,
 }
 
 /// A block device of a mock tender.
@@ -165,6 +169,7 @@ pub struct MockTender {
     hypercalls: Hypercalls,
     modules: ModuleSet,
     vm: MockVm,
+    vcpu: MockVcpu,
     console: Arc<Console>,
     clock: MockClock,
     /// The wire port of each wired network device, by handle.
@@ -313,6 +318,9 @@ impl MockTender {
             fatal,
             // The mock runs inside a test process, which it must not confine.
             seccomp: SeccompMode::Off,
+            // Mock guests are ours: they get our extensions unless the test
+            // plays an upstream guest.
+            extensions: !config.upstream_guest,
         })?;
         let mut info = BootInfo {
             mem_size: ram.visible_size(),
@@ -328,6 +336,7 @@ impl MockTender {
             hypercalls,
             modules,
             vm,
+            vcpu: MockVcpu::default(),
             console,
             clock,
             ports,
@@ -340,6 +349,12 @@ impl MockTender {
     /// The wire port of network device `handle`.
     pub fn wire_port(&self, handle: usize) -> Option<&WirePort> {
         self.ports.get(handle)?.as_deref()
+    }
+
+    /// The wire port of network device `handle`, to keep (for another
+    /// thread, say).
+    pub fn shared_wire_port(&self, handle: usize) -> Option<Arc<WirePort>> {
+        self.ports.get(handle)?.clone()
     }
 
     /// The boot information this tender gives its guest (host addresses).
@@ -383,6 +398,28 @@ impl MockTender {
     /// False if no doorbell is registered.
     pub fn kick_ring(&self) -> bool {
         self.vm.port_write(RING_KICK_PIO_BASE, 0)
+    }
+
+    /// A guest's 32-bit OUT of `value` to `port` that is not a hypercall: an
+    /// in-kernel doorbell if one is registered for it, otherwise an exit the
+    /// modules serve as on a tender. `Err`: the message the tender would
+    /// stop with.
+    pub fn port_write(&mut self, port: u16, value: u32) -> std::result::Result<Action, String> {
+        if self.vm.port_write(port, value) {
+            return Ok(Action::Continue);
+        }
+        self.modules.guest_exit().map_err(|e| e.to_string())?;
+        let exit = VmExit::IoOut {
+            port,
+            size: 4,
+            value,
+        };
+        match self.modules.vm_exit(&exit, &mut self.vcpu, &self.ram) {
+            Ok(Some(ExitAction::Resume)) => Ok(Action::Continue),
+            Ok(Some(ExitAction::Exit(code))) => Ok(Action::Exit(code)),
+            Ok(None) => Err(Error::invalid_port(port).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// What the modules' threads reported as fatal (a tender would have

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tender_core::error::{Error, Result};
-use tender_core::vm::{Extension, VmOps};
+use tender_core::vm::{DebugControl, Extension, Registers, SpecialRegisters, Vcpu, VmOps};
 use vm_memory::GuestRegionMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -52,5 +52,35 @@ impl MockVm {
             .iter()
             .find(|(p, datamatch, _)| *p == port && *datamatch == value)
             .is_some_and(|(_, _, eventfd)| eventfd.write(1).is_ok())
+    }
+}
+
+/// The mock's vCPU: a register file for the modules' exit hooks. Nothing
+/// runs on it: the guest is code of the test process.
+#[derive(Default)]
+pub struct MockVcpu {
+    pub registers: Registers,
+    pub special_registers: SpecialRegisters,
+    pub debug: Option<DebugControl>,
+}
+
+impl Vcpu for MockVcpu {
+    fn registers(&self) -> Result<Registers> {
+        Ok(self.registers)
+    }
+    fn set_registers(&mut self, registers: &Registers) -> Result<()> {
+        self.registers = *registers;
+        Ok(())
+    }
+    fn special_registers(&self) -> Result<SpecialRegisters> {
+        Ok(self.special_registers)
+    }
+    fn set_special_registers(&mut self, registers: &SpecialRegisters) -> Result<()> {
+        self.special_registers = *registers;
+        Ok(())
+    }
+    fn set_debug(&mut self, control: &DebugControl) -> Result<()> {
+        self.debug = Some(*control);
+        Ok(())
     }
 }

@@ -139,7 +139,7 @@ impl Guest {
             id: word(0),
             ret: i32::from_le_bytes(bytes[4..8].try_into().unwrap()),
             len: word(8),
-            reserved: word(12),
+            flags: word(12),
         }
     }
 

@@ -39,6 +39,7 @@ use tender_core::memory::GuestRam;
 use tender_core::module::{Ending, Module};
 use tender_core::modules::{self, Host};
 use tender_core::sandbox::SeccompMode;
+use tender_core::stats::Counter;
 use vstate::run::Stop;
 use vstate::vm::Vm;
 
@@ -139,26 +140,45 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
     // The hypercall table lives to the end: once confined, the tender
     // closes nothing its handlers hold.
     let mut hypercalls = None;
+    let kvm_run_returns = Counter::default();
+    let stats = std::env::var_os("TENDER_STATS").is_some_and(|v| v == "1");
     let stop = start(
         modules,
         &mut manifest,
         &mut ram,
         &mut vm,
-        &image,
-        &cmdline,
+        GuestTerms {
+            image: &image,
+            cmdline: &cmdline,
+            extensions: privilege == Privilege::User,
+        },
         seccomp,
     )
     .and_then(|table| {
+        if stats {
+            // The modules are set up: their counters exist.
+            let mut counters = vec![("kvm_run_returns", kvm_run_returns.clone())];
+            counters.extend(modules.counters());
+            tender_core::stats::enable(counters);
+        }
         vm.close_kvm();
         sandbox::confine(&confinement, &vm.vcpu, modules, inherited)?;
         let table = hypercalls.insert(table);
-        vstate::run::run(&mut vm.vcpu, &ram, table, modules, privilege)
+        vstate::run::run(
+            &mut vm.vcpu,
+            &ram,
+            table,
+            modules,
+            privilege,
+            &kvm_run_returns,
+        )
     });
     modules.halt(match &stop {
         Ok(Stop::Halt(code)) => Ending::Exit(*code),
         Ok(Stop::GuestFault(_)) => Ending::GuestFault,
         Err(_) => Ending::Error,
     });
+    tender_core::stats::print();
     let code = match stop {
         Ok(Stop::Halt(code)) => code,
         Ok(Stop::GuestFault(report)) => {
@@ -181,6 +201,14 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
     Ok(code)
 }
 
+/// What the modules' set-up needs to know of the guest.
+struct GuestTerms<'a> {
+    image: &'a LoadedImage,
+    cmdline: &'a str,
+    /// The guest carries our note (§12).
+    extensions: bool,
+}
+
 /// Sets up the modules, writes the boot information and runs the last hook
 /// before the guest: returns the hypercall table to run with.
 fn start(
@@ -188,10 +216,14 @@ fn start(
     manifest: &mut Manifest,
     ram: &mut GuestRam,
     vm: &mut Vm,
-    image: &LoadedImage,
-    cmdline: &str,
+    guest: GuestTerms<'_>,
     seccomp: SeccompMode,
 ) -> Result<Hypercalls> {
+    let GuestTerms {
+        image,
+        cmdline,
+        extensions,
+    } = guest;
     let tsc_hz = vm.tsc_hz()?;
     let hypercalls = modules.setup(SetupEnv {
         manifest,
@@ -200,6 +232,7 @@ fn start(
         poll: Rc::new(Poller::new()?),
         fatal: exit_on_fatal(),
         seccomp,
+        extensions,
     })?;
     let mut info = BootInfo {
         mem_size: ram.visible_size(),

@@ -22,6 +22,8 @@ extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut li
     };
     // Writable images are made durable before the tender goes.
     tender_core::devices::exit_sync::sync_all();
+    // The counters of `TENDER_STATS=1`, if asked for.
+    tender_core::stats::print();
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours
     // and `len` is within it.
     unsafe {

@@ -303,7 +303,9 @@ where
         let has_ready = EXECUTOR.with(Executor::has_ready);
         let interest = io::interest();
         if has_ready && interest == 0 {
-            // Nothing to learn from the tender: keep running tasks.
+            // Nothing to learn from the tender: keep running tasks, but do
+            // not leave frames in the ring for the next exit (§12.7).
+            crate::net::ring::flush_lazy_writes();
             continue;
         }
         let deadline = if has_ready {

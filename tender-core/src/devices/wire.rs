@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use vm_memory::VolatileSlice;
 
@@ -171,9 +171,14 @@ impl State {
     }
 }
 
+/// Held sends: while the flag is set, every send waits (a host side that
+/// stalls, for tests of what a full ring does).
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
 /// One end of a wire.
 pub struct WirePort {
     state: Arc<Mutex<State>>,
+    gate: Gate,
     side: usize,
     name: String,
 }
@@ -187,8 +192,10 @@ pub fn pair(config: WireConfig, names: [&str; 2]) -> (WirePort, WirePort) {
         towards: [Direction::default(), Direction::default()],
         stats: WireStats::default(),
     }));
+    let gate = Gate::default();
     let port = |side: usize| WirePort {
         state: state.clone(),
+        gate: gate.clone(),
         side,
         name: names[side].to_owned(),
     };
@@ -222,6 +229,14 @@ impl WirePort {
         self.state().config
     }
 
+    /// Makes every send on the wire, from either end, wait until
+    /// `stalled` is set back to false.
+    pub fn stall_sends(&self, stalled: bool) {
+        let (flag, changed) = &*self.gate;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = stalled;
+        changed.notify_all();
+    }
+
     /// Changes the impairments of the whole wire from now on; the generator
     /// goes on from where it is (the seed of `config` is ignored).
     pub fn reconfigure(&self, config: WireConfig) {
@@ -239,6 +254,12 @@ impl FrameBackend for WirePort {
     }
 
     fn send(&self, frame: &VolatileSlice<'_>) -> io::Result<usize> {
+        let (flag, changed) = &*self.gate;
+        let mut stalled = flag.lock().unwrap_or_else(|e| e.into_inner());
+        while *stalled {
+            stalled = changed.wait(stalled).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(stalled);
         let mut bytes = vec![0u8; frame.len()];
         let copied = frame.copy_to(&mut bytes[..]);
         bytes.truncate(copied);

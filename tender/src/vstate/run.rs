@@ -8,6 +8,7 @@ use tender_core::error::{Error, Result};
 use tender_core::hypercall::{Action, Hypercalls};
 use tender_core::lifecycle::ModuleSet;
 use tender_core::memory::GuestRam;
+use tender_core::stats::Counter;
 use tender_core::vm::{ExitAction, Vcpu, VmExit};
 
 use super::vcpu::KvmVcpu;
@@ -61,16 +62,21 @@ fn io_size(vcpu: &mut KvmVcpu) -> u8 {
     unsafe { vcpu.fd.get_kvm_run().__bindgen_anon_1.io.size }
 }
 
-/// Runs the guest until it halts or the tender must stop it.
+/// Runs the guest until it halts or the tender must stop it. `returns`
+/// counts the returns from KVM_RUN (every exit the tender sees, for
+/// `TENDER_STATS`).
 pub fn run(
     vcpu: &mut KvmVcpu,
     ram: &GuestRam,
     hypercalls: &mut Hypercalls,
     modules: &mut ModuleSet,
     privilege: Privilege,
+    returns: &Counter,
 ) -> Result<Stop> {
     loop {
-        let exit = match vcpu.fd.run() {
+        let exit = vcpu.fd.run();
+        returns.add(1);
+        let exit = match exit {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) if e.errno() == libc::EFAULT => {
@@ -81,6 +87,7 @@ pub fn run(
             }
             Err(e) => return Err(Error::Kvm(format!("KVM_RUN failed: {e}"))),
         };
+        modules.guest_exit()?;
         let exit = match exit {
             VcpuExit::IoOut(port, data) => {
                 let mut word = [0u8; 4];

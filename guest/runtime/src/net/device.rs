@@ -1,9 +1,10 @@
 //! smoltcp's `phy::Device` over an hvt network device.
 //!
 //! Every NET_READ and NET_WRITE is a VM exit, so the device reads only when
-//! the tender has reported it readable, and stops at the first "no frame"
-//! (the tender's epoll is level-triggered: frames left over make the next
-//! yield report the device again).
+//! the tender has reported it readable, and stops at the first "no frame",
+//! or earlier when the ring says the device is drained (the tender's epoll
+//! is level-triggered: frames left over make the next yield report the
+//! device again).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -50,9 +51,18 @@ impl NetDevice {
         self.info
     }
 
+    /// Reads one frame into `rx`; clears `readable` when the tender said
+    /// it was the last one waiting (§12.7), which saves the read that would
+    /// only have returned `AGAIN`.
     fn read_frame(&mut self) -> Result<usize, NetError> {
         match self.ring.as_mut() {
-            Some(ring) => ring.read(self.info.handle, &mut self.rx),
+            Some(ring) => {
+                let received = ring.read(self.info.handle, &mut self.rx)?;
+                if received.drained {
+                    self.readable = false;
+                }
+                Ok(received.len)
+            }
             None => net::read(self.info.handle, &mut self.rx),
         }
     }

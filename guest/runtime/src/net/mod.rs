@@ -11,7 +11,7 @@
 mod config;
 mod device;
 mod error;
-mod ring;
+pub(crate) mod ring;
 mod stack;
 mod tcp;
 mod udp;

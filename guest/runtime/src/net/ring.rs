@@ -1,21 +1,41 @@
 //! The guest side of the shared-memory network ring (§6.7), used instead of
 //! the NET_READ/NET_WRITE hypercalls when the tender offers it
-//! (`HOST_FEATURE_RING_IO`). Frames pass through the ring without a VM exit;
-//! the doorbell (an OUT to port 0x600) is served in the host kernel by an
-//! ioeventfd, and only rung when the host's I/O thread sleeps.
+//! (`HOST_FEATURE_RING_IO`). Frames pass through the ring without a return
+//! to the tender; the doorbell (an OUT to port 0x600) is served in the host
+//! kernel by an ioeventfd, and only rung when the host's I/O thread sleeps.
+//!
+//! When our tender also offers §12.7 (`HOST_FEATURE_RING_EXIT_SERVICE`),
+//! the tender serves the ring at each of the guest's exits too, so a
+//! sleeping I/O thread is not woken for each frame:
+//! * a write to a sleeping thread is left in the ring for the next exit (the
+//!   executor's yield, at the latest after its current pass; see
+//!   [`flush_lazy_writes`]), unless many are waiting, which wakes the thread;
+//! * a read with the thread asleep rings `DOORBELL_SERVE_NOW`, which the
+//!   tender serves before the guest resumes: one exit, as NET_READ costs,
+//!   and no wake-up of a thread that a busy host may not run for a while.
+//!   With the thread awake the guest waits for its commit at most
+//!   [`COMMIT_WAIT_US`], then asks the same way;
+//! * a commit may say the device is drained, which saves the read that
+//!   would only have returned `AGAIN`.
+//!
+//! On upstream's tender (no §12.7) the client follows upstream's bindings
+//! exactly.
 
 use alloc::boxed::Box;
 use alloc::vec;
+use core::cell::Cell;
 use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
-use hvt_abi::boot::HOST_FEATURE_RING_IO;
+use hvt_abi::boot::{HOST_FEATURE_RING_EXIT_SERVICE, HOST_FEATURE_RING_IO};
 use hvt_abi::hypercall::{result, RING_KICK_PIO_BASE};
 use hvt_abi::ring::{
-    Ring, RingCommit, RingEntry, OP_NET_READ, OP_NET_WRITE, RING_BUF_SIZE, RING_SIZE,
+    Ring, RingCommit, RingEntry, COMMIT_DRAINED, DOORBELL_SERVE_NOW, OP_NET_READ, OP_NET_WRITE,
+    RING_BUF_SIZE, RING_SIZE,
 };
 use hvt_bindings::net::NetError;
 
+use crate::local::runtime_local;
 use hvt_bindings::abi as hvt_abi;
 
 /// Entries the guest may have outstanding (one slot stays free).
@@ -24,66 +44,36 @@ use hvt_bindings::abi as hvt_abi;
 const MAX_OUTSTANDING: u32 = RING_SIZE as u32 - 1;
 const _: () = assert!(RING_SIZE <= u32::MAX as usize);
 
-pub struct RingClient {
-    ring: *mut Ring,
-    /// One transmit buffer per slot (`RING_SIZE` of them), so callers may
-    /// reuse their frames.
-    buffers: *mut [u8; RING_BUF_SIZE],
-    /// The heap storage of `buffers`, in a guest.
-    _storage: Option<Box<[[u8; RING_BUF_SIZE]]>>,
-    /// What to subtract from a buffer's address to get the address the host
-    /// knows it by: 0 in a guest, where addresses are guest-physical; the
-    /// mock's host address of its GPA 0 in a host test.
-    gpa_offset: u64,
-    next_id: u32,
+/// Writes left for the next exit before the guest wakes the I/O thread
+/// instead (§12.7): a bulk send is better served by the thread, in
+/// parallel, than by the vCPU in one long exit.
+const LAZY_WRITES: u32 = 32;
+
+/// How long the guest waits for an awake I/O thread to commit its read
+/// before it asks for the read in its own exit (§12.7): a thread that
+/// runs answers in a few microseconds; one that does not (a busy host)
+/// could take a whole time slice.
+pub const COMMIT_WAIT_US: u64 = 25;
+
+/// A frame the ring read, and whether the tender said no other was waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub len: usize,
+    pub drained: bool,
 }
 
-impl RingClient {
-    /// The ring, if the tender offers one.
-    pub fn from_boot_info() -> Option<RingClient> {
-        let info = hvt_bindings::boot::boot_info()?;
-        if info.host_features & HOST_FEATURE_RING_IO == 0 || info.net_ring == 0 {
-            return None;
-        }
-        let mut storage = vec![[0u8; RING_BUF_SIZE]; RING_SIZE].into_boxed_slice();
-        Some(RingClient {
-            ring: info.net_ring as *mut Ring,
-            buffers: storage.as_mut_ptr(),
-            _storage: Some(storage),
-            gpa_offset: 0,
-            next_id: 0,
-        })
-    }
+runtime_local! {
+    /// The ring, if §12.7 is offered, for [`flush_lazy_writes`].
+    static LAZY_RING: Cell<Option<RingCounters>> = Cell::new(None);
+}
 
-    /// A client of the ring at `ring` whose transmit buffers are the
-    /// `RING_SIZE` buffers at `buffers`, where the host knows each address
-    /// `a` as `a - gpa_offset`: a host test's view of a mock tender's memory.
-    ///
-    /// # Safety
-    /// `ring` and the buffers must stay valid, and be used by nobody else,
-    /// for the life of the client; so must every buffer passed to
-    /// [`RingClient::read`], and all of them must lie in the memory the
-    /// offset translates.
-    #[cfg(all(test, not(target_os = "none")))]
-    unsafe fn in_memory(
-        ring: *mut Ring,
-        buffers: *mut [u8; RING_BUF_SIZE],
-        gpa_offset: u64,
-    ) -> RingClient {
-        RingClient {
-            ring,
-            buffers,
-            _storage: None,
-            gpa_offset,
-            next_id: 0,
-        }
-    }
+/// The counters of `struct hvt_ring`, shared with the host.
+#[derive(Clone, Copy)]
+struct RingCounters {
+    ring: *mut Ring,
+}
 
-    /// The address the host knows `buffer` by.
-    fn host_address(&self, buffer: *const u8) -> u64 {
-        buffer as u64 - self.gpa_offset
-    }
-
+impl RingCounters {
     /// The ring counter at byte `offset` of `struct hvt_ring`.
     fn counter(&self, offset: usize) -> &'static AtomicU32 {
         // SAFETY: the ring lives in guest memory for the life of the guest;
@@ -103,35 +93,161 @@ impl RingClient {
     fn com_tail(&self) -> &'static AtomicU32 {
         self.counter(offset_of!(Ring, com_tail))
     }
-    fn needs_kick(&self) -> &'static AtomicU32 {
+    fn needs_kick(&self) -> bool {
         self.counter(offset_of!(Ring, needs_kick))
+            .load(Ordering::Acquire)
+            != 0
     }
-
-    /// Publishes `entry` in the next slot and rings the doorbell if the
-    /// host's I/O thread went to sleep.
-    fn submit(&mut self, mut entry: RingEntry) {
-        while self
-            .ent_tail()
+    /// Entries published and not yet taken by the host.
+    fn unserved(&self) -> u32 {
+        self.ent_tail()
             .load(Ordering::Relaxed)
             .wrapping_sub(self.ent_head().load(Ordering::Acquire))
-            >= MAX_OUTSTANDING
-        {
+    }
+}
+
+/// The executor's hook before it runs another pass without yielding: writes
+/// left for the next exit (§12.7) would wait for that pass, so wake the I/O
+/// thread for them. Nothing to do without §12.7, or with an awake thread.
+pub(crate) fn flush_lazy_writes() {
+    LAZY_RING.with(|ring| {
+        if let Some(ring) = ring.get() {
+            if ring.unserved() != 0 && ring.needs_kick() {
+                kick(0);
+            }
+        }
+    });
+}
+
+pub struct RingClient {
+    counters: RingCounters,
+    /// One transmit buffer per slot (`RING_SIZE` of them), so callers may
+    /// reuse their frames.
+    buffers: *mut [u8; RING_BUF_SIZE],
+    /// The heap storage of `buffers`, in a guest.
+    _storage: Option<Box<[[u8; RING_BUF_SIZE]]>>,
+    /// What to subtract from a buffer's address to get the address the host
+    /// knows it by: 0 in a guest, where addresses are guest-physical; the
+    /// mock's host address of its GPA 0 in a host test.
+    gpa_offset: u64,
+    next_id: u32,
+    /// The tender offers §12.7.
+    exit_service: bool,
+    /// [`COMMIT_WAIT_US`] in TSC ticks.
+    commit_wait_ticks: u64,
+}
+
+impl Drop for RingClient {
+    fn drop(&mut self) {
+        // A host test's ring goes with its mock; a guest's lives forever.
+        LAZY_RING.with(|lazy| lazy.set(None));
+    }
+}
+
+/// The TSC, the clock of the guest's short waits.
+fn ticks() -> u64 {
+    // SAFETY: `rdtsc` reads the time-stamp counter; our guests may run it at
+    // CPL 3 (CR4.TSD is clear, §3.4), and so may a host test.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+impl RingClient {
+    /// The ring, if the tender offers one.
+    pub fn from_boot_info() -> Option<RingClient> {
+        let info = hvt_bindings::boot::boot_info()?;
+        if info.host_features & HOST_FEATURE_RING_IO == 0 || info.net_ring == 0 {
+            return None;
+        }
+        let mut storage = vec![[0u8; RING_BUF_SIZE]; RING_SIZE].into_boxed_slice();
+        Some(RingClient::new(
+            info.net_ring as *mut Ring,
+            storage.as_mut_ptr(),
+            Some(storage),
+            0,
+            info.host_features,
+            info.cpu_cycle_freq,
+        ))
+    }
+
+    fn new(
+        ring: *mut Ring,
+        buffers: *mut [u8; RING_BUF_SIZE],
+        storage: Option<Box<[[u8; RING_BUF_SIZE]]>>,
+        gpa_offset: u64,
+        host_features: u32,
+        tsc_hz: u64,
+    ) -> RingClient {
+        let exit_service = host_features & HOST_FEATURE_RING_EXIT_SERVICE != 0;
+        let counters = RingCounters { ring };
+        LAZY_RING.with(|lazy| lazy.set(exit_service.then_some(counters)));
+        RingClient {
+            counters,
+            buffers,
+            _storage: storage,
+            gpa_offset,
+            next_id: 0,
+            exit_service,
+            commit_wait_ticks: tsc_hz / 1_000_000 * COMMIT_WAIT_US,
+        }
+    }
+
+    /// A client of the ring at `ring` whose transmit buffers are the
+    /// `RING_SIZE` buffers at `buffers`, where the host knows each address
+    /// `a` as `a - gpa_offset`: a host test's view of a mock tender's memory.
+    ///
+    /// # Safety
+    /// `ring` and the buffers must stay valid, and be used by nobody else,
+    /// for the life of the client; so must every buffer passed to
+    /// [`RingClient::read`], and all of them must lie in the memory the
+    /// offset translates.
+    #[cfg(all(test, not(target_os = "none")))]
+    unsafe fn in_memory(
+        ring: *mut Ring,
+        buffers: *mut [u8; RING_BUF_SIZE],
+        gpa_offset: u64,
+        host_features: u32,
+    ) -> RingClient {
+        RingClient::new(
+            ring,
+            buffers,
+            None,
+            gpa_offset,
+            host_features,
+            1_000_000_000,
+        )
+    }
+
+    /// The address the host knows `buffer` by.
+    fn host_address(&self, buffer: *const u8) -> u64 {
+        buffer as u64 - self.gpa_offset
+    }
+
+    /// Waits for a free slot. Without §12.7 it spins, as upstream's bindings
+    /// do; with it, a ring that stays full is served in an exit of ours.
+    fn wait_for_slot(&self) {
+        let since = ticks();
+        while self.counters.unserved() >= MAX_OUTSTANDING {
+            if self.exit_service && ticks().wrapping_sub(since) > self.commit_wait_ticks {
+                kick(DOORBELL_SERVE_NOW);
+            }
             core::hint::spin_loop();
         }
-        let tail = self.ent_tail().load(Ordering::Relaxed);
+    }
+
+    /// Publishes `entry` in the next slot (which must be free).
+    fn publish(&mut self, mut entry: RingEntry) {
+        let tail = self.counters.ent_tail().load(Ordering::Relaxed);
         entry.id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         // SAFETY: the slot at `tail` is the guest's until `ent_tail` moves.
         unsafe {
-            core::ptr::addr_of_mut!((*self.ring).entries[tail as usize % RING_SIZE])
+            core::ptr::addr_of_mut!((*self.counters.ring).entries[tail as usize % RING_SIZE])
                 .write_volatile(entry);
         }
-        self.ent_tail()
+        self.counters
+            .ent_tail()
             .store(tail.wrapping_add(1), Ordering::Release);
         fence(Ordering::SeqCst);
-        if self.needs_kick().load(Ordering::Acquire) != 0 {
-            kick();
-        }
     }
 
     /// Queues `frame` for sending; returns at once.
@@ -140,11 +256,9 @@ impl RingClient {
             return hvt_bindings::net::write(handle, frame);
         }
         let handle = u32::try_from(handle).map_err(|_| NetError::Invalid)?;
-        let tail = self.ent_tail().load(Ordering::Relaxed);
         // Wait for the slot before reusing its buffer.
-        while tail.wrapping_sub(self.ent_head().load(Ordering::Acquire)) >= MAX_OUTSTANDING {
-            core::hint::spin_loop();
-        }
+        self.wait_for_slot();
+        let tail = self.counters.ent_tail().load(Ordering::Relaxed);
         // SAFETY: `buffers` holds RING_SIZE buffers (see the constructors);
         // this slot's is free: its entry was consumed (waited for above).
         let buffer = unsafe { &mut *self.buffers.add(tail as usize % RING_SIZE) };
@@ -152,20 +266,24 @@ impl RingClient {
         // reason: at most RING_BUF_SIZE (2048), checked above.
         #[allow(clippy::cast_possible_truncation)]
         let len = frame.len() as u32;
-        let entry = RingEntry {
+        self.publish(RingEntry {
             operation: OP_NET_WRITE,
             handle,
             data: self.host_address(buffer.as_ptr()),
             len,
             id: 0,
             reserved: 0,
-        };
-        self.submit(entry);
+        });
+        if self.counters.needs_kick()
+            && (!self.exit_service || self.counters.unserved() >= LAZY_WRITES)
+        {
+            kick(0);
+        }
         Ok(())
     }
 
     /// Receives one frame into `buffer` (synchronous: waits for the commit).
-    pub fn read(&mut self, handle: u64, buffer: &mut [u8]) -> Result<usize, NetError> {
+    pub fn read(&mut self, handle: u64, buffer: &mut [u8]) -> Result<Received, NetError> {
         let entry = RingEntry {
             operation: OP_NET_READ,
             handle: u32::try_from(handle).map_err(|_| NetError::Invalid)?,
@@ -175,19 +293,42 @@ impl RingClient {
             id: 0,
             reserved: 0,
         };
-        self.submit(entry);
-        let head = self.com_head().load(Ordering::Relaxed);
-        while self.com_tail().load(Ordering::Acquire) == head {
+        self.wait_for_slot();
+        self.publish(entry);
+        let head = self.counters.com_head().load(Ordering::Relaxed);
+        let committed = || self.counters.com_tail().load(Ordering::Acquire) != head;
+        if self.exit_service {
+            if self.counters.needs_kick() {
+                kick(DOORBELL_SERVE_NOW);
+            } else {
+                let since = ticks();
+                while !committed() {
+                    if ticks().wrapping_sub(since) > self.commit_wait_ticks {
+                        kick(DOORBELL_SERVE_NOW);
+                        break;
+                    }
+                    core::hint::spin_loop();
+                }
+            }
+        } else if self.counters.needs_kick() {
+            kick(0);
+        }
+        while !committed() {
             core::hint::spin_loop();
         }
         // SAFETY: the host published this commit before moving `com_tail`.
         let commit: RingCommit = unsafe {
-            core::ptr::addr_of!((*self.ring).commits[head as usize % RING_SIZE]).read_volatile()
+            core::ptr::addr_of!((*self.counters.ring).commits[head as usize % RING_SIZE])
+                .read_volatile()
         };
-        self.com_head()
+        self.counters
+            .com_head()
             .store(head.wrapping_add(1), Ordering::Release);
         match commit.ret {
-            result::OK => Ok((commit.len as usize).min(buffer.len())),
+            result::OK => Ok(Received {
+                len: (commit.len as usize).min(buffer.len()),
+                drained: commit.flags & COMMIT_DRAINED != 0,
+            }),
             result::AGAIN => Err(NetError::Again),
             result::EINVAL => Err(NetError::Invalid),
             _ => Err(NetError::Unspecified),
@@ -195,25 +336,30 @@ impl RingClient {
     }
 }
 
-/// Rings the doorbell: a 32-bit OUT of ring id 0 to port 0x600.
-fn kick() {
+/// Rings the doorbell: a 32-bit OUT of `value` to port 0x600 (0 is ring
+/// id 0, upstream's kick).
+fn kick(value: u32) {
     #[cfg(target_os = "none")]
     // SAFETY: the doorbell port; the tender registered an ioeventfd for it
-    // before offering the ring.
+    // before offering the ring, and serves other values itself (§12.7).
     unsafe {
-        core::arch::asm!("out dx, eax", in("dx") RING_KICK_PIO_BASE, in("eax") 0u32, options(nostack, preserves_flags));
+        core::arch::asm!("out dx, eax", in("dx") RING_KICK_PIO_BASE, in("eax") value, options(nostack, preserves_flags));
     }
     #[cfg(not(target_os = "none"))]
-    hvt_bindings::host::port_write(RING_KICK_PIO_BASE, 0);
+    hvt_bindings::host::port_write(RING_KICK_PIO_BASE, value);
 }
 
 /// The guest end of the ring against the real host end: a mock tender
-/// offers the ring and serves it with the net module's I/O thread over an
-/// in-memory wire; the client's buffers live in the mock's guest memory.
+/// offers the ring and serves it with the net module's I/O thread (and at
+/// the guest's exits, §12.7) over an in-memory wire; the client's buffers
+/// live in the mock's guest memory. Each test runs as one of our guests
+/// (§12.7 offered) and as an upstream guest.
 #[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
     use std::vec::Vec;
 
     use tender_mock::{FrameBackend, MockConfig, MockTender, VolatileSlice};
@@ -225,43 +371,68 @@ mod tests {
     /// The largest frame of a 1500-byte MTU, Ethernet header included.
     const MAX_FRAME: usize = 1514;
 
+    /// Both kinds of guest: ours (§12.7 offered) and upstream's.
+    const GUESTS: [bool; 2] = [false, true];
+
     /// A client on a fresh mock installed on this thread, and the host
-    /// address of the read buffer.
-    fn client() -> (RingClient, *mut u8) {
+    /// address of the read buffer. `upstream`: the mock plays a guest
+    /// without our note.
+    fn client(upstream: bool) -> (RingClient, *mut u8) {
         let mock = MockTender::with_config(&MockConfig {
             net_devices: &["a", "b"],
             ring: true,
+            upstream_guest: upstream,
             ..MockConfig::default()
         })
         .unwrap();
         let (base, _) = mock.ram().host_mapping();
         let gpa = mock.ring_gpa().expect("the ring is offered");
+        let features = mock.boot_info().host_features;
+        assert_eq!(
+            features & HOST_FEATURE_RING_EXIT_SERVICE == 0,
+            upstream,
+            "§12.7 is offered to our guests only"
+        );
         let offset = base as u64;
         tender_mock::install(mock);
         hvt_bindings::host::set_port_writer(tender_mock::port_write);
+        hvt_bindings::host::set_transport(tender_mock::hypercall);
         let at = |gpa: u64| (offset + gpa) as *mut u8;
         // SAFETY: the ring and the buffers lie in the mock's memory, which
         // lives (installed on this thread) until the test uninstalls it.
-        let client = unsafe { RingClient::in_memory(at(gpa).cast(), at(TX_GPA).cast(), offset) };
+        let client =
+            unsafe { RingClient::in_memory(at(gpa).cast(), at(TX_GPA).cast(), offset, features) };
         (client, at(RX_GPA))
+    }
+
+    /// The read buffer at `rx`.
+    fn rx_buffer(rx: *mut u8) -> &'static mut [u8] {
+        // SAFETY: the read buffer lies in the installed mock's memory.
+        unsafe { core::slice::from_raw_parts_mut(rx, RING_BUF_SIZE) }
     }
 
     fn frame(len: usize, seed: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 13 + seed).to_le_bytes()[0]).collect()
     }
 
+    /// The next frame at the wire end of device `handle`, if one is there.
+    fn arrived(handle: usize) -> Option<Vec<u8>> {
+        let mut buffer = vec![0u8; 65536];
+        let n = tender_mock::with(|m| {
+            let port = m.wire_port(handle).unwrap();
+            port.receive(&mut VolatileSlice::from(&mut buffer[..])).ok()
+        })?;
+        buffer.truncate(n);
+        Some(buffer)
+    }
+
     /// The next frame at the wire end of device `handle`, waiting for the
     /// ring thread to deliver it.
     fn delivered(handle: usize) -> Vec<u8> {
-        let mut buffer = vec![0u8; 65536];
-        for _ in 0..1_000_000 {
-            let got = tender_mock::with(|m| {
-                let port = m.wire_port(handle).unwrap();
-                port.receive(&mut VolatileSlice::from(&mut buffer[..])).ok()
-            });
-            if let Some(n) = got {
-                buffer.truncate(n);
-                return buffer;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(frame) = arrived(handle) {
+                return frame;
             }
             std::thread::yield_now();
         }
@@ -276,44 +447,197 @@ mod tests {
         });
     }
 
+    /// Waits until the I/O thread sleeps on its doorbell.
+    fn thread_asleep(client: &RingClient) {
+        let start = Instant::now();
+        while !client.counters.needs_kick() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the thread never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn no_fatal_errors() {
+        assert_eq!(
+            tender_mock::with(|m| m.fatal_errors()),
+            Vec::<std::string::String>::new()
+        );
+    }
+
     #[test]
     fn writes_of_every_size_wrap_the_ring_and_arrive_in_order() {
-        let (mut client, _) = client();
-        // 1514 frames through 1024 slots: indices and buffers wrap, and the
-        // client waits whenever the ring is full.
-        for len in 1..=MAX_FRAME {
-            client.write(1, &frame(len, len)).unwrap();
+        for upstream in GUESTS {
+            let (mut client, _) = client(upstream);
+            // 1514 frames through 1024 slots: indices and buffers wrap, and
+            // the client waits whenever the ring is full.
+            for len in 1..=MAX_FRAME {
+                client.write(1, &frame(len, len)).unwrap();
+            }
+            // Left for the next exit, if the thread slept: the executor's.
+            flush_lazy_writes();
+            for len in 1..=MAX_FRAME {
+                assert_eq!(delivered(2), frame(len, len), "frame of {len} bytes");
+            }
+            no_fatal_errors();
+            tender_mock::uninstall();
         }
-        for len in 1..=MAX_FRAME {
-            assert_eq!(delivered(2), frame(len, len), "frame of {len} bytes");
-        }
-        assert!(tender_mock::with(|m| m.fatal_errors().is_empty()));
-        tender_mock::uninstall();
     }
 
     #[test]
     fn reads_return_frames_of_every_size_then_again() {
-        let (mut client, rx) = client();
-        // SAFETY: the read buffer lies in the installed mock's memory.
-        let buffer = unsafe { core::slice::from_raw_parts_mut(rx, RING_BUF_SIZE) };
-        for len in (1..=MAX_FRAME).step_by(11).chain([MAX_FRAME]) {
-            let sent = frame(len, 5);
-            send_to(2, &sent);
-            assert_eq!(client.read(1, buffer), Ok(len));
-            assert_eq!(&buffer[..len], &sent[..]);
+        for upstream in GUESTS {
+            let (mut client, rx) = client(upstream);
+            let buffer = rx_buffer(rx);
+            for len in (1..=MAX_FRAME).step_by(11).chain([MAX_FRAME]) {
+                let sent = frame(len, 5);
+                send_to(2, &sent);
+                assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(len));
+                assert_eq!(&buffer[..len], &sent[..]);
+            }
+            assert_eq!(client.read(1, buffer), Err(NetError::Again));
+            assert_eq!(client.read(7, buffer), Err(NetError::Invalid));
+            // Reads and writes interleave over one ring.
+            for round in 0..2_000 {
+                client.write(1, &frame(60, round)).unwrap();
+                send_to(2, &frame(42, round));
+                assert_eq!(
+                    client.read(1, buffer).map(|r| r.len),
+                    Ok(42),
+                    "round {round}"
+                );
+                assert_eq!(&buffer[..42], &frame(42, round)[..]);
+            }
+            flush_lazy_writes();
+            for round in 0..2_000 {
+                assert_eq!(delivered(2), frame(60, round));
+            }
+            no_fatal_errors();
+            tender_mock::uninstall();
         }
-        assert_eq!(client.read(1, buffer), Err(NetError::Again));
-        assert_eq!(client.read(7, buffer), Err(NetError::Invalid));
-        // Reads and writes interleave over one ring.
-        for round in 0..2_000 {
-            client.write(1, &frame(60, round)).unwrap();
-            send_to(2, &frame(42, round));
-            assert_eq!(client.read(1, buffer), Ok(42), "round {round}");
-            assert_eq!(&buffer[..42], &frame(42, round)[..]);
+    }
+
+    #[test]
+    fn a_read_says_whether_the_device_is_drained_only_to_our_guests() {
+        for upstream in GUESTS {
+            let (mut client, rx) = client(upstream);
+            let buffer = rx_buffer(rx);
+            // With the thread asleep, our guest's read is served in its own
+            // exit, which looks at the device after the read.
+            thread_asleep(&client);
+            send_to(2, &frame(100, 1));
+            send_to(2, &frame(101, 2));
+            let first = client.read(1, buffer).unwrap();
+            assert_eq!((first.len, first.drained), (100, false));
+            thread_asleep(&client);
+            let last = client.read(1, buffer).unwrap();
+            assert_eq!(last.len, 101);
+            assert_eq!(last.drained, !upstream, "upstream commits carry no flags");
+            assert_eq!(client.read(1, buffer), Err(NetError::Again));
+            tender_mock::uninstall();
         }
-        for round in 0..2_000 {
-            assert_eq!(delivered(2), frame(60, round));
+    }
+
+    #[test]
+    fn our_guests_writes_wait_for_their_next_exit_instead_of_a_kick() {
+        let (mut client, _) = client(false);
+        thread_asleep(&client);
+        client.write(1, &frame(64, 1)).unwrap();
+        client.write(1, &frame(65, 2)).unwrap();
+        // Nobody was woken: the frames wait in the ring...
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(arrived(2), None);
+        // ...until the guest's next exit, which sends them before it is
+        // served (no waiting here: the exit itself delivered them).
+        let _ = hvt_bindings::clock::wall_ns();
+        assert_eq!(arrived(2), Some(frame(64, 1)));
+        assert_eq!(arrived(2), Some(frame(65, 2)));
+        // The executor, before a pass without a yield, wakes the thread.
+        thread_asleep(&client);
+        client.write(1, &frame(66, 3)).unwrap();
+        flush_lazy_writes();
+        assert_eq!(delivered(2), frame(66, 3));
+        // A burst of writes wakes the thread without an exit.
+        thread_asleep(&client);
+        for round in 0..LAZY_WRITES as usize {
+            client.write(1, &frame(70, round)).unwrap();
         }
+        for round in 0..LAZY_WRITES as usize {
+            assert_eq!(delivered(2), frame(70, round));
+        }
+        no_fatal_errors();
         tender_mock::uninstall();
+    }
+
+    #[test]
+    fn ring_and_hypercall_writes_of_our_guests_keep_their_order() {
+        let (mut client, _) = client(false);
+        // Frames too large for a ring buffer go by NET_WRITE; the exit of
+        // that hypercall first sends what the ring holds.
+        let big = |seed| frame(RING_BUF_SIZE + 100, seed);
+        for round in 0..50 {
+            if round % 10 == 0 {
+                thread_asleep(&client);
+            }
+            client.write(1, &frame(60, round)).unwrap();
+            client.write(1, &big(round)).unwrap();
+        }
+        flush_lazy_writes();
+        for round in 0..50 {
+            assert_eq!(delivered(2), frame(60, round), "round {round}");
+            assert_eq!(delivered(2), big(round), "round {round}");
+        }
+        no_fatal_errors();
+        tender_mock::uninstall();
+    }
+
+    #[test]
+    fn the_serve_now_doorbell_is_ours_only() {
+        for upstream in GUESTS {
+            let (_client, _) = client(upstream);
+            let served =
+                tender_mock::with(|m| m.port_write(RING_KICK_PIO_BASE, DOORBELL_SERVE_NOW));
+            if upstream {
+                assert_eq!(served.unwrap_err(), "Invalid guest port access: port=0x600");
+            } else {
+                assert!(served.is_ok());
+            }
+            tender_mock::uninstall();
+        }
+    }
+
+    #[test]
+    fn a_stalled_host_makes_a_full_ring_wait_and_loses_nothing() {
+        for upstream in GUESTS {
+            let (mut client, _) = client(upstream);
+            let port: Arc<tender_mock::WirePort> =
+                tender_mock::with(|m| m.shared_wire_port(1).unwrap());
+            port.stall_sends(true);
+            let release = {
+                let port = port.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(200));
+                    port.stall_sends(false);
+                })
+            };
+            // More frames than the ring holds: the guest waits for room.
+            let start = Instant::now();
+            let count = RING_SIZE + 200;
+            for round in 0..count {
+                client.write(1, &frame(90, round)).unwrap();
+            }
+            assert!(
+                start.elapsed() >= Duration::from_millis(150),
+                "the writes did not wait for the stalled host"
+            );
+            release.join().unwrap();
+            flush_lazy_writes();
+            for round in 0..count {
+                assert_eq!(delivered(2), frame(90, round), "frame {round}");
+            }
+            no_fatal_errors();
+            tender_mock::uninstall();
+        }
     }
 }

@@ -25,8 +25,11 @@ use crate::devices::frame::{FrameBackend, Readiness};
 use crate::devices::tap::{error_text, Tap};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::memory::GuestRam;
 use crate::module::{Ending, Module, SetupContext};
 use crate::sandbox::Allowlist;
+use crate::stats::Counter;
+use crate::vm::{ExitAction, Vcpu, VmExit};
 pub use mac::Mac;
 
 /// Opens the back-end named by the value of `--net:NAME=VALUE`.
@@ -223,6 +226,29 @@ impl Module for Net {
         }
     }
 
+    fn guest_exit(&mut self) -> Result<()> {
+        match &self.ring {
+            Some(ring) => ring.serve_at_exit(),
+            None => Ok(()),
+        }
+    }
+
+    fn vm_exit(
+        &mut self,
+        exit: &VmExit,
+        _vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
+        // The ring was served as this exit began (`guest_exit`).
+        let serve_now = match (exit, &self.ring) {
+            (&VmExit::IoOut { port, size, value }, Some(ring)) => {
+                ring.is_serve_now(port, size, value)
+            }
+            _ => false,
+        };
+        Ok(serve_now.then_some(ExitAction::Resume))
+    }
+
     fn halt(&mut self, _ending: Ending) {
         // Upstream's HALT hook: the ring thread stops before the tender exits.
         if let Some(ring) = self.ring.as_mut() {
@@ -230,13 +256,30 @@ impl Module for Net {
         }
     }
 
+    fn counters(&self, out: &mut Vec<(&'static str, Counter)>) {
+        if let Some(ring) = &self.ring {
+            let counters = ring.counters();
+            out.extend([
+                ("net_ring_exit_entries", counters.exit_entries.clone()),
+                ("net_ring_thread_entries", counters.thread_entries.clone()),
+                ("net_ring_doorbells", counters.doorbells.clone()),
+                ("net_ring_wakeups", counters.wakeups.clone()),
+            ]);
+        }
+    }
+
     fn vcpu_rules(&self, vcpu: &mut Allowlist) {
         // NET_READ and NET_WRITE: one read or write of a tap.
         vcpu.allow_fds(libc::SYS_read, &self.fds)
             .allow_fds(libc::SYS_write, &self.fds);
-        // The halt hook wakes the ring's thread to stop it.
+        // The ring's thread is woken (for a burst, and to stop it) by a
+        // write of its doorbell; reads served at exits ask the taps, without
+        // waiting, whether more frames wait (§12.7).
         if let Some(ring) = &self.ring {
             vcpu.allow_fds(libc::SYS_write, &[ring.doorbell_fd()]);
+            if ring.exit_service() {
+                vcpu.allow_third_arg(libc::SYS_poll, &[0]);
+            }
         }
     }
 
