@@ -2,16 +2,24 @@
 //! own: TCP throughput host-to-guest and guest-to-host, ping RTT, 1-byte TCP
 //! round trip, and httpd requests per second (wrk), with the shared-memory
 //! ring and with hypercalls only; the baseline is the same transfers between
-//! two host endpoints over a veth pair.
+//! two host endpoints over a veth pair. Then the guest figures again with a
+//! CPU hog pinned to each core (a busy loop per core, started here), as on a
+//! shared server.
 //!
-//! `cargo bench --bench net` (as root, with ping and wrk installed).
+//! With each figure: the tender's returns from KVM_RUN (its exits) and the
+//! ring's in-kernel doorbells per MB or per request, and the tender's CPU
+//! time per MB or per request (all threads), read from `TENDER_STATS=1` and
+//! `/proc`.
+//!
+//! `cargo bench --bench net` (as root, with ping and wrk installed);
+//! NET_BENCH_HOG=0 skips the pass with the hog.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{guest, NetNs};
@@ -19,6 +27,7 @@ use common::{guest, NetNs};
 /// Bytes moved in each throughput run.
 const TRANSFER: usize = 64 << 20;
 const ROUND_TRIPS: usize = 2000;
+const PINGS: usize = 200;
 
 fn send_all(addr: (&str, u16)) -> Duration {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -72,7 +81,7 @@ fn mb_per_s(d: Duration) -> f64 {
 fn ping_avg_ms(ns: &NetNs, target: &str) -> f64 {
     let out = ns
         .exec("ping")
-        .args(["-c", "200", "-i", "0.005", "-q", target])
+        .args(["-c", &PINGS.to_string(), "-i", "0.005", "-q", target])
         .output()
         .expect("ping");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -84,33 +93,77 @@ fn ping_avg_ms(ns: &NetNs, target: &str) -> f64 {
         .unwrap_or_else(|| panic!("ping output: {text}"))
 }
 
-fn wrk_rps(ns: &NetNs, url: &str) -> f64 {
+/// wrk's requests per second, and its count of requests.
+fn wrk(ns: &NetNs, url: &str) -> (f64, f64) {
     let out = ns
         .exec("wrk")
         .args(["-t2", "-c16", "-d4s", url])
         .output()
         .expect("wrk");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let rps = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"))
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    // "  12345 requests in 4.00s, ..."
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    (rps, requests)
 }
 
+/// One measurement of a guest: the figure, and what the tender spent on it.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    /// Returns from KVM_RUN.
+    exits: f64,
+    /// Doorbells the ring's thread woke up to.
+    doorbells: f64,
+    /// CPU time of the tender process (all its threads), in ms.
+    cpu_ms: f64,
+}
+
+impl Cost {
+    fn per(self, units: f64) -> Cost {
+        Cost {
+            exits: self.exits / units,
+            doorbells: self.doorbells / units,
+            cpu_ms: self.cpu_ms / units,
+        }
+    }
+}
+
+#[derive(Default)]
 struct Figures {
     to_guest: f64,
     from_guest: f64,
     ping_ms: f64,
     tcp_rtt: Duration,
     http_rps: f64,
+    /// Per MB, host to guest and guest to host; per ping; per request.
+    to_guest_cost: Cost,
+    from_guest_cost: Cost,
+    ping_cost: Cost,
+    http_cost: Cost,
 }
 
-fn start_guest(ns: &NetNs, args: &[&str], ready: &str) -> Child {
+/// A tender running a guest, with `TENDER_STATS=1`.
+struct Guest {
+    child: Child,
+    stats: std::thread::JoinHandle<String>,
+}
+
+fn start_guest(ns: &NetNs, args: &[&str], ready: &str) -> Guest {
+    // `ip netns exec` execs the tender itself: the child is the tender.
     let mut child = ns
-        .tender_command(args)
+        .exec(common::tender_bin())
+        .args(args)
+        .env("TENDER_STATS", "1")
         .stdout(Stdio::piped())
-        // Stopping it makes the tender say "Exiting on signal 15".
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start tender");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -121,43 +174,140 @@ fn start_guest(ns: &NetNs, args: &[&str], ready: &str) -> Child {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    child
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let stats = std::thread::spawn(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("tender: stats:").map(str::to_owned))
+            .unwrap_or_default()
+    });
+    Guest { child, stats }
 }
 
-fn stop(mut child: Child) {
+/// The CPU time (user + system, all threads) of process `pid`, in ms.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the
+    // 12th, stime the 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks * 1000.0 / hz
+}
+
+/// Stops the guest; what the tender spent on it.
+fn stop(guest: Guest) -> Cost {
+    let Guest { mut child, stats } = guest;
+    let cpu_ms = cpu_ms(child.id());
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
+    let line = stats.join().unwrap_or_default();
+    let value = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Cost {
+        exits: value("kvm_run_returns"),
+        doorbells: value("net_ring_doorbells"),
+        cpu_ms,
+    }
 }
 
 fn measure_guest(ring: bool) -> Figures {
     let mut ns = NetNs::new();
     let tap = ns.add_tap(None, true, Some("10.66.0.1/24"));
     let net = format!("--net:service={tap}");
-    let mut tender_args: Vec<&str> = if ring { vec![] } else { vec!["--no-net-ring"] };
     let (echo, httpd) = (guest("echo"), guest("httpd"));
-    tender_args.extend([net.as_str(), echo.to_str().unwrap(), "--ipv4=10.66.0.2/24"]);
-    let child = start_guest(&ns, &tender_args, "echo: listening");
-    let (to_guest, from_guest, tcp_rtt) = ns.enter(|| {
-        (
-            send_all(("10.66.0.2", 9)),
-            receive_all(("10.66.0.2", 19)),
-            round_trips(("10.66.0.2", 7)),
+    let args = |image: &std::path::Path| -> Vec<String> {
+        let mut args: Vec<String> = if ring {
+            vec![]
+        } else {
+            vec!["--no-net-ring".into()]
+        };
+        args.extend([
+            net.clone(),
+            image.to_str().unwrap().into(),
+            "--ipv4=10.66.0.2/24".into(),
+        ]);
+        args
+    };
+    let echo_args = args(&echo);
+    let echo_args: Vec<&str> = echo_args.iter().map(String::as_str).collect();
+    let mb = TRANSFER as f64 / 1e6;
+    let mut f = Figures::default();
+
+    let guest = start_guest(&ns, &echo_args, "echo: listening");
+    let idle = stop(guest);
+    // Each transfer in a guest of its own, so that its costs are its own
+    // (less what a guest costs to start and stop, measured just above).
+    let less_idle = |cost: Cost| Cost {
+        exits: cost.exits - idle.exits,
+        doorbells: cost.doorbells - idle.doorbells,
+        cpu_ms: (cost.cpu_ms - idle.cpu_ms).max(0.0),
+    };
+    let guest = start_guest(&ns, &echo_args, "echo: listening");
+    let to_guest = ns.enter(|| send_all(("10.66.0.2", 9)));
+    f.to_guest_cost = less_idle(stop(guest)).per(mb);
+    let guest = start_guest(&ns, &echo_args, "echo: listening");
+    let from_guest = ns.enter(|| receive_all(("10.66.0.2", 19)));
+    f.from_guest_cost = less_idle(stop(guest)).per(mb);
+    let guest = start_guest(&ns, &echo_args, "echo: listening");
+    f.tcp_rtt = ns.enter(|| round_trips(("10.66.0.2", 7)));
+    f.ping_ms = ping_avg_ms(&ns, "10.66.0.2");
+    // Per ping, though the round trips before them are in it too.
+    f.ping_cost = less_idle(stop(guest)).per((PINGS + ROUND_TRIPS) as f64);
+    f.to_guest = mb_per_s(to_guest);
+    f.from_guest = mb_per_s(from_guest);
+
+    let httpd_args = args(&httpd);
+    let httpd_args: Vec<&str> = httpd_args.iter().map(String::as_str).collect();
+    let guest = start_guest(&ns, &httpd_args, "httpd: serving");
+    let (rps, requests) = wrk(&ns, "http://10.66.0.2/");
+    f.http_rps = rps;
+    f.http_cost = less_idle(stop(guest)).per(requests.max(1.0));
+    f
+}
+
+/// A busy loop on each core, as other tenants of a server: stopped (killed)
+/// when dropped.
+struct CpuHog(Vec<Child>);
+
+impl CpuHog {
+    fn start() -> CpuHog {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let exe = std::env::current_exe().expect("bench executable");
+        CpuHog(
+            (0..cores)
+                .map(|core| {
+                    Command::new("taskset")
+                        .args(["-c", &core.to_string()])
+                        .arg(&exe)
+                        .arg("--spin")
+                        .spawn()
+                        .expect("start a CPU hog (taskset)")
+                })
+                .collect(),
         )
-    });
-    let ping_ms = ping_avg_ms(&ns, "10.66.0.2");
-    stop(child);
-    let mut httpd_args: Vec<&str> = if ring { vec![] } else { vec!["--no-net-ring"] };
-    httpd_args.extend([net.as_str(), httpd.to_str().unwrap(), "--ipv4=10.66.0.2/24"]);
-    let child = start_guest(&ns, &httpd_args, "httpd: serving");
-    let http_rps = wrk_rps(&ns, "http://10.66.0.2/");
-    stop(child);
-    Figures {
-        to_guest: mb_per_s(to_guest),
-        from_guest: mb_per_s(from_guest),
-        ping_ms,
-        tcp_rtt,
-        http_rps,
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -238,42 +388,100 @@ fn measure_veth() -> Figures {
         ping_ms,
         tcp_rtt: rtt,
         http_rps: f64::NAN,
+        ..Figures::default()
     }
 }
 
+fn print_row(name: &str, f: &Figures) {
+    println!(
+        "{:<34} {:>7.1} MB/s {:>7.1} MB/s {:>7.3} ms {:>9.1} us {:>8.0} r/s",
+        name,
+        f.to_guest,
+        f.from_guest,
+        f.ping_ms,
+        f.tcp_rtt.as_secs_f64() * 1e6,
+        f.http_rps
+    );
+}
+
+fn print_costs(name: &str, f: &Figures) {
+    let cost = |c: Cost| format!("{:>7.1} {:>6.1} {:>6.2}", c.exits, c.doorbells, c.cpu_ms);
+    println!(
+        "{:<34} {}  {}  {}  {}",
+        name,
+        cost(f.to_guest_cost),
+        cost(f.from_guest_cost),
+        cost(f.ping_cost),
+        cost(Cost {
+            cpu_ms: f.http_cost.cpu_ms * 1000.0,
+            ..f.http_cost
+        })
+    );
+}
+
+fn print_ratios(ring: &Figures, hypercalls: &Figures) {
+    println!(
+        "ring / hypercalls: {:.2}x host->guest, {:.2}x guest->host, {:.2}x httpd requests, \
+         ping {:.2}x the time, KVM_RUN returns per request {:.2}x, per MB {:.2}x / {:.2}x",
+        ring.to_guest / hypercalls.to_guest,
+        ring.from_guest / hypercalls.from_guest,
+        ring.http_rps / hypercalls.http_rps,
+        ring.ping_ms / hypercalls.ping_ms,
+        ring.http_cost.exits / hypercalls.http_cost.exits,
+        ring.to_guest_cost.exits / hypercalls.to_guest_cost.exits,
+        ring.from_guest_cost.exits / hypercalls.from_guest_cost.exits,
+    );
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
+    }
+    if args.iter().any(|a| a == "--spin") {
+        // A CPU hog (see CpuHog): spins until killed.
+        loop {
+            std::hint::black_box(0u64);
+        }
     }
     let veth = measure_veth();
     let ring = measure_guest(true);
     let hypercalls = measure_guest(false);
-    println!("network benchmark ({} MiB per transfer, {ROUND_TRIPS} TCP round trips, 200 pings, wrk -t2 -c16 -d4s)", TRANSFER >> 20);
+    let hogged = (std::env::var("NET_BENCH_HOG").as_deref() != Ok("0")).then(|| {
+        let _hog = CpuHog::start();
+        (measure_guest(true), measure_guest(false))
+    });
+    println!(
+        "network benchmark ({} MiB per transfer, {ROUND_TRIPS} TCP round trips, {PINGS} pings, \
+         wrk -t2 -c16 -d4s)",
+        TRANSFER >> 20
+    );
     println!(
         "{:<34} {:>12} {:>12} {:>10} {:>12} {:>12}",
         "", "host->peer", "peer->host", "ping avg", "1-byte RTT", "httpd"
     );
-    for (name, f) in [
-        ("veth pair, two host endpoints", &veth),
-        ("guest, ring", &ring),
-        ("guest, hypercalls only", &hypercalls),
-    ] {
-        println!(
-            "{:<34} {:>7.1} MB/s {:>7.1} MB/s {:>7.3} ms {:>9.1} us {:>8.0} r/s",
-            name,
-            f.to_guest,
-            f.from_guest,
-            f.ping_ms,
-            f.tcp_rtt.as_secs_f64() * 1e6,
-            f.http_rps
-        );
+    print_row("veth pair, two host endpoints", &veth);
+    print_row("guest, ring", &ring);
+    print_row("guest, hypercalls only", &hypercalls);
+    if let Some((ring, hypercalls)) = &hogged {
+        print_row("guest, ring, CPU hog on each core", ring);
+        print_row("guest, hypercalls, CPU hog", hypercalls);
     }
     println!(
-        "ring / hypercalls: {:.2}x host->guest, {:.2}x guest->host, {:.2}x httpd requests",
-        ring.to_guest / hypercalls.to_guest,
-        ring.from_guest / hypercalls.from_guest,
-        ring.http_rps / hypercalls.http_rps
+        "tender costs: KVM_RUN returns, ring doorbells, CPU ms; per MB host->guest, per MB \
+         guest->host, per ping or 1-byte round trip, per request (CPU: ms per 1000 requests)"
     );
+    print_costs("guest, ring", &ring);
+    print_costs("guest, hypercalls only", &hypercalls);
+    if let Some((ring, hypercalls)) = &hogged {
+        print_costs("guest, ring, CPU hog", ring);
+        print_costs("guest, hypercalls, CPU hog", hypercalls);
+    }
+    print_ratios(&ring, &hypercalls);
+    if let Some((ring, hypercalls)) = &hogged {
+        print!("with a CPU hog: ");
+        print_ratios(ring, hypercalls);
+    }
     println!(
         "guest (ring) / veth: {:.2}x host->guest, {:.2}x guest->host",
         ring.to_guest / veth.to_guest,

@@ -302,6 +302,13 @@ where
         time::fire_due_timers();
         let has_ready = EXECUTOR.with(Executor::has_ready);
         let interest = io::interest();
+        // Frames are coming in and the host's I/O thread serves the ring:
+        // read again rather than pay an exit to ask or wait (§12.7).
+        let busy = crate::net::ring::busy_poll_set(interest);
+        if busy != 0 && (!has_ready || busy == interest) {
+            io::wake(busy);
+            continue;
+        }
         if has_ready && interest == 0 {
             // Nothing to learn from the tender: keep running tasks, but do
             // not leave frames in the ring for the next exit (§12.7).

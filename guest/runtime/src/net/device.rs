@@ -36,9 +36,13 @@ impl NetDevice {
     pub fn acquire(name: &str) -> Result<NetDevice, NetError> {
         let info = net::acquire(name)?;
         let frame = usize::from(info.mtu) + ETHERNET_HEADER;
+        let ring = RingClient::from_boot_info();
+        if ring.is_some() {
+            super::ring::uses_ring(info.handle);
+        }
         Ok(NetDevice {
             info,
-            ring: RingClient::from_boot_info(),
+            ring,
             readable: true,
             rx: vec![0; frame],
             tx: vec![0; frame],

@@ -16,7 +16,12 @@
 //!   With the thread awake the guest waits for its commit at most
 //!   [`COMMIT_WAIT_US`], then asks the same way;
 //! * a commit may say the device is drained, which saves the read that
-//!   would only have returned `AGAIN`.
+//!   would only have returned `AGAIN`;
+//! * while the thread is awake and frames came in the last
+//!   [`BUSY_POLL_US`], the executor reads again instead of yielding
+//!   ([`busy_poll_set`]): a yield is an exit, a read the thread serves is
+//!   not. A guest that received nothing for that long yields as before,
+//!   and the thread then goes to sleep.
 //!
 //! On upstream's tender (no §12.7) the client follows upstream's bindings
 //! exactly.
@@ -53,7 +58,7 @@ const LAZY_WRITES: u32 = 32;
 /// before it asks for the read in its own exit (§12.7): a thread that
 /// runs answers in a few microseconds; one that does not (a busy host)
 /// could take a whole time slice.
-pub const COMMIT_WAIT_US: u64 = 25;
+pub const COMMIT_WAIT_US: u64 = 50;
 
 /// A frame the ring read, and whether the tender said no other was waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +67,41 @@ pub struct Received {
     pub drained: bool,
 }
 
+/// How long after its last received frame the executor reads again
+/// instead of yielding, while the host's I/O thread is awake (§12.7).
+pub const BUSY_POLL_US: u64 = 200;
+
+/// What the executor's hooks know of the ring, if §12.7 is offered.
+#[derive(Clone, Copy)]
+struct Offered {
+    counters: RingCounters,
+    /// The network handles that use the ring.
+    handles: u64,
+    /// TSC at the last frame received.
+    last_frame: u64,
+    /// [`BUSY_POLL_US`] in TSC ticks.
+    busy_poll_ticks: u64,
+    /// `ent_head` when the guest last rang the in-kernel doorbell.
+    kicked_at: Option<u32>,
+}
+
+impl Offered {
+    /// Rings the in-kernel doorbell if the thread sleeps, once: while
+    /// `ent_head` has not moved since the last ring, the thread has not run
+    /// yet and its doorbell is still pending.
+    fn wake_thread(&mut self) {
+        let head = self.counters.ent_head().load(Ordering::Acquire);
+        if self.counters.needs_kick() && self.kicked_at != Some(head) {
+            kick(0);
+            self.kicked_at = Some(head);
+        }
+    }
+}
+
 runtime_local! {
-    /// The ring, if §12.7 is offered, for [`flush_lazy_writes`].
-    static LAZY_RING: Cell<Option<RingCounters>> = Cell::new(None);
+    /// The ring, if §12.7 is offered, for [`flush_lazy_writes`] and
+    /// [`busy_poll_set`].
+    static OFFERED: Cell<Option<Offered>> = Cell::new(None);
 }
 
 /// The counters of `struct hvt_ring`, shared with the host.
@@ -110,11 +147,49 @@ impl RingCounters {
 /// left for the next exit (§12.7) would wait for that pass, so wake the I/O
 /// thread for them. Nothing to do without §12.7, or with an awake thread.
 pub(crate) fn flush_lazy_writes() {
-    LAZY_RING.with(|ring| {
-        if let Some(ring) = ring.get() {
-            if ring.unserved() != 0 && ring.needs_kick() {
-                kick(0);
+    OFFERED.with(|offered| {
+        if let Some(mut o) = offered.get() {
+            if o.counters.unserved() != 0 {
+                o.wake_thread();
+                offered.set(Some(o));
             }
+        }
+    });
+}
+
+/// The executor's hook before it yields with nothing to run: of the
+/// handles in `interest` (waited on), those to read again at once instead
+/// of yielding. Empty unless §12.7 is offered, the host's I/O thread is
+/// awake, and a frame came within [`BUSY_POLL_US`].
+pub(crate) fn busy_poll_set(interest: u64) -> u64 {
+    OFFERED.with(|offered| match offered.get() {
+        Some(o)
+            if interest & o.handles != 0
+                && !o.counters.needs_kick()
+                && ticks().wrapping_sub(o.last_frame) < o.busy_poll_ticks =>
+        {
+            interest & o.handles
+        }
+        _ => 0,
+    })
+}
+
+/// Notes a frame received (for [`busy_poll_set`]).
+fn frame_received() {
+    OFFERED.with(|offered| {
+        if let Some(mut o) = offered.get() {
+            o.last_frame = ticks();
+            offered.set(Some(o));
+        }
+    });
+}
+
+/// Notes that network handle `handle` uses the ring.
+pub(crate) fn uses_ring(handle: u64) {
+    OFFERED.with(|offered| {
+        if let Some(mut o) = offered.get().filter(|_| handle < 64) {
+            o.handles |= 1 << handle;
+            offered.set(Some(o));
         }
     });
 }
@@ -140,7 +215,34 @@ pub struct RingClient {
 impl Drop for RingClient {
     fn drop(&mut self) {
         // A host test's ring goes with its mock; a guest's lives forever.
-        LAZY_RING.with(|lazy| lazy.set(None));
+        OFFERED.with(|offered| offered.set(None));
+    }
+}
+
+/// Watches the host's progress while the guest waits on it: the host is
+/// stalled when `ent_head` has not moved for [`COMMIT_WAIT_US`]. A thread
+/// that works through a long batch of writes ahead of the guest's read is
+/// not stalled; one that does not run is.
+struct Stall {
+    head: u32,
+    since: u64,
+}
+
+impl Stall {
+    fn new(client: &RingClient) -> Stall {
+        Stall {
+            head: client.counters.ent_head().load(Ordering::Acquire),
+            since: ticks(),
+        }
+    }
+
+    fn stalled(&mut self, client: &RingClient) -> bool {
+        let head = client.counters.ent_head().load(Ordering::Acquire);
+        let now = ticks();
+        if head != self.head {
+            (self.head, self.since) = (head, now);
+        }
+        now.wrapping_sub(self.since) > client.commit_wait_ticks
     }
 }
 
@@ -179,7 +281,17 @@ impl RingClient {
     ) -> RingClient {
         let exit_service = host_features & HOST_FEATURE_RING_EXIT_SERVICE != 0;
         let counters = RingCounters { ring };
-        LAZY_RING.with(|lazy| lazy.set(exit_service.then_some(counters)));
+        OFFERED.with(|offered| {
+            // Every device's client uses the same ring: keep the handles.
+            let handles = offered.get().map_or(0, |o| o.handles);
+            offered.set(exit_service.then_some(Offered {
+                counters,
+                handles,
+                last_frame: 0,
+                busy_poll_ticks: tsc_hz / 1_000_000 * BUSY_POLL_US,
+                kicked_at: None,
+            }))
+        });
         RingClient {
             counters,
             buffers,
@@ -225,9 +337,9 @@ impl RingClient {
     /// Waits for a free slot. Without §12.7 it spins, as upstream's bindings
     /// do; with it, a ring that stays full is served in an exit of ours.
     fn wait_for_slot(&self) {
-        let since = ticks();
+        let mut stall = Stall::new(self);
         while self.counters.unserved() >= MAX_OUTSTANDING {
-            if self.exit_service && ticks().wrapping_sub(since) > self.commit_wait_ticks {
+            if self.exit_service && stall.stalled(self) {
                 kick(DOORBELL_SERVE_NOW);
             }
             core::hint::spin_loop();
@@ -274,10 +386,17 @@ impl RingClient {
             id: 0,
             reserved: 0,
         });
-        if self.counters.needs_kick()
-            && (!self.exit_service || self.counters.unserved() >= LAZY_WRITES)
-        {
-            kick(0);
+        if !self.exit_service {
+            if self.counters.needs_kick() {
+                kick(0);
+            }
+        } else if self.counters.unserved() >= LAZY_WRITES {
+            OFFERED.with(|offered| {
+                if let Some(mut o) = offered.get() {
+                    o.wake_thread();
+                    offered.set(Some(o));
+                }
+            });
         }
         Ok(())
     }
@@ -301,9 +420,9 @@ impl RingClient {
             if self.counters.needs_kick() {
                 kick(DOORBELL_SERVE_NOW);
             } else {
-                let since = ticks();
+                let mut stall = Stall::new(self);
                 while !committed() {
-                    if ticks().wrapping_sub(since) > self.commit_wait_ticks {
+                    if stall.stalled(self) {
                         kick(DOORBELL_SERVE_NOW);
                         break;
                     }
@@ -325,10 +444,13 @@ impl RingClient {
             .com_head()
             .store(head.wrapping_add(1), Ordering::Release);
         match commit.ret {
-            result::OK => Ok(Received {
-                len: (commit.len as usize).min(buffer.len()),
-                drained: commit.flags & COMMIT_DRAINED != 0,
-            }),
+            result::OK => {
+                frame_received();
+                Ok(Received {
+                    len: (commit.len as usize).min(buffer.len()),
+                    drained: commit.flags & COMMIT_DRAINED != 0,
+                })
+            }
             result::AGAIN => Err(NetError::Again),
             result::EINVAL => Err(NetError::Invalid),
             _ => Err(NetError::Unspecified),
@@ -590,6 +712,38 @@ mod tests {
         }
         no_fatal_errors();
         tender_mock::uninstall();
+    }
+
+    #[test]
+    fn busy_polling_needs_frames_just_received_and_an_awake_thread() {
+        for upstream in GUESTS {
+            let (mut client, rx) = client(upstream);
+            let buffer = rx_buffer(rx);
+            uses_ring(1);
+            let interest = 1 << 1 | 1 << 5;
+            assert_eq!(busy_poll_set(interest), 0, "no frame received yet");
+            thread_asleep(&client);
+            send_to(2, &frame(80, 1));
+            send_to(2, &frame(81, 2));
+            // Served in the guest's exit, which found another frame waiting
+            // and woke the thread: a burst.
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
+            let busy = busy_poll_set(interest);
+            if upstream {
+                assert_eq!(busy, 0, "no busy polling without §12.7");
+            } else {
+                assert_eq!(
+                    busy,
+                    1 << 1,
+                    "only the ring's handle, while the thread is awake"
+                );
+            }
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(81));
+            // Nothing more came: once the thread sleeps, the guest yields.
+            thread_asleep(&client);
+            assert_eq!(busy_poll_set(interest), 0);
+            tender_mock::uninstall();
+        }
     }
 
     #[test]
