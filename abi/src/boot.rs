@@ -25,6 +25,11 @@ pub struct BootInfo {
 /// `HVT_FEATURE_RING_IO`: the shared-memory network ring is available.
 pub const HOST_FEATURE_RING_IO: u32 = 1 << 0;
 
+/// Ours (§12.7): the clock page at [`crate::layout::CLOCK_PAGE_BASE`] is
+/// kept current, so the guest reads wall-clock time from the TSC without a
+/// WALLTIME exit. Offered only to guests with our unprivileged note.
+pub const HOST_FEATURE_CLOCK_PAGE: u32 = 1 << 1;
+
 crate::assert_layout!(BootInfo, size = 56,
     mem_size @ 0, kernel_end @ 8, cpu_cycle_freq @ 16, cmdline @ 24, mft @ 32,
     host_features @ 40, guest_features @ 44, net_ring @ 48);
