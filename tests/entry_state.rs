@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashMap;
 
 use common::{cpl0_copy, guest, tender};
-use hvt_abi::boot::BootInfo;
+use hvt_abi::boot::{BootInfo, HOST_FEATURE_CLOCK_PAGE};
+use hvt_abi::clock::CLOCK_PAGE_VERSION;
 use hvt_abi::layout::{
     initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, DEFAULT_MEM_SIZE, EFER_INIT, GDT_CODE_INDEX,
     GDT_DATA_INDEX, GUEST_MIN_BASE, PML4_BASE, RFLAGS_INIT, RFLAGS_IOPL3,
@@ -48,7 +49,6 @@ fn check_common(map: &HashMap<String, String>, mem: u64) {
     let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     assert_eq!(hex(map, "boot.mft"), mft);
     assert_eq!(hex(map, "boot.cmdline"), mft + mft_size(1) as u64);
-    assert_eq!(hex(map, "boot.host_features"), 0);
     assert_eq!(hex(map, "boot.guest_features"), 0);
     assert_eq!(hex(map, "boot.net_ring"), 0);
     let kernel_end = hex(map, "boot.kernel_end");
@@ -66,10 +66,19 @@ fn check_common(map: &HashMap<String, String>, mem: u64) {
     );
 }
 
+/// FNV-1a's offset basis: the probe's checksum of no non-zero byte.
+const EMPTY_CHECKSUM: u64 = 0xcbf2_9ce4_8422_2325;
+
 #[test]
 fn cpl0_entry_state_matches_upstream() {
     let map = report(&[], &cpl0_copy("entry-state"), &["one", "two"]);
     check_common(&map, DEFAULT_MEM_SIZE);
+    // Nothing of ours: no feature bit, and low memory past the command
+    // line is all zero (no TSS, no clock page), as upstream leaves it.
+    assert_eq!(hex(&map, "boot.host_features"), 0);
+    assert_eq!(map["low.nonzero_pages"], "");
+    assert_eq!(hex(&map, "low.checksum"), EMPTY_CHECKSUM);
+    assert_eq!(map["clock.seq"], "0");
     assert_eq!(hex(&map, "rflags"), RFLAGS_INIT);
     // Selectors: GDT index times 8, RPL 0.
     assert_eq!(hex(&map, "cs"), u64::from(GDT_CODE_INDEX) * 8);
@@ -85,6 +94,16 @@ fn cpl0_entry_state_matches_upstream() {
 fn cpl3_entry_state_is_upstream_state_in_ring_3() {
     let map = report(&[], &guest("entry-state"), &["--solo5:quiet", "a", "b c"]);
     check_common(&map, DEFAULT_MEM_SIZE);
+    // Ours: the clock page is offered (§12.7) and already written; low
+    // memory holds the TSS and its bitmap's end byte, and the clock page.
+    assert_eq!(
+        hex(&map, "boot.host_features"),
+        u64::from(HOST_FEATURE_CLOCK_PAGE)
+    );
+    assert_eq!(map["low.nonzero_pages"], "0x18000,0x1a000,0x1b000");
+    let seq: u32 = map["clock.seq"].parse().unwrap();
+    assert!(seq >= 2 && seq.is_multiple_of(2), "clock page seq {seq}");
+    assert_eq!(map["clock.version"], CLOCK_PAGE_VERSION.to_string());
     // Both selectors carry RPL 3. (Shadow-paging KVM reports the host's
     // user selectors and always runs user mode with IF set; what matters is
     // the privilege level.)

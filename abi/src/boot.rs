@@ -25,11 +25,15 @@ pub struct BootInfo {
 /// `HVT_FEATURE_RING_IO`: the shared-memory network ring is available.
 pub const HOST_FEATURE_RING_IO: u32 = 1 << 0;
 
-/// Ours (§12.7), offered only with [`HOST_FEATURE_RING_IO`] to guests that
+/// Ours (§12.7): the clock page at [`crate::layout::CLOCK_PAGE_BASE`] is
+/// kept current, so the guest reads wall-clock time from the TSC without a
+/// WALLTIME exit. Offered only to guests with our unprivileged note.
+pub const HOST_FEATURE_CLOCK_PAGE: u32 = 1 << 1;
+
+/// Ours (§12.8), offered only with [`HOST_FEATURE_RING_IO`] to guests that
 /// carry our note: ring entries are also served at each of the guest's
 /// exits, a doorbell of [`crate::ring::DOORBELL_SERVE_NOW`] is served before
 /// the guest resumes, and read commits carry [`crate::ring::COMMIT_DRAINED`].
-/// Bit 1 is the clock page's.
 pub const HOST_FEATURE_RING_EXIT_SERVICE: u32 = 1 << 2;
 
 crate::assert_layout!(BootInfo, size = 56,

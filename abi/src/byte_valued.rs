@@ -15,6 +15,7 @@ macro_rules! byte_valued {
 
 byte_valued!(
     crate::boot::BootInfo,
+    crate::clock::ClockPage,
     crate::hypercall::Walltime,
     crate::hypercall::Puts,
     crate::hypercall::Poll,

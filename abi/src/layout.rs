@@ -34,6 +34,11 @@ const USER_TSS_IOMAP_BYTES: u32 = 65536 / 8 + 1;
 /// TR limit: TSS plus bitmap, minus one.
 pub const USER_TSS_LIMIT: u32 = USER_TSS_IOMAP_OFFSET as u32 + USER_TSS_IOMAP_BYTES - 1;
 
+/// GPA of the clock page (§12.7), offered to unprivileged guests with
+/// [`crate::boot::HOST_FEATURE_CLOCK_PAGE`]: the first page boundary above
+/// the TSS and its bitmap (which end at 0x1A068), in read-only low memory.
+pub const CLOCK_PAGE_BASE: u64 = 0x1_B000;
+
 /// Default guest memory (512 MiB), in bytes.
 pub const DEFAULT_MEM_SIZE: u64 = 512 << 20;
 /// Guest memory is sized in multiples of one large page.

@@ -27,19 +27,19 @@ pub struct RingCommit {
     pub ret: i32,
     pub len: u32,
     /// `reserved` upstream, always 0 there; [`COMMIT_DRAINED`] when the
-    /// tender offers [`HOST_FEATURE_RING_EXIT_SERVICE`] (§12.7).
+    /// tender offers [`HOST_FEATURE_RING_EXIT_SERVICE`] (§12.8).
     ///
     /// [`HOST_FEATURE_RING_EXIT_SERVICE`]: crate::boot::HOST_FEATURE_RING_EXIT_SERVICE
     pub flags: u32,
 }
 
-/// Commit flag (§12.7): when this read was served, the device had no
+/// Commit flag (§12.8): when this read was served, the device had no
 /// further frame waiting, so a guest may stop reading until its next yield
 /// reports the device again. Upstream never sets it: a guest that sees 0
 /// reads on until it gets `AGAIN`.
 pub const COMMIT_DRAINED: u32 = 1 << 0;
 
-/// Doorbell value (§12.7) that asks the tender to serve the ring before the
+/// Doorbell value (§12.8) that asks the tender to serve the ring before the
 /// guest goes on, in the vCPU's own exit: the tender registers its in-kernel
 /// doorbell for value 0 only, so this write reaches it as a port exit.
 /// Upstream's doorbell takes any value, so on upstream it is an ordinary

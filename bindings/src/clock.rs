@@ -1,8 +1,10 @@
-//! Clocks (§6.2): monotonic time from the TSC without exits, wall time by
-//! hypercall.
+//! Clocks (§6.2): monotonic time from the TSC without exits; wall time from
+//! the tender's clock page without exits where it is offered (§12.7), by
+//! the WALLTIME hypercall elsewhere (upstream `solo5-hvt`).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use hvt_abi::clock::{ClockPage, CLOCK_PAGE_VERSION};
 use hvt_abi::hypercall::{nr, Walltime};
 
 use crate::hypercall::hypercall;
@@ -83,17 +85,159 @@ pub fn monotonic_ns() -> u64 {
     scale.ticks_to_ns(rdtsc().wrapping_sub(TSC_BASE.load(Ordering::Relaxed)))
 }
 
-/// Nanoseconds since the UNIX epoch (`solo5_clock_wall`), one hypercall.
-pub fn wall_ns() -> u64 {
+/// Set when the tender offered the clock page (§12.7). In .data, as what
+/// `wall_ns` reads must be, before the memory check too.
+#[cfg_attr(target_os = "none", link_section = ".data")]
+static CLOCK_PAGE: AtomicBool = AtomicBool::new(false);
+
+/// Uses the clock page if `host_features` offers it.
+#[cfg(target_os = "none")]
+pub fn init_wall(host_features: u32) {
+    let offered = host_features & hvt_abi::boot::HOST_FEATURE_CLOCK_PAGE != 0;
+    CLOCK_PAGE.store(offered, Ordering::Relaxed);
+}
+
+/// True when wall-clock reads come from the clock page, without an exit.
+pub fn wall_from_page() -> bool {
+    CLOCK_PAGE.load(Ordering::Relaxed)
+}
+
+/// Attempts of [`read_page`] before it gives up on a page being written
+/// (a tender thread descheduled in the middle of an update).
+pub const PAGE_TRIES: u32 = 10_000;
+
+/// Reads the clock page at `page` as a seqlock reader, with `tsc` read
+/// inside the consistent window. `None` if the page was never written, has
+/// a layout we do not know, or stayed inconsistent for [`PAGE_TRIES`]
+/// attempts: the caller falls back to WALLTIME.
+///
+/// # Safety
+/// `page` must point at readable memory of a [`ClockPage`]'s size for the
+/// duration of the call (another party may write it concurrently).
+pub unsafe fn read_page(page: *const ClockPage, mut tsc: impl FnMut() -> u64) -> Option<u64> {
+    // The fields are read with volatile loads since the tender changes
+    // them under us.
+    // SAFETY: `page` is readable, as the caller promises; `seq` is its
+    // first field, aligned for a u32, and only ever loaded through this.
+    let seq = unsafe { AtomicU32::from_ptr(core::ptr::addr_of!((*page).seq).cast_mut()) };
+    for _ in 0..PAGE_TRIES {
+        let before = seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
+        }
+        if before & 1 == 1 {
+            core::hint::spin_loop();
+            continue;
+        }
+        // SAFETY: `page` is readable (the caller's promise); a torn copy
+        // is caught by the second load of `seq`.
+        let copy = unsafe { core::ptr::read_volatile(page) };
+        let now = tsc();
+        fence(Ordering::Acquire);
+        if seq.load(Ordering::Relaxed) == before {
+            if copy.version != CLOCK_PAGE_VERSION {
+                return None;
+            }
+            return Some(copy.wall_ns_at(now));
+        }
+    }
+    None
+}
+
+/// Wall-clock time by the WALLTIME hypercall (one exit).
+pub fn walltime_hypercall_ns() -> u64 {
     let mut arg = Walltime::default();
     // SAFETY: a WALLTIME argument struct on our stack.
     unsafe { hypercall(nr::WALLTIME, &mut arg) };
     arg.nsecs
 }
 
+/// Nanoseconds since the UNIX epoch (`solo5_clock_wall`): from the clock
+/// page without an exit where the tender offers it, else one hypercall.
+pub fn wall_ns() -> u64 {
+    #[cfg(target_os = "none")]
+    if wall_from_page() {
+        let page = hvt_abi::layout::CLOCK_PAGE_BASE as *const ClockPage;
+        // SAFETY: the tender offered the page, which it keeps mapped
+        // (read-only) at this address for the life of the guest.
+        if let Some(ns) = unsafe { read_page(page, rdtsc) } {
+            return ns;
+        }
+    }
+    walltime_hypercall_ns()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::UnsafeCell;
+
+    fn page(seq: u32) -> UnsafeCell<ClockPage> {
+        UnsafeCell::new(ClockPage {
+            seq,
+            version: CLOCK_PAGE_VERSION,
+            tsc_ref: 1_000,
+            wall_ns_ref: 1_000_000,
+            mult: 1 << 31, // 2 ticks per ns
+            shift: 32,
+            steps: 1,
+        })
+    }
+
+    #[test]
+    fn a_consistent_page_gives_the_line_at_the_tsc() {
+        let p = page(2);
+        // SAFETY: a live page of ours.
+        assert_eq!(unsafe { read_page(p.get(), || 3_000) }, Some(1_001_000));
+        let fresh = page(0);
+        // SAFETY: as above.
+        let never = unsafe { read_page(fresh.get(), || 3_000) };
+        assert_eq!(never, None, "never written");
+        let other = page(2);
+        // SAFETY: our own page, not shared.
+        unsafe { (*other.get()).version = 2 };
+        // SAFETY: as above.
+        let unknown = unsafe { read_page(other.get(), || 3_000) };
+        assert_eq!(unknown, None, "unknown layout");
+    }
+
+    #[test]
+    fn a_page_rewritten_during_the_read_is_read_again() {
+        // The "tender" publishes a new offset (the host clock was stepped
+        // by +1 s) while the guest is between its two reads of `seq`.
+        let p = page(2);
+        let mut calls = 0;
+        let ptr = p.get();
+        // SAFETY: single-threaded test; the closure plays the writer.
+        let ns = unsafe {
+            read_page(ptr, || {
+                calls += 1;
+                if calls == 1 {
+                    (*ptr).seq = 3;
+                    (*ptr).wall_ns_ref += 1_000_000_000;
+                    (*ptr).seq = 4;
+                }
+                3_000
+            })
+        };
+        assert_eq!(calls, 2, "the first, torn, read was retried");
+        assert_eq!(ns, Some(1_001_001_000), "the new offset counts");
+    }
+
+    #[test]
+    fn a_page_that_stays_odd_falls_back() {
+        let p = page(7);
+        let mut calls = 0;
+        // SAFETY: a live page of ours.
+        let ns = unsafe {
+            read_page(p.get(), || {
+                calls += 1;
+                0
+            })
+        };
+        assert_eq!(ns, None);
+        assert_eq!(calls, 0, "nothing is computed from a page being written");
+    }
 
     #[test]
     fn scale_converts_one_second_of_ticks() {

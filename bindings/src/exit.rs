@@ -7,6 +7,8 @@ use crate::hypercall::hypercall;
 
 /// Halts with `exit_status`; the tender exits with its low byte.
 pub fn halt(exit_status: i32) -> ! {
+    // Buffered console output goes out before the guest ends (§6.1).
+    crate::console::flush();
     let mut arg = Halt {
         cookie: 0,
         exit_status,

@@ -7,9 +7,31 @@
 /// # Safety
 /// `arg` must point at the argument struct `nr` expects, below 4 GiB (guest
 /// memory always is), and its contents must be what the ABI says.
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Hypercalls issued through [`hypercall`]: for a guest, every one is a VM
+/// exit (benchmarks count exits with it). In .data: counted before the
+/// start-up's memory check, when the .bss may lie beyond guest memory.
+#[cfg_attr(target_os = "none", link_section = ".data")]
+static ISSUED: AtomicU64 = AtomicU64::new(0);
+
+/// The number of hypercalls this guest has issued so far.
+pub fn issued() -> u64 {
+    ISSUED.load(Ordering::Relaxed)
+}
+
+fn count() {
+    // Single-threaded guest: no need for a locked add.
+    ISSUED.store(
+        ISSUED.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
 #[cfg(target_os = "none")]
 #[inline(always)]
 pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
+    count();
     // No `nomem`: the asm is a compiler barrier, so the argument struct is
     // written before and read after the exit (x86 is TSO, no fence needed).
     // reason: guest memory ends at 4 GiB at most (`MAX_MEM_SIZE`), so the
@@ -34,5 +56,6 @@ pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
 /// As for the guest build: `arg` must be the struct `nr` expects.
 #[cfg(not(target_os = "none"))]
 pub unsafe fn hypercall<T>(nr: u16, arg: *mut T) {
+    count();
     crate::host::call(nr, arg.cast())
 }

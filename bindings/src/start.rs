@@ -45,6 +45,11 @@ core::arch::global_asm!(
     "mov rax, ss",
     "mov [rip + {regs} + 144], rax",
     "xor eax, eax",
+    // The top 1 KiB below the initial RSP stays unused: nothing live lies in
+    // the last bytes of memory, where a guest may have a device transfer
+    // data (the hostile suite's edge transfers do). A multiple of 16, so the
+    // alignment of a fresh call is kept.
+    "sub rsp, 1024",
     "jmp {start}",
     regs = sym HVT_ENTRY_REGISTERS,
     start = sym bindings_start,
@@ -87,7 +92,10 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
 
     // SAFETY: first thing after the check, single-threaded.
     unsafe { boot::set_boot_info(info) };
+    // The .bss is in memory: console output may wait in its buffer.
+    console::start_buffering();
     clock::init(info.cpu_cycle_freq);
+    clock::init_wall(info.host_features);
     crate::log!(
         LogLevel::Info,
         "Bindings version v{} (tender, Rust, CPL {})",

@@ -266,6 +266,16 @@ impl GuestRam {
             .map_err(|e| Error::Memory(format!("guest memory write at 0x{gpa:x}: {e}")))
     }
 
+    /// A tender-side view of `[gpa, gpa + len)` for atomic stores (a page
+    /// the tender keeps current for the guest, §12.7): anywhere in the
+    /// allocation, never from guest-supplied addresses.
+    pub fn tender_slice(&self, gpa: u64, len: u64) -> Result<VolatileSlice<'_>> {
+        usize::try_from(len)
+            .ok()
+            .and_then(|len| self.mem.get_slice(GuestAddress(gpa), len).ok())
+            .ok_or_else(|| Error::Memory(format!("0x{gpa:x}+{len} is not in guest memory")))
+    }
+
     /// Tender-side read, for tests and diagnostics.
     pub fn read_bytes(&self, gpa: u64, bytes: &mut [u8]) -> Result<()> {
         self.mem

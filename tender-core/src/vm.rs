@@ -125,6 +125,13 @@ pub trait Vcpu {
     fn set_special_registers(&mut self, registers: &SpecialRegisters) -> Result<()>;
     /// Sets the debug controls ([`Extension::GuestDebug`]).
     fn set_debug(&mut self, control: &DebugControl) -> Result<()>;
+    /// The guest's time-stamp counter now (its `IA32_TSC`), for a module
+    /// that relates the guest's TSC to host time (the clock page, §12.7).
+    fn guest_tsc(&self) -> Result<u64> {
+        Err(crate::error::Error::Other(
+            "this vCPU cannot read the guest TSC".into(),
+        ))
+    }
 }
 
 /// A VM exit the core does not serve itself, offered to the modules.

@@ -80,9 +80,49 @@ fn main() {
         "  task spawn + complete        {:>8} ns per task (best of 5 x 10,000)",
         figures["spawn_complete_ns"]
     );
+    let us = |key: &str| figures[key] as f64 / 1e3;
     println!(
-        "  1 ms sleep wakes late by     {:>8} us median, {} us max (200 sleeps)",
-        figures["timer_late_median_us"], figures["timer_late_max_us"]
+        "  1 ms sleep wakes late by     {:>8.1} us median, {:.1} us max (200 sleeps; POLL to {:.0} us before, then a TSC spin)",
+        us("timer_late_median_ns"),
+        us("timer_late_max_ns"),
+        us("wake_margin_ns")
+    );
+    println!(
+        "    baseline, plain POLL       {:>8.1} us median, {:.1} us max (same run; {:.2}x the median lateness)",
+        us("timer_plain_late_median_ns"),
+        us("timer_plain_late_max_ns"),
+        figures["timer_late_median_ns"] as f64 / figures["timer_plain_late_median_ns"].max(1) as f64
+    );
+    let source = if figures["wall_from_page"] == 1 {
+        "clock page"
+    } else {
+        "WALLTIME"
+    };
+    println!(
+        "  wall-clock read ({source:<10})  {:>8} ns, {} exits in 100,000 reads ({:.0}x cheaper than WALLTIME)",
+        figures["wall_read_ns"],
+        figures["wall_read_exits"],
+        figures["walltime_hypercall_ns"] as f64 / figures["wall_read_ns"].max(1) as f64
+    );
+    println!(
+        "  monotonic read (TSC)         {:>8} ns, {} exits in 100,000 reads",
+        figures["monotonic_read_ns"], figures["monotonic_read_exits"]
+    );
+    println!(
+        "    baseline, WALLTIME         {:>8} ns, {} exits in 5,000 calls",
+        figures["walltime_hypercall_ns"], figures["walltime_hypercall_exits"]
+    );
+    let lines = figures["console_lines"] as f64;
+    println!(
+        "  println!, buffered           {:>8.3} exits per line, {:.2} us per line ({} lines)",
+        figures["console_buffered_exits"] as f64 / lines,
+        figures["console_buffered_ns"] as f64 / lines / 1e3,
+        figures["console_lines"]
+    );
+    println!(
+        "    baseline, one PUTS a line  {:>8.3} exits per line, {:.2} us per line",
+        figures["console_direct_exits"] as f64 / lines,
+        figures["console_direct_ns"] as f64 / lines / 1e3
     );
     println!(
         "  yield round trip (POLL 0)    {:>8.1} us",

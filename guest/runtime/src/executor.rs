@@ -303,7 +303,7 @@ where
         let has_ready = EXECUTOR.with(Executor::has_ready);
         let interest = io::interest();
         // Frames are coming in and the host's I/O thread serves the ring:
-        // read again rather than pay an exit to ask or wait (§12.7).
+        // read again rather than pay an exit to ask or wait (§12.8).
         let busy = crate::net::ring::busy_poll_set(interest);
         if busy != 0 && (!has_ready || busy == interest) {
             io::wake(busy);
@@ -311,7 +311,7 @@ where
         }
         if has_ready && interest == 0 {
             // Nothing to learn from the tender: keep running tasks, but do
-            // not leave frames in the ring for the next exit (§12.7).
+            // not leave frames in the ring for the next exit (§12.8).
             crate::net::ring::flush_lazy_writes();
             continue;
         }
@@ -323,7 +323,11 @@ where
         if deadline.is_none() && interest == 0 {
             panic!("deadlock: every task waits, and no timer or device can wake one");
         }
-        let ready_set = hvt_bindings::poll::yield_until(deadline.unwrap_or(u64::MAX));
+        let ready_set = match deadline {
+            // A timer: sleep in the tender until just before it, then spin.
+            Some(deadline) if deadline != 0 => time::wait_until(deadline),
+            _ => hvt_bindings::poll::yield_until(deadline.unwrap_or(u64::MAX)),
+        };
         io::wake(ready_set);
         time::fire_due_timers();
     }

@@ -60,9 +60,71 @@ impl Sub<Instant> for Instant {
     }
 }
 
-/// Wall-clock time since the UNIX epoch (one hypercall).
+/// Wall-clock time since the UNIX epoch: from the tender's clock page
+/// without an exit where it is offered (our tender, §12.7), else one
+/// WALLTIME hypercall.
 pub fn wall_clock() -> Duration {
     Duration::from_nanos(hvt_bindings::clock::wall_ns())
+}
+
+/// The longest the runtime spins on the TSC before a timer's deadline
+/// instead of sleeping in the tender: it asks POLL to wake it this much
+/// early at most, and spins the rest.
+pub const MAX_SPIN: Duration = Duration::from_nanos(MAX_SPIN_NS);
+const MAX_SPIN_NS: u64 = 100_000;
+
+runtime_local! {
+    /// How early to ask the tender to wake us: an estimate of how late a
+    /// POLL timeout returns (exit, timer and scheduling), at most
+    /// [`MAX_SPIN`]. A decaying maximum of the lateness seen.
+    static WAKE_MARGIN: Cell<u64> = Cell::new(MAX_SPIN_NS / 2);
+}
+
+/// The margin the runtime currently asks POLL to wake early by.
+pub fn wake_margin() -> Duration {
+    Duration::from_nanos(WAKE_MARGIN.with(Cell::get))
+}
+
+/// Folds one measured lateness of a POLL timeout into the margin: up at
+/// once, down by an eighth per sample.
+fn learn_lateness(late_ns: u64) {
+    WAKE_MARGIN.with(|m| {
+        let decayed = m.get() - m.get() / 8;
+        m.set(late_ns.max(decayed).min(MAX_SPIN_NS));
+    });
+}
+
+/// Waits in the tender until a timer's `deadline` (monotonic ns) or device
+/// readiness, and returns the ready set. On the guest, POLL is asked to
+/// return [`wake_margin`] early and the rest of the wait is a spin on the
+/// TSC (never more than [`MAX_SPIN`]), so that the timer fires on time
+/// although a wake-up from POLL costs tens of microseconds. (On the host
+/// the clock may be virtual, moving only in POLL: no spin there.)
+pub(crate) fn wait_until(deadline: u64) -> u64 {
+    if cfg!(not(target_os = "none")) {
+        return hvt_bindings::poll::yield_until(deadline);
+    }
+    let margin = WAKE_MARGIN.with(Cell::get);
+    let now = Instant::now().0;
+    let asked = deadline.saturating_sub(margin);
+    if asked > now {
+        let ready = hvt_bindings::poll::yield_until(asked);
+        let woke = Instant::now().0;
+        if ready != 0 {
+            return ready;
+        }
+        if woke >= asked {
+            learn_lateness(woke - asked);
+        }
+    }
+    // Close to the deadline (within the margin, at most MAX_SPIN): spin.
+    loop {
+        let now = Instant::now().0;
+        if now >= deadline || deadline - now > MAX_SPIN_NS {
+            return 0;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 runtime_local! {

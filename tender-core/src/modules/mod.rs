@@ -5,6 +5,7 @@
 //! in [`all`].
 
 pub mod block;
+pub mod clock;
 pub mod core;
 pub mod net;
 
@@ -40,6 +41,8 @@ pub fn all(host: Host) -> Vec<Box<dyn Module>> {
         Box::new(core::Core::new(host.console)),
         Box::new(block::Block::new(host.open_block)),
         Box::new(net::Net::new(host.open_net)),
+        // Last: it takes its handle on guest memory after every layout change.
+        Box::new(clock::Clock::new()),
     ]
 }
 

@@ -2,8 +2,8 @@
 //! architecture's terms, and KVM's debug controls.
 
 use kvm_bindings::{
-    kvm_dtable, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_ENABLE,
-    KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+    kvm_dtable, kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, Msrs,
+    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::VcpuFd;
 use tender_core::error::Result;
@@ -77,7 +77,28 @@ fn dr7_local_enable(index: usize) -> u64 {
     1 << (2 * index)
 }
 
+/// `IA32_TSC`.
+const MSR_IA32_TSC: u32 = 0x10;
+
 impl Vcpu for KvmVcpu {
+    fn guest_tsc(&self) -> Result<u64> {
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_IA32_TSC,
+            ..Default::default()
+        }])
+        .map_err(|e| tender_core::error::Error::Kvm(format!("KVM_GET_MSRS: {e:?}")))?;
+        let read = self
+            .fd
+            .get_msrs(&mut msrs)
+            .map_err(|e| kvm_error("KVM_GET_MSRS failed", e))?;
+        match msrs.as_slice().first() {
+            Some(entry) if read == 1 => Ok(entry.data),
+            _ => Err(tender_core::error::Error::Kvm(
+                "KVM_GET_MSRS did not return IA32_TSC".into(),
+            )),
+        }
+    }
+
     fn registers(&self) -> Result<Registers> {
         let r = self
             .fd

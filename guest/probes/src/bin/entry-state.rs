@@ -5,7 +5,7 @@
 #![no_main]
 
 use hvt_bindings::abi::manifest::MftEntry;
-use hvt_bindings::{boot, println, start, StartInfo};
+use hvt_bindings::{boot, print, println, start, StartInfo};
 
 hvt_bindings::manifest!();
 hvt_bindings::entry!(main);
@@ -40,10 +40,56 @@ fn main(start: &StartInfo) -> i32 {
     }
     println!("cmdline={}", start.cmdline);
     println!("heap_start=0x{:x}", start.heap_start);
+    low_memory(info.cmdline);
     if start::entry_registers()[17] & 3 == 0 {
         control_registers();
     }
     0
+}
+
+/// What low memory holds apart from the boot info, manifest and command
+/// line (which end at the command line's NUL): the 4 KiB pages with a
+/// non-zero byte past that point, and a checksum of those bytes.
+fn low_memory(cmdline: u64) {
+    // SAFETY: the tender wrote a NUL-terminated command line there.
+    let len = unsafe { core::ffi::CStr::from_ptr(cmdline as *const core::ffi::c_char) }
+        .to_bytes()
+        .len() as u64;
+    let from = cmdline + len + 1;
+    let mut pages = 0u64;
+    let mut sum = 0xcbf2_9ce4_8422_2325u64;
+    print!("low.nonzero_pages=");
+    for page in (0x10000..0x100000u64).step_by(0x1000) {
+        let mut nonzero = false;
+        for addr in page.max(from)..page + 0x1000 {
+            // SAFETY: 0x10000-0xFFFFF is mapped (read-only) for the guest.
+            let byte = unsafe { core::ptr::read_volatile(addr as *const u8) };
+            if byte != 0 {
+                nonzero = true;
+                sum = (sum ^ u64::from(byte) ^ addr).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        if nonzero {
+            print!("{}0x{page:x}", if pages == 0 { "" } else { "," });
+            pages += 1;
+        }
+    }
+    println!();
+    println!("low.checksum=0x{sum:x}");
+    let page = hvt_bindings::abi::layout::CLOCK_PAGE_BASE;
+    let mut clock = [0u8; 8];
+    for (i, byte) in clock.iter_mut().enumerate() {
+        // SAFETY: as above; the clock page's first bytes (seq, version).
+        *byte = unsafe { core::ptr::read_volatile((page + i as u64) as *const u8) };
+    }
+    println!(
+        "clock.seq={}",
+        u32::from_le_bytes([clock[0], clock[1], clock[2], clock[3]])
+    );
+    println!(
+        "clock.version={}",
+        u32::from_le_bytes([clock[4], clock[5], clock[6], clock[7]])
+    );
 }
 
 /// Privileged reads, only at CPL 0 (the tests strip our note for that).

@@ -135,7 +135,7 @@ async fn main(args: Args) -> Result<(), String> {
     let rounds = 20_000u64;
     let start = Instant::now();
     for _ in 0..rounds {
-        core::hint::black_box(hvt_runtime::__bindings::clock::wall_ns());
+        core::hint::black_box(hvt_runtime::__bindings::clock::walltime_hypercall_ns());
     }
     println!("bench.walltime_ns={}", nanos(start.elapsed()) / rounds);
     let handle = disk.info().handle;

@@ -56,7 +56,7 @@ impl NetDevice {
     }
 
     /// Reads one frame into `rx`; clears `readable` when the tender said
-    /// it was the last one waiting (§12.7), which saves the read that would
+    /// it was the last one waiting (§12.8), which saves the read that would
     /// only have returned `AGAIN`.
     fn read_frame(&mut self) -> Result<usize, NetError> {
         match self.ring.as_mut() {

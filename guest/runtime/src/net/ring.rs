@@ -4,7 +4,7 @@
 //! to the tender; the doorbell (an OUT to port 0x600) is served in the host
 //! kernel by an ioeventfd, and only rung when the host's I/O thread sleeps.
 //!
-//! When our tender also offers §12.7 (`HOST_FEATURE_RING_EXIT_SERVICE`),
+//! When our tender also offers §12.8 (`HOST_FEATURE_RING_EXIT_SERVICE`),
 //! the tender serves the ring at each of the guest's exits too, so a
 //! sleeping I/O thread is not woken for each frame:
 //! * a write to a sleeping thread is left in the ring for the next exit (the
@@ -23,7 +23,7 @@
 //!   not. A guest that received nothing for that long yields as before,
 //!   and the thread then goes to sleep.
 //!
-//! On upstream's tender (no §12.7) the client follows upstream's bindings
+//! On upstream's tender (no §12.8) the client follows upstream's bindings
 //! exactly.
 
 use alloc::boxed::Box;
@@ -50,12 +50,12 @@ const MAX_OUTSTANDING: u32 = RING_SIZE as u32 - 1;
 const _: () = assert!(RING_SIZE <= u32::MAX as usize);
 
 /// Writes left for the next exit before the guest wakes the I/O thread
-/// instead (§12.7): a bulk send is better served by the thread, in
+/// instead (§12.8): a bulk send is better served by the thread, in
 /// parallel, than by the vCPU in one long exit.
 const LAZY_WRITES: u32 = 32;
 
 /// How long the guest waits for an awake I/O thread to commit its read
-/// before it asks for the read in its own exit (§12.7): a thread that
+/// before it asks for the read in its own exit (§12.8): a thread that
 /// runs answers in a few microseconds; one that does not (a busy host)
 /// could take a whole time slice.
 pub const COMMIT_WAIT_US: u64 = 50;
@@ -68,10 +68,10 @@ pub struct Received {
 }
 
 /// How long after its last received frame the executor reads again
-/// instead of yielding, while the host's I/O thread is awake (§12.7).
+/// instead of yielding, while the host's I/O thread is awake (§12.8).
 pub const BUSY_POLL_US: u64 = 200;
 
-/// What the executor's hooks know of the ring, if §12.7 is offered.
+/// What the executor's hooks know of the ring, if §12.8 is offered.
 #[derive(Clone, Copy)]
 struct Offered {
     counters: RingCounters,
@@ -99,7 +99,7 @@ impl Offered {
 }
 
 runtime_local! {
-    /// The ring, if §12.7 is offered, for [`flush_lazy_writes`] and
+    /// The ring, if §12.8 is offered, for [`flush_lazy_writes`] and
     /// [`busy_poll_set`].
     static OFFERED: Cell<Option<Offered>> = Cell::new(None);
 }
@@ -144,8 +144,8 @@ impl RingCounters {
 }
 
 /// The executor's hook before it runs another pass without yielding: writes
-/// left for the next exit (§12.7) would wait for that pass, so wake the I/O
-/// thread for them. Nothing to do without §12.7, or with an awake thread.
+/// left for the next exit (§12.8) would wait for that pass, so wake the I/O
+/// thread for them. Nothing to do without §12.8, or with an awake thread.
 pub(crate) fn flush_lazy_writes() {
     OFFERED.with(|offered| {
         if let Some(mut o) = offered.get() {
@@ -159,7 +159,7 @@ pub(crate) fn flush_lazy_writes() {
 
 /// The executor's hook before it yields with nothing to run: of the
 /// handles in `interest` (waited on), those to read again at once instead
-/// of yielding. Empty unless §12.7 is offered, the host's I/O thread is
+/// of yielding. Empty unless §12.8 is offered, the host's I/O thread is
 /// awake, and a frame came within [`BUSY_POLL_US`].
 pub(crate) fn busy_poll_set(interest: u64) -> u64 {
     OFFERED.with(|offered| match offered.get() {
@@ -206,7 +206,7 @@ pub struct RingClient {
     /// mock's host address of its GPA 0 in a host test.
     gpa_offset: u64,
     next_id: u32,
-    /// The tender offers §12.7.
+    /// The tender offers §12.8.
     exit_service: bool,
     /// [`COMMIT_WAIT_US`] in TSC ticks.
     commit_wait_ticks: u64,
@@ -334,7 +334,7 @@ impl RingClient {
         buffer as u64 - self.gpa_offset
     }
 
-    /// Waits for a free slot. Without §12.7 it spins, as upstream's bindings
+    /// Waits for a free slot. Without §12.8 it spins, as upstream's bindings
     /// do; with it, a ring that stays full is served in an exit of ours.
     fn wait_for_slot(&self) {
         let mut stall = Stall::new(self);
@@ -463,7 +463,7 @@ impl RingClient {
 fn kick(value: u32) {
     #[cfg(target_os = "none")]
     // SAFETY: the doorbell port; the tender registered an ioeventfd for it
-    // before offering the ring, and serves other values itself (§12.7).
+    // before offering the ring, and serves other values itself (§12.8).
     unsafe {
         core::arch::asm!("out dx, eax", in("dx") RING_KICK_PIO_BASE, in("eax") value, options(nostack, preserves_flags));
     }
@@ -473,9 +473,9 @@ fn kick(value: u32) {
 
 /// The guest end of the ring against the real host end: a mock tender
 /// offers the ring and serves it with the net module's I/O thread (and at
-/// the guest's exits, §12.7) over an in-memory wire; the client's buffers
+/// the guest's exits, §12.8) over an in-memory wire; the client's buffers
 /// live in the mock's guest memory. Each test runs as one of our guests
-/// (§12.7 offered) and as an upstream guest.
+/// (§12.8 offered) and as an upstream guest.
 #[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
@@ -493,7 +493,7 @@ mod tests {
     /// The largest frame of a 1500-byte MTU, Ethernet header included.
     const MAX_FRAME: usize = 1514;
 
-    /// Both kinds of guest: ours (§12.7 offered) and upstream's.
+    /// Both kinds of guest: ours (§12.8 offered) and upstream's.
     const GUESTS: [bool; 2] = [false, true];
 
     /// A client on a fresh mock installed on this thread, and the host
@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(
             features & HOST_FEATURE_RING_EXIT_SERVICE == 0,
             upstream,
-            "§12.7 is offered to our guests only"
+            "§12.8 is offered to our guests only"
         );
         let offset = base as u64;
         tender_mock::install(mock);
@@ -730,7 +730,7 @@ mod tests {
             assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
             let busy = busy_poll_set(interest);
             if upstream {
-                assert_eq!(busy, 0, "no busy polling without §12.7");
+                assert_eq!(busy, 0, "no busy polling without §12.8");
             } else {
                 assert_eq!(
                     busy,

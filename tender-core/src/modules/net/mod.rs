@@ -274,7 +274,7 @@ impl Module for Net {
             .allow_fds(libc::SYS_write, &self.fds);
         // The ring's thread is woken (for a burst, and to stop it) by a
         // write of its doorbell; reads served at exits ask the taps, without
-        // waiting, whether more frames wait (§12.7).
+        // waiting, whether more frames wait (§12.8).
         if let Some(ring) = &self.ring {
             vcpu.allow_fds(libc::SYS_write, &[ring.doorbell_fd()]);
             if ring.exit_service() {

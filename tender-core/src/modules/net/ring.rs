@@ -9,7 +9,7 @@
 //! * an I/O thread, which sleeps on the doorbell and, once woken, spins
 //!   while there is work and for [`IDLE_SPIN`] after it, then sleeps again
 //!   (it sets `needs_kick` first, so a guest rings only a sleeping thread);
-//! * the vCPU thread, at each of the guest's exits (§12.7): what the guest
+//! * the vCPU thread, at each of the guest's exits (§12.8): what the guest
 //!   queued before a yield goes out then, with no thread to wake. Guests
 //!   that carry our note learn it from [`HOST_FEATURE_RING_EXIT_SERVICE`]:
 //!   they leave writes for their next exit instead of ringing, and ask for a
@@ -72,7 +72,7 @@ const NEEDS_KICK: usize = std::mem::offset_of!(Ring, needs_kick);
 const ENTRIES: usize = std::mem::offset_of!(Ring, entries);
 const COMMITS: usize = std::mem::offset_of!(Ring, commits);
 
-/// How much work each side of the ring did, for `TENDER_STATS` (§12.7).
+/// How much work each side of the ring did, for `TENDER_STATS` (§12.8).
 #[derive(Debug, Default)]
 pub struct RingCounters {
     /// Entries the I/O thread served.
@@ -103,7 +103,7 @@ pub struct RingService {
     shared: Arc<Shared>,
     /// What the thread may call (its seccomp filter).
     allowlist: Allowlist,
-    /// The guest carries our note: §12.7 is offered.
+    /// The guest carries our note: §12.8 is offered.
     exit_service: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -133,7 +133,7 @@ pub fn offer(
     let doorbell = EventFd::new(EFD_CLOEXEC).ok()?;
     // A 32-bit data match on ring id 0 makes the registration 4 bytes long:
     // other access sizes still reach the tender, which refuses them, and
-    // DOORBELL_SERVE_NOW reaches it as a port exit (§6.7, §12.7).
+    // DOORBELL_SERVE_NOW reaches it as a port exit (§6.7, §12.8).
     ctx.vm
         .register_ioevent(&doorbell, RING_KICK_PIO_BASE, 0)
         .ok()?;
@@ -258,12 +258,12 @@ impl RingService {
         &self.shared.counters
     }
 
-    /// Whether §12.7 is offered to this guest.
+    /// Whether §12.8 is offered to this guest.
     pub fn exit_service(&self) -> bool {
         self.exit_service
     }
 
-    /// Tells the guest where the ring is (§4.1), and §12.7 if offered.
+    /// Tells the guest where the ring is (§4.1), and §12.8 if offered.
     pub fn describe(&self, info: &mut BootInfo) {
         info.host_features |= HOST_FEATURE_RING_IO;
         if self.exit_service {
@@ -304,7 +304,7 @@ impl RingService {
         Ok(())
     }
 
-    /// Whether `port`/`size`/`value` is the doorbell of §12.7.
+    /// Whether `port`/`size`/`value` is the doorbell of §12.8.
     pub fn is_serve_now(&self, port: u16, size: u8, value: u32) -> bool {
         self.exit_service && port == RING_KICK_PIO_BASE && size == 4 && value == DOORBELL_SERVE_NOW
     }
@@ -446,7 +446,7 @@ impl Shared {
     }
 
     /// Serves the entries published so far, in order. `hint`: read commits
-    /// say whether the device is drained (§12.7). The caller holds the
+    /// say whether the device is drained (§12.8). The caller holds the
     /// consumer lock.
     fn serve_pending(&self, ring: &RingView<'_>, hint: bool) -> Result<Served> {
         let mut served = Served::default();

@@ -357,7 +357,12 @@ fn execute(symbols: &Symbols, step: &str) -> Result<(), &'static str> {
                 "timeout"
             });
         }
-        "say" => println!("hostile: {}", fields.get(1).unwrap_or(&"")),
+        "say" => {
+            // A marker the test waits for: out now, whatever comes next
+            // (a guest that then spins never yields to flush it).
+            println!("hostile: {}", fields.get(1).unwrap_or(&""));
+            hvt_bindings::console::flush();
+        }
         "sleep" => {
             let deadline = clock::monotonic_ns().saturating_add(arg(1)?.saturating_mul(1_000_000));
             while clock::monotonic_ns() < deadline {
