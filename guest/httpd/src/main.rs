@@ -1,5 +1,7 @@
 //! A small HTTP/1.1 server with keep-alive: `/` is a static page, `/stats`
-//! reports what the server has done. `httpd.hvt [--ipv4=ADDR/LEN] [--port=80]`.
+//! reports what the server has done. `httpd.hvt [--ipv4=ADDR/LEN] [--port=80]
+//! [--backlog=128] [--max-connections=N]` (N: the stack's TCP socket limit,
+//! by default from the memory size; connections beyond it wait).
 #![no_std]
 #![no_main]
 
@@ -26,6 +28,8 @@ struct Stats {
     started: Instant,
     connections: Cell<u64>,
     requests: Cell<u64>,
+    /// Connections being served now.
+    open: Cell<u64>,
 }
 
 static mut STATS: Option<Stats> = None;
@@ -81,12 +85,25 @@ fn response(request: &Request<'_>, stack: &Stack) -> Vec<u8> {
         ("GET", "/stats") => {
             let s = stats();
             let (rx, tx) = stack.frame_counts();
-            let body = format!(
-                "uptime_ms {}\nconnections {}\nrequests {}\nframes_received {rx}\nframes_sent {tx}\n",
+            let (backlog, held) = stack.backlog_stats();
+            let mut body = format!(
+                "uptime_ms {}\nconnections {}\nrequests {}\nframes_received {rx}\nframes_sent {tx}\n\
+                 open_connections {}\ntcp_sockets {}\nmax_tcp_sockets {}\n\
+                 syn_admitted {}\nsyn_held {}\nsyn_waiting {held}\nsyn_dropped {}\nsyn_duplicates {}\n",
                 s.started.elapsed().as_millis(),
                 s.connections.get(),
-                s.requests.get()
+                s.requests.get(),
+                s.open.get(),
+                stack.tcp_sockets(),
+                stack.max_tcp_sockets(),
+                backlog.admitted,
+                backlog.held,
+                backlog.dropped,
+                backlog.duplicates,
             );
+            if let Some(used) = hvt_runtime::memory::heap_used() {
+                body.push_str(&format!("heap_used {used}\n"));
+            }
             ("200 OK", "text/plain", body)
         }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
@@ -156,6 +173,7 @@ async fn main(args: Args) -> Result<(), &'static str> {
             started: Instant::now(),
             connections: Cell::new(0),
             requests: Cell::new(0),
+            open: Cell::new(0),
         })
     };
     let stack = Stack::from_args("service", &args).map_err(|_| "bad network options")?;
@@ -164,11 +182,23 @@ async fn main(args: Args) -> Result<(), &'static str> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(80);
     let ip = stack.wait_ipv4().await;
-    let mut listener = TcpListener::bind(&stack, port, 64).map_err(|_| "cannot listen")?;
+    let backlog = args
+        .value("--backlog")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(128);
+    if let Some(max) = args.value("--max-connections").and_then(|p| p.parse().ok()) {
+        stack.set_max_tcp_sockets(max);
+    }
+    let mut listener = TcpListener::bind(&stack, port, backlog).map_err(|_| "cannot listen")?;
     println!("httpd: serving on {ip} port {port}");
     loop {
         let conn = listener.accept().await.map_err(|_| "accept failed")?;
         stats().connections.set(stats().connections.get() + 1);
-        spawn(serve(conn, stack.clone()));
+        let stack = stack.clone();
+        spawn(async move {
+            stats().open.set(stats().open.get() + 1);
+            serve(conn, stack).await;
+            stats().open.set(stats().open.get() - 1);
+        });
     }
 }

@@ -88,6 +88,33 @@ pub fn init(start: &hvt_bindings::StartInfo) {
         unsafe { guard.add(i).write_volatile(GUARD_PATTERN) };
     }
     GUARD_BASE.store(layout.guard_base, core::sync::atomic::Ordering::Relaxed);
+    HEAP_SIZE.store(layout.heap_size, core::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(target_os = "none")]
+static HEAP_SIZE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Bytes of heap the guest started with; `None` on the host, where the
+/// heap is the host's allocator.
+pub fn heap_size() -> Option<usize> {
+    #[cfg(target_os = "none")]
+    {
+        let size = HEAP_SIZE.load(core::sync::atomic::Ordering::Relaxed);
+        (size > 0).then_some(size)
+    }
+    #[cfg(not(target_os = "none"))]
+    None
+}
+
+/// Bytes of heap allocated now (what was asked for, without the
+/// allocator's own overhead); `None` on the host.
+pub fn heap_used() -> Option<usize> {
+    #[cfg(target_os = "none")]
+    {
+        Some(ALLOCATOR.lock().counters().allocated_bytes)
+    }
+    #[cfg(not(target_os = "none"))]
+    None
 }
 
 #[cfg(target_os = "none")]

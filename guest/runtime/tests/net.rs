@@ -661,3 +661,129 @@ fn a_device_missing_from_the_manifest_is_no_device() {
     });
     assert_eq!(outcome.code, 0, "{outcome:?}");
 }
+
+/// Opens `clients` connections from stack b to an echo server on stack a
+/// at once (all SYNs in one burst); each sends one byte and reads it back.
+/// Returns how many were served and the errors of the others.
+async fn connection_burst(
+    a: &Stack,
+    b: &Stack,
+    backlog: usize,
+    clients: usize,
+    hold_open: Rc<Cell<bool>>,
+) -> Result<(usize, Vec<String>), String> {
+    let mut listener = TcpListener::bind(a, PORT, backlog).map_err(text)?;
+    let server = spawn(async move {
+        loop {
+            let Ok(mut conn) = listener.accept().await else {
+                return;
+            };
+            let hold_open = hold_open.clone();
+            spawn(async move {
+                let mut byte = [0u8; 1];
+                if conn.read(&mut byte).await == Ok(1) && conn.write_all(&byte).await.is_ok() {
+                    // Keep the connection (its socket) until told.
+                    while hold_open.get() {
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                conn.shutdown();
+                let _ = conn.flush().await;
+            });
+        }
+    });
+    let handles: Vec<_> = (0..clients)
+        .map(|id| {
+            let b = b.clone();
+            spawn(async move {
+                let mut conn = TcpStream::connect(&b, endpoint(1, PORT))
+                    .await
+                    .map_err(|e| format!("client {id}: connect: {e}"))?;
+                conn.write_all(&[id.to_le_bytes()[0]])
+                    .await
+                    .map_err(|e| format!("client {id}: write: {e}"))?;
+                let mut byte = [0u8; 1];
+                match conn.read(&mut byte).await {
+                    Ok(1) if byte[0] == id.to_le_bytes()[0] => Ok(()),
+                    other => Err(format!("client {id}: read {other:?}")),
+                }
+            })
+        })
+        .collect();
+    let mut served = 0;
+    let mut errors = Vec::new();
+    for handle in handles {
+        match handle.await {
+            Ok(()) => served += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    server.abort();
+    Ok((served, errors))
+}
+
+#[test]
+fn a_burst_of_connections_far_beyond_the_backlog_is_served_without_a_reset() {
+    run_net(
+        "burst",
+        WireConfig::clean(),
+        Duration::from_secs(120),
+        || async {
+            let (a, b) = stacks()?;
+            let (served, errors) =
+                connection_burst(&a, &b, 4, 300, Rc::new(Cell::new(false))).await?;
+            let (stats, held) = a.backlog_stats();
+            std::eprintln!("burst: {served} served, backlog {stats:?}, {held} held");
+            if served != 300 || !errors.is_empty() {
+                return Err(format!(
+                    "{served} of 300 served; {} errors, first {:?}",
+                    errors.len(),
+                    errors.first()
+                ));
+            }
+            // The 4-deep backlog made most of them wait.
+            if stats.held == 0 || stats.admitted < 300 {
+                return Err(format!("the backlog did not hold SYNs: {stats:?}"));
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn beyond_the_socket_limit_connections_wait_until_others_close() {
+    run_net(
+        "limit",
+        WireConfig::clean(),
+        Duration::from_secs(300),
+        || async {
+            let (a, b) = stacks()?;
+            a.set_max_tcp_sockets(10);
+            let hold_open = Rc::new(Cell::new(true));
+            let burst = {
+                let (a, b, hold_open) = (a.clone(), b.clone(), hold_open.clone());
+                spawn(async move { connection_burst(&a, &b, 64, 30, hold_open).await })
+            };
+            // Long enough for several SYN retransmissions of the waiting.
+            sleep(Duration::from_secs(10)).await;
+            let (stats, held) = a.backlog_stats();
+            let sockets = a.tcp_sockets();
+            std::eprintln!("limit: {sockets} sockets, {held} held, {stats:?}");
+            if sockets != 10 || held != 20 {
+                return Err(format!(
+                    "at the limit: {sockets} sockets (10 expected), {held} SYNs held (20)"
+                ));
+            }
+            // The held SYNs were retransmitted, and queued once each.
+            if stats.held != 20 || stats.admitted != 10 {
+                return Err(format!("backlog: {stats:?}"));
+            }
+            hold_open.set(false);
+            let (served, errors) = burst.await?;
+            if served != 30 || !errors.is_empty() {
+                return Err(format!("{served} of 30 served; errors {errors:?}"));
+            }
+            Ok(())
+        },
+    );
+}

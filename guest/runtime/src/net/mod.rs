@@ -8,6 +8,7 @@
 //! let mut conn = listener.accept().await?;
 //! ```
 
+mod backlog;
 mod config;
 mod device;
 mod error;
@@ -16,11 +17,15 @@ mod stack;
 mod tcp;
 mod udp;
 
+pub use backlog::{BacklogStats, HANDSHAKE_TIMEOUT, HOLD_TIME, MAX_HELD};
 pub use config::{Config, ConfigError};
 pub use device::NetDevice;
 pub use error::Error;
 pub use stack::Stack;
-pub use tcp::{TcpListener, TcpReader, TcpStream, TcpWriter};
+pub use tcp::{
+    default_max_tcp_sockets, TcpListener, TcpReader, TcpStream, TcpWriter, TCP_BUFFER,
+    TCP_SOCKET_MEMORY,
+};
 pub use udp::UdpSocket;
 
 pub use smoltcp::wire::{

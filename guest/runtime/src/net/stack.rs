@@ -21,9 +21,11 @@ use smoltcp::socket::{dhcpv4, tcp, udp, Socket};
 use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
+use super::backlog::{Backlog, BacklogStats, Capture, MAX_HELD};
 use super::config::Config;
 use super::device::NetDevice;
 use super::error::Error;
+use super::tcp::default_max_tcp_sockets;
 use crate::io;
 use crate::time::{self, Instant};
 
@@ -47,6 +49,10 @@ pub(crate) struct Inner {
     /// (or at the deadline, if the peer's address never resolves).
     pub(crate) closing_udp: Vec<(SocketHandle, NetInstant)>,
     next_ephemeral_port: u16,
+    /// The listeners and the SYNs on their way to them.
+    pub(crate) backlog: Backlog,
+    /// The frame smoltcp is reading (`Capture` copies it here).
+    frame: Vec<u8>,
 }
 
 pub(crate) fn now() -> NetInstant {
@@ -56,9 +62,31 @@ pub(crate) fn now() -> NetInstant {
 impl Inner {
     fn poll(&mut self) {
         let timestamp = now();
-        self.keep_time_wait_data();
-        self.iface
-            .poll(timestamp, &mut self.device, &mut self.sockets);
+        loop {
+            self.keep_time_wait_data();
+            let mut device = Capture {
+                device: &mut self.device,
+                backlog: &mut self.backlog,
+                buffer: &mut self.frame,
+            };
+            self.iface.poll(timestamp, &mut device, &mut self.sockets);
+            self.free_closed(timestamp);
+            // SYNs for listened ports: admitted ones go to smoltcp in
+            // another poll, the rest wait or are dropped (net::backlog).
+            let iface = &self.iface;
+            if !self
+                .backlog
+                .admit(&mut self.sockets, |addr| iface.has_ip_addr(addr), timestamp)
+            {
+                break;
+            }
+        }
+        self.backlog
+            .settle(&mut self.sockets, &mut self.closing, timestamp);
+        self.poll_dhcp();
+    }
+
+    fn poll_dhcp(&mut self) {
         if let Some(handle) = self.dhcp {
             let event = self.sockets.get_mut::<dhcpv4::Socket>(handle).poll();
             match event {
@@ -87,6 +115,10 @@ impl Inner {
                 None => {}
             }
         }
+    }
+
+    /// Removes the dropped sockets smoltcp is done with.
+    fn free_closed(&mut self, timestamp: NetInstant) {
         let sockets = &mut self.sockets;
         self.closing.retain(|&handle| {
             let closed = sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed;
@@ -210,6 +242,8 @@ impl Stack {
             closing_udp: Vec::new(),
             time_wait_data: BTreeMap::new(),
             next_ephemeral_port: 49152 + (crate::__bindings::clock::rdtsc() % 8192) as u16,
+            backlog: Backlog::new(default_max_tcp_sockets(), MAX_HELD),
+            frame: Vec::new(),
         }));
         crate::spawn(drive(Rc::downgrade(&inner)));
         Ok(Stack { inner })
@@ -244,6 +278,38 @@ impl Stack {
     /// MAC address and MTU of the device.
     pub fn device_info(&self) -> hvt_bindings::net::NetInfo {
         self.inner.borrow().device.info()
+    }
+
+    /// Most TCP sockets the stack holds before its listeners stop taking
+    /// new connections (they wait, see [`TcpListener`](super::TcpListener)).
+    /// By default half the heap in sockets of [`TCP_SOCKET_MEMORY`](super::TCP_SOCKET_MEMORY)
+    /// bytes: 2,032 at the default 512 MiB of guest memory.
+    pub fn max_tcp_sockets(&self) -> usize {
+        self.inner.borrow().backlog.max_tcp_sockets
+    }
+
+    /// Sets [`Stack::max_tcp_sockets`] (at least 1). Lowering it closes no
+    /// connection; new ones wait until the count is below it.
+    pub fn set_max_tcp_sockets(&self, max: usize) {
+        self.inner.borrow_mut().backlog.max_tcp_sockets = max.max(1);
+        self.inner.borrow_mut().kick();
+    }
+
+    /// TCP sockets the stack holds now: connections (open or closing) and
+    /// the listeners' handshakes.
+    pub fn tcp_sockets(&self) -> usize {
+        self.inner
+            .borrow()
+            .sockets
+            .iter()
+            .filter(|(_, s)| matches!(s, Socket::Tcp(_)))
+            .count()
+    }
+
+    /// What the listeners' SYN backlog has done, and the SYNs waiting now.
+    pub fn backlog_stats(&self) -> (BacklogStats, usize) {
+        let inner = self.inner.borrow();
+        (inner.backlog.stats, inner.backlog.held_now())
     }
 
     /// Frames received and sent so far.

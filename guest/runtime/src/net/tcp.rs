@@ -9,55 +9,74 @@ use core::task::Poll;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, RecvError, State};
-use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+use smoltcp::wire::IpEndpoint;
 
+use super::backlog::{is_acceptable, Pool};
 use super::error::Error;
 use super::stack::Stack;
 
 /// Receive and send buffer of each TCP socket.
 pub const TCP_BUFFER: usize = 64 << 10;
 
-fn new_socket() -> tcp::Socket<'static> {
+/// Heap a TCP socket takes: its two buffers and smoltcp's socket (the
+/// socket set's slot holds it).
+pub const TCP_SOCKET_MEMORY: usize =
+    2 * TCP_BUFFER + core::mem::size_of::<smoltcp::iface::SocketStorage<'static>>();
+
+/// The stack's default limit of TCP sockets: half of the guest's heap in
+/// sockets (the other half is the application's), so that connections
+/// beyond it wait instead of running the guest out of memory. On the host
+/// (tests, host processes) a heap of 512 MiB is assumed.
+pub fn default_max_tcp_sockets() -> usize {
+    let heap = crate::memory::heap_size().unwrap_or(512 << 20);
+    (heap / 2 / TCP_SOCKET_MEMORY).max(1)
+}
+
+pub(crate) fn new_socket() -> tcp::Socket<'static> {
     tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
         tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
     )
 }
 
-/// Accepts connections on a port. `backlog` sockets listen at once, so as
-/// many connections can be completing their handshake before `accept`.
+/// Accepts connections on a port, as a kernel's listening socket does.
+///
+/// `backlog` connections at most may be handshaking or waiting for
+/// `accept` at once (listen(2)'s backlog). Listening sockets are made on
+/// demand, one per SYN, and only while the stack holds fewer TCP sockets
+/// than [`Stack::max_tcp_sockets`]; a SYN that finds no room waits in the
+/// stack's SYN queue and is admitted when `accept` or a closed connection
+/// makes room, or is dropped silently when that queue is full (the client
+/// retransmits). A listened port never answers a SYN with a reset. See
+/// `net::backlog`.
 pub struct TcpListener {
     stack: Stack,
     port: u16,
-    listening: Vec<SocketHandle>,
 }
 
 impl TcpListener {
+    /// Listens on `port`; `InvalidState` if a listener of this stack has it.
     pub fn bind(stack: &Stack, port: u16, backlog: usize) -> Result<TcpListener, Error> {
         if port == 0 {
             return Err(Error::Unaddressable);
         }
-        let mut listener = TcpListener {
+        let mut inner = stack.inner.borrow_mut();
+        let listeners = &mut inner.backlog.listeners;
+        if listeners.contains_key(&port) {
+            return Err(Error::InvalidState);
+        }
+        listeners.insert(
+            port,
+            Pool {
+                backlog: backlog.max(1),
+                sockets: Vec::new(),
+                waker: None,
+            },
+        );
+        Ok(TcpListener {
             stack: stack.clone(),
             port,
-            listening: Vec::new(),
-        };
-        for _ in 0..backlog.max(1) {
-            let handle = listener.listen_one()?;
-            listener.listening.push(handle);
-        }
-        Ok(listener)
-    }
-
-    fn listen_one(&self) -> Result<SocketHandle, Error> {
-        let mut socket = new_socket();
-        socket
-            .listen(IpListenEndpoint {
-                addr: None,
-                port: self.port,
-            })
-            .map_err(|_| Error::InvalidState)?;
-        Ok(self.stack.inner.borrow_mut().sockets.add(socket))
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -66,25 +85,28 @@ impl TcpListener {
 
     /// The next connection.
     pub async fn accept(&mut self) -> Result<TcpStream, Error> {
-        let index = poll_fn(|cx| {
-            let mut inner = self.stack.inner.borrow_mut();
-            for (i, &handle) in self.listening.iter().enumerate() {
-                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
-                match socket.state() {
-                    // Still handshaking: a stream read or written now would
-                    // fail (smoltcp cannot receive before Established), and
-                    // a reset sends the socket back to Listen.
-                    State::Listen | State::SynReceived => socket.register_recv_waker(cx.waker()),
-                    // A connection (or one that already closed: hand it out
-                    // anyway, its reads report the end).
-                    _ => return Poll::Ready(i),
+        let handle = poll_fn(|cx| {
+            let mut guard = self.stack.inner.borrow_mut();
+            let inner = &mut *guard;
+            let Some(pool) = inner.backlog.listeners.get_mut(&self.port) else {
+                return Poll::Ready(Err(Error::InvalidState));
+            };
+            // Still handshaking: a stream read or written now would fail
+            // (smoltcp cannot receive before Established), and a reset sends
+            // the socket back to Listen.
+            let ready = pool.sockets.iter().position(|&(handle, _)| {
+                is_acceptable(inner.sockets.get::<tcp::Socket>(handle).state())
+            });
+            match ready {
+                Some(index) => Poll::Ready(Ok(pool.sockets.remove(index).0)),
+                None => {
+                    pool.waker = Some(cx.waker().clone());
+                    Poll::Pending
                 }
             }
-            Poll::Pending
         })
-        .await;
-        let replacement = self.listen_one()?;
-        let handle = core::mem::replace(&mut self.listening[index], replacement);
+        .await?;
+        // Room in the backlog: held SYNs may be admitted now.
         self.stack.inner.borrow_mut().kick();
         Ok(TcpStream {
             stack: self.stack.clone(),
@@ -95,9 +117,12 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let mut inner = self.stack.inner.borrow_mut();
-        for handle in self.listening.drain(..) {
-            inner.sockets.remove(handle);
+        let mut guard = self.stack.inner.borrow_mut();
+        let inner = &mut *guard;
+        if let Some(pool) = inner.backlog.listeners.remove(&self.port) {
+            for (handle, _) in pool.sockets {
+                inner.sockets.remove(handle);
+            }
         }
     }
 }
@@ -374,5 +399,19 @@ impl TcpWriter {
     /// As [`TcpStream::abort`].
     pub fn abort(&mut self) {
         self.stream.with(|socket| socket.abort());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_socket_limit_is_half_the_heap_in_sockets() {
+        // On the host a 512 MiB heap is assumed.
+        assert_eq!(default_max_tcp_sockets(), (256 << 20) / TCP_SOCKET_MEMORY);
+        // The buffers and smoltcp's socket, which is small beside them.
+        const { assert!(TCP_SOCKET_MEMORY > 2 * TCP_BUFFER) };
+        const { assert!(TCP_SOCKET_MEMORY < 2 * TCP_BUFFER + 4096) };
     }
 }
