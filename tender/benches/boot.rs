@@ -83,6 +83,8 @@ struct Sample {
 fn measure(command: &mut Command) -> Sample {
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let start = Instant::now();
+    // Reaped by wait4 below, which also gives its own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = command.spawn().expect("spawn");
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
     let mut status = 0;
@@ -265,7 +267,11 @@ fn main() {
                 &["--floor-child".as_ref(), mib_arg.as_ref()],
             ),
             row("tender hello, CPL 3 (our note)", &tender, &with(hello)),
-            row("tender hello, CPL 0 (upstream mode)", &tender, &with(hello_cpl0)),
+            row(
+                "tender hello, CPL 0 (upstream mode)",
+                &tender,
+                &with(hello_cpl0),
+            ),
         ];
         if let Some((hvt, test_hello)) = upstream {
             // test_hello has 2 MiB of data: upstream's smallest size that

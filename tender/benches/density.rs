@@ -22,6 +22,8 @@ fn round(count: usize, program: &PathBuf, args: &[OsString]) -> (Duration, Durat
     let start = Instant::now();
     let mut pids = Vec::with_capacity(count);
     for _ in 0..count {
+        // Reaped by wait4 below, which also gives its own rusage.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -77,8 +79,16 @@ fn main() {
     let hello = common::guest("hello").into_os_string();
     let rows: [(&str, PathBuf, Vec<OsString>); 3] = [
         ("fork+exec /bin/true (baseline)", "/bin/true".into(), vec![]),
-        ("tender hello, CPL 3, default 512 MiB", tender.clone(), vec![hello.clone()]),
-        ("tender hello, CPL 3, --mem=2", tender, vec!["--mem=2".into(), hello]),
+        (
+            "tender hello, CPL 3, default 512 MiB",
+            tender.clone(),
+            vec![hello.clone()],
+        ),
+        (
+            "tender hello, CPL 3, --mem=2",
+            tender,
+            vec!["--mem=2".into(), hello],
+        ),
     ];
     // Warm-up: page cache, first-use costs.
     for (_, program, args) in &rows {

@@ -1,11 +1,20 @@
 //! CPUID passthrough (§3.5): what KVM supports, unmodified.
 //!
-//! `KVM_GET_SUPPORTED_CPUID` is one of the slowest steps of start-up on our
-//! hosts (0.7-0.9 ms). Asking it on a thread of its own while the main
+//! `KVM_GET_SUPPORTED_CPUID` is the slowest step of start-up on our hosts
+//! (0.38-0.45 ms of a 3.5 ms boot): the kernel executes CPUID once per leaf
+//! and sub-leaf, and in a cloud VM each CPUID traps to the hypervisor
+//! (7.5 us each here). Asking it on a thread of its own while the main
 //! thread created the VM did not help (measured: 3.90 ms median boot with
-//! the thread, 3.73 ms without; the ioctls serialise in the kernel), so it
-//! is asked in line.
+//! the thread, 3.73 ms without; and a thread costs CPU, which density pays).
+//!
+//! So the answer is kept between runs, in a cache file (see [`cache`]):
+//! the same bytes KVM returned, keyed by everything that can change them
+//! (the boot, the KVM modules' load, the microcode), read only from a
+//! directory and file of the tender's own user that nobody else can write.
+//! Anything wrong with it (missing, stale, foreign, malformed) means asking
+//! KVM, as without a cache; the guest sees the same CPUID either way.
 
+use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, VcpuFd};
 
 use tender_core::error::{Error, Result};
@@ -15,9 +24,291 @@ const MAX_CPUID_ENTRIES: usize = 100;
 
 /// Gives `vcpu` every CPUID leaf KVM supports.
 pub fn passthrough(kvm: &Kvm, vcpu: &VcpuFd) -> Result<()> {
+    let cpuid = supported(kvm)?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| Error::Kvm(format!("KVM_SET_CPUID2 failed: {e}")))
+}
+
+/// What KVM supports: from the cache when it is current, else from KVM
+/// (and then stored for the next run, best effort).
+fn supported(kvm: &Kvm) -> Result<CpuId> {
+    let dir = cache::dir();
+    let key = cache::key();
+    if let (Some(dir), Some(key)) = (&dir, &key) {
+        if let Some(entries) = cache::load(dir, key) {
+            if let Ok(cpuid) = CpuId::from_entries(&entries) {
+                return Ok(cpuid);
+            }
+        }
+    }
     let cpuid = kvm
         .get_supported_cpuid(MAX_CPUID_ENTRIES)
         .map_err(|e| Error::Kvm(format!("KVM_GET_SUPPORTED_CPUID failed: {e}")))?;
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| Error::Kvm(format!("KVM_SET_CPUID2 failed: {e}")))
+    if let (Some(dir), Some(key)) = (&dir, &key) {
+        cache::store(dir, key, cpuid.as_slice());
+    }
+    Ok(cpuid)
+}
+
+/// The cache of `KVM_GET_SUPPORTED_CPUID`'s answer.
+///
+/// One file per user, `cpuid` in `/run/tender` (root) or
+/// `$XDG_RUNTIME_DIR/tender`: a magic, the key it was made under, the
+/// entry count and the entries as KVM returned them. It is written to a
+/// temporary file and renamed into place (concurrent tenders each write a
+/// whole file; a reader sees one whole file or none). It is used only when
+/// the directory and the file belong to the tender's effective user and
+/// are writable by nobody else: whoever could change it could change the
+/// tender itself.
+pub mod cache {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::path::{Path, PathBuf};
+
+    use kvm_bindings::kvm_cpuid_entry2;
+    use vm_memory::ByteValued;
+
+    use super::MAX_CPUID_ENTRIES;
+
+    const MAGIC: &[u8; 8] = b"TNDCPUI1";
+    const ENTRY: usize = std::mem::size_of::<kvm_cpuid_entry2>();
+    /// Keys are a few hundred bytes; anything longer is not ours.
+    const MAX_KEY: usize = 4096;
+
+    /// `kvm_cpuid_entry2` is plain data (integers and padding only): any
+    /// bytes are a value of it.
+    #[derive(Clone, Copy, Default)]
+    #[repr(transparent)]
+    struct Entry(kvm_cpuid_entry2);
+    // SAFETY: a repr(transparent) wrapper of a repr(C) struct of u32s,
+    // without implicit padding: every bit pattern is valid.
+    unsafe impl ByteValued for Entry {}
+
+    fn euid() -> u32 {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// The cache directory of this user, if it has one.
+    pub fn dir() -> Option<PathBuf> {
+        if euid() == 0 {
+            Some(PathBuf::from("/run/tender"))
+        } else {
+            let runtime = std::env::var_os("XDG_RUNTIME_DIR")?;
+            Some(Path::new(&runtime).join("tender"))
+        }
+    }
+
+    /// What the supported CPUID depends on: this boot of the kernel, the
+    /// load of each KVM module (a reload, maybe with other parameters, gets
+    /// a new sysfs directory) and the CPU's microcode.
+    pub fn key() -> Option<Vec<u8>> {
+        let mut key = fs::read("/proc/sys/kernel/random/boot_id").ok()?;
+        let modules = fs::read_dir("/sys/module").ok()?;
+        let mut kvm: Vec<(String, u64, i64, i64)> = modules
+            .filter_map(|m| {
+                let m = m.ok()?;
+                let name = m.file_name().into_string().ok()?;
+                // Only these are stat'ed: a hundred other modules are not.
+                if !name.starts_with("kvm") {
+                    return None;
+                }
+                let meta = m.metadata().ok()?;
+                Some((name, meta.ino(), meta.ctime(), meta.ctime_nsec()))
+            })
+            .collect();
+        if kvm.is_empty() {
+            return None;
+        }
+        kvm.sort();
+        for (name, ino, ctime, nsec) in kvm {
+            key.extend_from_slice(format!("{name} {ino} {ctime}.{nsec}\n").as_bytes());
+        }
+        if let Ok(microcode) = fs::read("/sys/devices/system/cpu/cpu0/microcode/version") {
+            key.extend_from_slice(b"microcode ");
+            key.extend_from_slice(&microcode);
+        }
+        Some(key)
+    }
+
+    /// Owned by us and writable by nobody else.
+    fn trusted(meta: &fs::Metadata) -> bool {
+        meta.uid() == euid() && meta.mode() & 0o022 == 0
+    }
+
+    /// The cached entries, if the file is there, trusted, and made under
+    /// `key`.
+    pub fn load(dir: &Path, key: &[u8]) -> Option<Vec<kvm_cpuid_entry2>> {
+        let dir_meta = fs::symlink_metadata(dir).ok()?;
+        if !dir_meta.is_dir() || !trusted(&dir_meta) {
+            return None;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join("cpuid"))
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        let max = MAGIC.len() + 8 + MAX_KEY + MAX_CPUID_ENTRIES * ENTRY;
+        if !meta.is_file() || !trusted(&meta) || meta.len() > max as u64 {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        parse(&bytes, key)
+    }
+
+    /// The file's bytes for `entries` made under `key`.
+    pub fn encode(key: &[u8], entries: &[kvm_cpuid_entry2]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 8 + key.len() + entries.len() * ENTRY);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(
+            &u32::try_from(entries.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        for &entry in entries {
+            bytes.extend_from_slice(Entry(entry).as_slice());
+        }
+        bytes
+    }
+
+    /// The entries of a file's bytes, if they are whole and made under `key`.
+    pub fn parse(bytes: &[u8], key: &[u8]) -> Option<Vec<kvm_cpuid_entry2>> {
+        let rest = bytes.strip_prefix(MAGIC)?;
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let key_len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if key_len > MAX_KEY || rest.get(..key_len)? != key {
+            return None;
+        }
+        let (count, rest) = rest[key_len..].split_first_chunk::<4>()?;
+        let count = usize::try_from(u32::from_le_bytes(*count)).ok()?;
+        if count == 0 || count > MAX_CPUID_ENTRIES || rest.len() != count * ENTRY {
+            return None;
+        }
+        // Copied out: the bytes need not be aligned for the struct.
+        let entries = rest
+            .chunks_exact(ENTRY)
+            .map(|chunk| {
+                let mut entry = Entry::default();
+                entry.as_mut_slice().copy_from_slice(chunk);
+                entry.0
+            })
+            .collect();
+        Some(entries)
+    }
+
+    /// Stores `entries` under `key`, best effort: a failure only means the
+    /// next run asks KVM again.
+    pub fn store(dir: &Path, key: &[u8], entries: &[kvm_cpuid_entry2]) {
+        let _ = fs::DirBuilder::new().mode(0o700).create(dir);
+        match fs::symlink_metadata(dir) {
+            Ok(meta) if meta.is_dir() && trusted(&meta) => {}
+            _ => return,
+        }
+        let temp = dir.join(format!("cpuid.{}", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)
+            .and_then(|mut file: File| file.write_all(&encode(key, entries)));
+        if written.is_err() || fs::rename(&temp, dir.join("cpuid")).is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache;
+    use kvm_bindings::kvm_cpuid_entry2;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn entries() -> Vec<kvm_cpuid_entry2> {
+        (0..3u32)
+            .map(|i| kvm_cpuid_entry2 {
+                function: i,
+                index: i * 2,
+                flags: 1,
+                eax: 0x1111_0000 + i,
+                ebx: 0x2222_0000 + i,
+                ecx: 0x3333_0000 + i,
+                edx: 0x4444_0000 + i,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn same(a: &[kvm_cpuid_entry2], b: &[kvm_cpuid_entry2]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                (x.function, x.index, x.flags, x.eax, x.ebx, x.ecx, x.edx)
+                    == (y.function, y.index, y.flags, y.eax, y.ebx, y.ecx, y.edx)
+            })
+    }
+
+    #[test]
+    fn a_file_round_trips_only_under_its_own_key() {
+        let bytes = cache::encode(b"boot A", &entries());
+        assert!(same(&cache::parse(&bytes, b"boot A").unwrap(), &entries()));
+        assert!(cache::parse(&bytes, b"boot B").is_none());
+        assert!(cache::parse(&bytes, b"boot").is_none());
+        // Cut short, one byte more, another magic, no entries: refused.
+        assert!(cache::parse(&bytes[..bytes.len() - 1], b"boot A").is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(cache::parse(&longer, b"boot A").is_none());
+        let mut magic = bytes.clone();
+        magic[0] ^= 1;
+        assert!(cache::parse(&magic, b"boot A").is_none());
+        assert!(cache::parse(&cache::encode(b"k", &[]), b"k").is_none());
+    }
+
+    #[test]
+    fn the_cache_is_read_back_only_when_nobody_else_can_write_it() {
+        let dir = std::env::temp_dir().join(format!("tender-cpuid-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(cache::load(&dir, b"key").is_none(), "no directory yet");
+        cache::store(&dir, b"key", &entries());
+        assert!(same(&cache::load(&dir, b"key").unwrap(), &entries()));
+        assert!(cache::load(&dir, b"other key").is_none(), "stale");
+        // A file others may write is not trusted.
+        let file = dir.join("cpuid");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert!(cache::load(&dir, b"key").is_none());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Nor a directory others may write.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(cache::load(&dir, b"key").is_none());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A newer store replaces the file whole, and leaves no temporary.
+        let mut fewer = entries();
+        fewer.truncate(1);
+        cache::store(&dir, b"key", &fewer);
+        assert!(same(&cache::load(&dir, b"key").unwrap(), &fewer));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["cpuid"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_key_names_this_boot_and_the_kvm_modules() {
+        let Some(key) = cache::key() else {
+            // No KVM module on this host: no key, no cache.
+            assert!(std::fs::read_dir("/sys/module/kvm").is_err());
+            return;
+        };
+        let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap();
+        assert!(key.starts_with(&boot));
+        assert!(String::from_utf8_lossy(&key).contains("\nkvm "));
+        assert_eq!(cache::key(), Some(key), "stable within a boot");
+    }
 }
