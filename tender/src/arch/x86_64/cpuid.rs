@@ -100,30 +100,24 @@ pub mod cache {
         }
     }
 
+    /// KVM and the vendor modules whose parameters shape what it supports.
+    const MODULES: [&str; 4] = ["kvm", "kvm_intel", "kvm_amd", "kvm_pvm"];
+
     /// What the supported CPUID depends on: this boot of the kernel, the
     /// load of each KVM module (a reload, maybe with other parameters, gets
-    /// a new sysfs directory) and the CPU's microcode.
+    /// a new sysfs directory, whose inode number is the kernfs node's id)
+    /// and the CPU's microcode. `None` (no cache) without a KVM module.
     pub fn key() -> Option<Vec<u8>> {
         let mut key = fs::read("/proc/sys/kernel/random/boot_id").ok()?;
-        let modules = fs::read_dir("/sys/module").ok()?;
-        let mut kvm: Vec<(String, u64, i64, i64)> = modules
-            .filter_map(|m| {
-                let m = m.ok()?;
-                let name = m.file_name().into_string().ok()?;
-                // Only these are stat'ed: a hundred other modules are not.
-                if !name.starts_with("kvm") {
-                    return None;
-                }
-                let meta = m.metadata().ok()?;
-                Some((name, meta.ino(), meta.ctime(), meta.ctime_nsec()))
-            })
-            .collect();
-        if kvm.is_empty() {
-            return None;
+        let mut any = false;
+        for name in MODULES {
+            if let Ok(meta) = fs::symlink_metadata(Path::new("/sys/module").join(name)) {
+                key.extend_from_slice(format!("{name} {}\n", meta.ino()).as_bytes());
+                any = true;
+            }
         }
-        kvm.sort();
-        for (name, ino, ctime, nsec) in kvm {
-            key.extend_from_slice(format!("{name} {ino} {ctime}.{nsec}\n").as_bytes());
+        if !any {
+            return None;
         }
         if let Ok(microcode) = fs::read("/sys/devices/system/cpu/cpu0/microcode/version") {
             key.extend_from_slice(b"microcode ");
