@@ -52,18 +52,23 @@ fn supported(kvm: &Kvm) -> Result<CpuId> {
 
 /// The cache of `KVM_GET_SUPPORTED_CPUID`'s answer.
 ///
-/// One file per user, `cpuid` in `/run/tender` (root) or
-/// `$XDG_RUNTIME_DIR/tender`: a magic, the key it was made under, the
-/// entry count and the entries as KVM returned them. It is written to a
-/// temporary file and renamed into place (concurrent tenders each write a
-/// whole file; a reader sees one whole file or none). It is used only when
-/// the directory and the file belong to the tender's effective user and
-/// are writable by nobody else: whoever could change it could change the
+/// One file per user, `tender-cpuid` in `/run` (root) or in
+/// `$XDG_RUNTIME_DIR`: a magic, the key it was made under, the entry count
+/// and the entries as KVM returned them. It is used only when the directory
+/// and the file belong to the tender's effective user (or root) and are
+/// writable by nobody else: whoever could change it could change the
 /// tender itself.
+///
+/// It is written in place with the calls the tender's start-up makes
+/// anyway (`openat`, `write`: docs/security.md lists them for outer
+/// filters), not through a temporary file and `rename`. A reader that
+/// meets a file being written sees a short one, or one that two writers
+/// left with one's bytes over the other's longer ones; both fail the exact
+/// length check (and a torn key the key check), and count as a miss.
 pub mod cache {
-    use std::fs::{self, File, OpenOptions};
+    use std::fs::{self, OpenOptions};
     use std::io::{Read, Write};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     use std::path::{Path, PathBuf};
 
     use kvm_bindings::kvm_cpuid_entry2;
@@ -90,13 +95,15 @@ pub mod cache {
         unsafe { libc::geteuid() }
     }
 
-    /// The cache directory of this user, if it has one.
+    /// The cache file's name in [`dir`].
+    const FILE: &str = "tender-cpuid";
+
+    /// The runtime directory of this user, if it has one.
     pub fn dir() -> Option<PathBuf> {
         if euid() == 0 {
-            Some(PathBuf::from("/run/tender"))
+            Some(PathBuf::from("/run"))
         } else {
-            let runtime = std::env::var_os("XDG_RUNTIME_DIR")?;
-            Some(Path::new(&runtime).join("tender"))
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
         }
     }
 
@@ -126,22 +133,25 @@ pub mod cache {
         Some(key)
     }
 
-    /// Owned by us and writable by nobody else.
+    /// Owned by us (or root, as `/run` is) and writable by nobody else.
     fn trusted(meta: &fs::Metadata) -> bool {
-        meta.uid() == euid() && meta.mode() & 0o022 == 0
+        (meta.uid() == euid() || meta.uid() == 0) && meta.mode() & 0o022 == 0
+    }
+
+    fn trusted_dir(dir: &Path) -> bool {
+        fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir() && trusted(&meta))
     }
 
     /// The cached entries, if the file is there, trusted, and made under
     /// `key`.
     pub fn load(dir: &Path, key: &[u8]) -> Option<Vec<kvm_cpuid_entry2>> {
-        let dir_meta = fs::symlink_metadata(dir).ok()?;
-        if !dir_meta.is_dir() || !trusted(&dir_meta) {
+        if !trusted_dir(dir) {
             return None;
         }
         let mut file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(dir.join("cpuid"))
+            .open(dir.join(FILE))
             .ok()?;
         let meta = file.metadata().ok()?;
         let max = MAGIC.len() + 8 + MAX_KEY + MAX_CPUID_ENTRIES * ENTRY;
@@ -198,21 +208,24 @@ pub mod cache {
     /// Stores `entries` under `key`, best effort: a failure only means the
     /// next run asks KVM again.
     pub fn store(dir: &Path, key: &[u8], entries: &[kvm_cpuid_entry2]) {
-        let _ = fs::DirBuilder::new().mode(0o700).create(dir);
-        match fs::symlink_metadata(dir) {
-            Ok(meta) if meta.is_dir() && trusted(&meta) => {}
-            _ => return,
+        if !trusted_dir(dir) {
+            return;
         }
-        let temp = dir.join(format!("cpuid.{}", std::process::id()));
-        let written = OpenOptions::new()
+        let Ok(mut file) = OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)
-            .and_then(|mut file: File| file.write_all(&encode(key, entries)));
-        if written.is_err() || fs::rename(&temp, dir.join("cpuid")).is_err() {
-            let _ = fs::remove_file(&temp);
+            .open(dir.join(FILE))
+        else {
+            return;
+        };
+        if file
+            .metadata()
+            .is_ok_and(|meta| meta.is_file() && trusted(&meta))
+        {
+            let _ = file.write_all(&encode(key, entries));
         }
     }
 }
@@ -267,12 +280,19 @@ mod tests {
     fn the_cache_is_read_back_only_when_nobody_else_can_write_it() {
         let dir = std::env::temp_dir().join(format!("tender-cpuid-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(cache::load(&dir, b"key").is_none(), "no directory yet");
+        assert!(cache::load(&dir, b"key").is_none(), "no directory");
+        std::fs::create_dir(&dir).unwrap();
+        // Nothing is stored in, or read from, a directory others may write.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        cache::store(&dir, b"key", &entries());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(cache::load(&dir, b"key").is_none(), "no file yet");
         cache::store(&dir, b"key", &entries());
         assert!(same(&cache::load(&dir, b"key").unwrap(), &entries()));
         assert!(cache::load(&dir, b"other key").is_none(), "stale");
         // A file others may write is not trusted.
-        let file = dir.join("cpuid");
+        let file = dir.join("tender-cpuid");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o622)).unwrap();
         assert!(cache::load(&dir, b"key").is_none());
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -280,16 +300,22 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(cache::load(&dir, b"key").is_none());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        // A newer store replaces the file whole, and leaves no temporary.
+        // A newer, shorter store replaces the file whole.
         let mut fewer = entries();
         fewer.truncate(1);
         cache::store(&dir, b"key", &fewer);
         assert!(same(&cache::load(&dir, b"key").unwrap(), &fewer));
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["cpuid"]);
+        // Another writer's longer bytes left under shorter ones: refused.
+        let mut torn = cache::encode(b"key", &fewer);
+        torn.extend_from_slice(&cache::encode(b"key", &entries())[torn.len()..]);
+        std::fs::write(&file, &torn).unwrap();
+        assert!(cache::load(&dir, b"key").is_none());
+        // A symbolic link is not followed.
+        std::fs::remove_file(&file).unwrap();
+        let real = dir.join("elsewhere");
+        std::fs::write(&real, cache::encode(b"key", &entries())).unwrap();
+        std::os::unix::fs::symlink(&real, &file).unwrap();
+        assert!(cache::load(&dir, b"key").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
