@@ -257,6 +257,7 @@ const DOCUMENTED: &[libc::c_long] = &[
     libc::SYS_flock,
     libc::SYS_futex,
     libc::SYS_getdents64,
+    libc::SYS_geteuid,
     libc::SYS_getrandom,
     libc::SYS_gettid,
     libc::SYS_ioctl,
