@@ -877,9 +877,10 @@ fn ring_doorbell_and_entries_misused() {
         return;
     };
     let door = "Invalid guest port access: port=0x600";
-    for image in both("hostile-dev") {
+    for (ours, image) in [true, false].into_iter().zip(both("hostile-dev")) {
         // The ring is offered at the top; the doorbell is served in the
-        // kernel for the value 0 only, and only as a 4-byte OUT.
+        // kernel for the value 0 only, and only as a 4-byte OUT; our guests
+        // may also ask for service with the value 1 (§12.8).
         let steps = [
             "r64:bi+40",
             "r64:bi+48",
@@ -891,16 +892,26 @@ fn ring_doorbell_and_entries_misused() {
         .map(String::from);
         let run = dev.run(&image, &[], &steps);
         assert_done(&run, "doorbell");
-        assert_eq!(returned(&run, "r64:bi+40")[0] & 1, 1, "{}", run.output());
+        // Bit 0, the ring; bit 2, service at exits, for our guests only.
+        let features = returned(&run, "r64:bi+40")[0];
+        assert_eq!(features & 1, 1, "{}", run.output());
+        assert_eq!(features & 4 != 0, ours, "{}", run.output());
         assert_eq!(returned(&run, "r64:bi+48"), [MEM], "{}", run.output());
+        let serve_now = ["out:0x600:4:1".to_owned()];
+        let run = dev.run(&image, &[], &serve_now);
+        if ours {
+            assert_done(&run, "serve-now doorbell");
+        } else {
+            assert_stopped(&run, door, "serve-now doorbell of an upstream guest");
+        }
         for step in [
-            "out:0x600:4:1",
+            "out:0x600:4:2",
             "out:0x600:4:0xffffffff",
             "out:0x600:1:0",
             "out:0x600:2:0",
             "in:0x600:4",
             "in:0x600:1",
-            "w32:buf:1 outs:0x600:buf:1",
+            "w32:buf:2 outs:0x600:buf:1",
         ] {
             let steps: Vec<String> = step.split(' ').map(String::from).collect();
             let run = dev.run(&image, &[], &steps);

@@ -336,8 +336,29 @@ pub struct Clock {
 struct Running {
     /// Kept open to the end: the confined vCPU thread closes nothing.
     stop: EventFd,
+    /// The thread's descriptors, owned here and not by the thread: a Rust
+    /// thread that closed them would call `fcntl` (std checks descriptors
+    /// in debug builds), which its filter refuses, and the thread is
+    /// stopped before they close (`halt`, `Drop`).
+    _stop_for_thread: EventFd,
+    _timer: OwnedFd,
     allowlist: Allowlist,
     thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.stop.write(1);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Clock {
@@ -375,7 +396,8 @@ impl Clock {
         let stop_fd = stop
             .try_clone()
             .map_err(|e| Error::Device(format!("Could not clone an eventfd: {e}")))?;
-        let allowlist = thread_allowlist(timer.as_raw_fd(), stop_fd.as_raw_fd());
+        let (timer_fd, stop_raw) = (timer.as_raw_fd(), stop_fd.as_raw_fd());
+        let allowlist = thread_allowlist(timer_fd, stop_raw);
         let filter = allowlist.compile(self.seccomp.unwrap_or(SeccompMode::Enforce))?;
         let thread = std::thread::Builder::new()
             .name("clock".into())
@@ -390,7 +412,7 @@ impl Clock {
                 loop {
                     // Armed before the sample: a step after it cancels the
                     // timer; one before it is in the sample.
-                    if let Err(e) = arm(timer.as_raw_fd()) {
+                    if let Err(e) = arm(timer_fd) {
                         fatal(Error::Device(format!("clock page timer: {e}")));
                         return;
                     }
@@ -400,7 +422,7 @@ impl Clock {
                         fatal(e);
                         return;
                     }
-                    match wait(timer.as_raw_fd(), stop_fd.as_raw_fd()) {
+                    match wait(timer_fd, stop_raw) {
                         Ok(Some(step)) => stepped = step,
                         Ok(None) => return,
                         Err(e) => {
@@ -413,6 +435,8 @@ impl Clock {
             .map_err(|e| Error::Device(format!("Could not start the clock thread: {e}")))?;
         self.thread = Some(Running {
             stop,
+            _stop_for_thread: stop_fd,
+            _timer: timer,
             allowlist,
             thread: Some(thread),
         });
@@ -458,10 +482,7 @@ impl Module for Clock {
 
     fn halt(&mut self, _ending: Ending) {
         if let Some(running) = self.thread.as_mut() {
-            if let Some(thread) = running.thread.take() {
-                let _ = running.stop.write(1);
-                let _ = thread.join();
-            }
+            running.stop();
         }
     }
 

@@ -414,6 +414,11 @@ impl Shared {
     fn serve_in_thread(&self) -> Result<()> {
         let ring = self.view()?;
         loop {
+            // Entries may be left when stopped: another consumer failed on
+            // one, or the guest halted with entries published.
+            if self.stopping() {
+                return Ok(());
+            }
             // Wait for entries: spin while recently busy, then sleep on the
             // doorbell (after saying so in `needs_kick`).
             let mut last_work = Instant::now();
