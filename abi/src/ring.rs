@@ -39,6 +39,12 @@ pub struct RingCommit {
 /// reads on until it gets `AGAIN`.
 pub const COMMIT_DRAINED: u32 = 1 << 0;
 
+/// Entry flag, in `RingEntry::reserved` (§12.8): serve this read only once
+/// the guest's next exit has been served, so that a read published just
+/// before a yield waits with it and brings the frame that ends the wait.
+/// Entries after it wait for it. Ignored for guests without §12.8.
+pub const ENTRY_AFTER_EXIT: u64 = 1 << 0;
+
 /// Doorbell value (§12.8) that asks the tender to serve the ring before the
 /// guest goes on, in the vCPU's own exit: the tender registers its in-kernel
 /// doorbell for value 0 only, so this write reaches it as a port exit.

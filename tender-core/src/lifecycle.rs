@@ -180,6 +180,11 @@ impl ModuleSet {
         self.modules.iter_mut().try_for_each(|m| m.guest_exit())
     }
 
+    /// Stage 7, before each entry into the guest.
+    pub fn guest_resume(&mut self) -> Result<()> {
+        self.modules.iter_mut().try_for_each(|m| m.guest_resume())
+    }
+
     /// Stage 7: offers a VM exit the core does not serve to each module until
     /// one takes it.
     pub fn vm_exit(

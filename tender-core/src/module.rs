@@ -136,6 +136,12 @@ pub trait Module {
         Ok(())
     }
 
+    /// Runs before each entry into the guest, once the exit before it was
+    /// served (and before the first). As cheap as [`Module::guest_exit`].
+    fn guest_resume(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Offered each VM exit the core does not serve. `Ok(None)`: not this
     /// module's; the core's own handling (an error) applies if no module
     /// takes it.

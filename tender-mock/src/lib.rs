@@ -415,7 +415,10 @@ impl MockTender {
             value,
         };
         match self.modules.vm_exit(&exit, &mut self.vcpu, &self.ram) {
-            Ok(Some(ExitAction::Resume)) => Ok(Action::Continue),
+            Ok(Some(ExitAction::Resume)) => {
+                self.modules.guest_resume().map_err(|e| e.to_string())?;
+                Ok(Action::Continue)
+            }
             Ok(Some(ExitAction::Exit(code))) => Ok(Action::Exit(code)),
             Ok(None) => Err(Error::invalid_port(port).to_string()),
             Err(e) => Err(e.to_string()),

@@ -323,11 +323,14 @@ where
         if deadline.is_none() && interest == 0 {
             panic!("deadlock: every task waits, and no timer or device can wake one");
         }
+        // A frame that ends the wait comes back with it (§12.8).
+        crate::net::ring::post_read_before_yield(interest);
         let ready_set = match deadline {
             // A timer: sleep in the tender until just before it, then spin.
             Some(deadline) if deadline != 0 => time::wait_until(deadline),
             _ => hvt_bindings::poll::yield_until(deadline.unwrap_or(u64::MAX)),
         };
+        let ready_set = crate::net::ring::after_yield(ready_set);
         io::wake(ready_set);
         time::fire_due_timers();
     }

@@ -74,6 +74,7 @@ pub fn run(
     returns: &Counter,
 ) -> Result<Stop> {
     loop {
+        modules.guest_resume()?;
         let exit = vcpu.fd.run();
         returns.add(1);
         let exit = match exit {

@@ -38,7 +38,7 @@ impl NetDevice {
         let frame = usize::from(info.mtu) + ETHERNET_HEADER;
         let ring = RingClient::from_boot_info();
         if ring.is_some() {
-            super::ring::uses_ring(info.handle);
+            super::ring::uses_ring(info.handle, frame);
         }
         Ok(NetDevice {
             info,

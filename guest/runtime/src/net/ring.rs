@@ -21,22 +21,27 @@
 //!   [`BUSY_POLL_US`], the executor reads again instead of yielding
 //!   ([`busy_poll_set`]): a yield is an exit, a read the thread serves is
 //!   not. A guest that received nothing for that long yields as before,
-//!   and the thread then goes to sleep.
+//!   and the thread then goes to sleep;
+//! * before a yield with the thread asleep, the executor publishes a read
+//!   marked `ENTRY_AFTER_EXIT` ([`post_read_before_yield`]): the tender
+//!   serves it once the yield's wait is over, so the frame that ends the
+//!   wait comes back with it, without the exit of another read.
 //!
 //! On upstream's tender (no §12.8) the client follows upstream's bindings
 //! exactly.
 
 use alloc::boxed::Box;
 use alloc::vec;
-use core::cell::Cell;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
 use hvt_abi::boot::{HOST_FEATURE_RING_EXIT_SERVICE, HOST_FEATURE_RING_IO};
 use hvt_abi::hypercall::{result, RING_KICK_PIO_BASE};
 use hvt_abi::ring::{
-    Ring, RingCommit, RingEntry, COMMIT_DRAINED, DOORBELL_SERVE_NOW, OP_NET_READ, OP_NET_WRITE,
-    RING_BUF_SIZE, RING_SIZE,
+    Ring, RingCommit, RingEntry, COMMIT_DRAINED, DOORBELL_SERVE_NOW, ENTRY_AFTER_EXIT, OP_NET_READ,
+    OP_NET_WRITE, RING_BUF_SIZE, RING_SIZE,
 };
 use hvt_bindings::net::NetError;
 
@@ -77,12 +82,15 @@ struct Offered {
     counters: RingCounters,
     /// The network handles that use the ring.
     handles: u64,
-    /// TSC at the last frame received.
-    last_frame: u64,
+    /// TSC at the last frame received, if any.
+    last_frame: Option<u64>,
     /// [`BUSY_POLL_US`] in TSC ticks.
     busy_poll_ticks: u64,
     /// `ent_head` when the guest last rang the in-kernel doorbell.
     kicked_at: Option<u32>,
+    /// What to subtract from a guest address to get the host's (see
+    /// [`RingClient`]).
+    gpa_offset: u64,
 }
 
 impl Offered {
@@ -102,6 +110,174 @@ runtime_local! {
     /// The ring, if §12.8 is offered, for [`flush_lazy_writes`] and
     /// [`busy_poll_set`].
     static OFFERED: Cell<Option<Offered>> = Cell::new(None);
+}
+
+/// The read published before a yield (§12.8), and its buffer.
+struct Posted {
+    /// Guest memory the host fills; as large as the largest frame of the
+    /// ring's devices. In a guest, `storage`; in a host test, memory of the
+    /// mock's.
+    buffer: *mut u8,
+    len: usize,
+    storage: Vec<u8>,
+    state: PostState,
+}
+
+impl Posted {
+    fn buffer(&self) -> &[u8] {
+        // SAFETY: `buffer` points at `len` bytes: `storage`, or the mock's
+        // memory a test gave (`use_posted_buffer`).
+        unsafe { core::slice::from_raw_parts(self.buffer, self.len) }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PostState {
+    /// No read published.
+    Idle,
+    /// Published for this handle; its commit is the next one.
+    Pending(u64),
+    /// A frame of `len` bytes for `handle` waits in the buffer.
+    Received(u64, Received),
+}
+
+runtime_local! {
+    static POSTED: RefCell<Posted> = RefCell::new(Posted {
+        buffer: core::ptr::null_mut(),
+        len: 0,
+        storage: Vec::new(),
+        state: PostState::Idle,
+    });
+}
+
+/// Publishes `entry` in the next slot of the ring of `counters` (which must
+/// be free).
+fn publish_entry(counters: RingCounters, entry: RingEntry) {
+    let tail = counters.ent_tail().load(Ordering::Relaxed);
+    // SAFETY: the slot at `tail` is the guest's until `ent_tail` moves.
+    unsafe {
+        core::ptr::addr_of_mut!((*counters.ring).entries[tail as usize % RING_SIZE])
+            .write_volatile(entry);
+    }
+    counters
+        .ent_tail()
+        .store(tail.wrapping_add(1), Ordering::Release);
+    fence(Ordering::SeqCst);
+}
+
+/// Takes the commit at `com_head` if the host published it.
+fn take_commit(counters: RingCounters) -> Option<RingCommit> {
+    let head = counters.com_head().load(Ordering::Relaxed);
+    if counters.com_tail().load(Ordering::Acquire) == head {
+        return None;
+    }
+    // SAFETY: the host published this commit before moving `com_tail`.
+    let commit = unsafe {
+        core::ptr::addr_of!((*counters.ring).commits[head as usize % RING_SIZE]).read_volatile()
+    };
+    counters
+        .com_head()
+        .store(head.wrapping_add(1), Ordering::Release);
+    Some(commit)
+}
+
+/// The executor's hook just before it yields: with §12.8 and the host's
+/// I/O thread asleep, publishes a read for the first ring device waited on
+/// in `interest`, served by the tender once the yield's wait is over.
+pub(crate) fn post_read_before_yield(interest: u64) {
+    let Some(o) = OFFERED.with(Cell::get) else {
+        return;
+    };
+    let handles = interest & o.handles;
+    // An awake thread would answer AGAIN at once; a full ring has no room.
+    if handles == 0 || !o.counters.needs_kick() || o.counters.unserved() >= MAX_OUTSTANDING {
+        return;
+    }
+    POSTED.with(|posted| {
+        let mut posted = posted.borrow_mut();
+        if posted.state != PostState::Idle || posted.len == 0 {
+            return;
+        }
+        let handle = u64::from(handles.trailing_zeros());
+        let entry = RingEntry {
+            operation: OP_NET_READ,
+            // Below 64: a bit of `handles`.
+            handle: handles.trailing_zeros(),
+            data: posted.buffer as u64 - o.gpa_offset,
+            len: u32::try_from(posted.len).unwrap_or(u32::MAX),
+            id: u32::MAX,
+            reserved: ENTRY_AFTER_EXIT,
+        };
+        publish_entry(o.counters, entry);
+        posted.state = PostState::Pending(handle);
+    });
+}
+
+/// The executor's hook just after a yield: collects the read published
+/// before it and adds its device to `ready_set` if it brought a frame.
+pub(crate) fn after_yield(ready_set: u64) -> u64 {
+    collect_posted();
+    POSTED.with(|posted| match posted.borrow().state {
+        PostState::Received(handle, _) => ready_set | 1 << handle,
+        _ => ready_set,
+    })
+}
+
+/// Moves a published read's commit, if there, into [`POSTED`]; a read
+/// that brought nothing is forgotten.
+fn collect_posted() {
+    let Some(o) = OFFERED.with(Cell::get) else {
+        return;
+    };
+    POSTED.with(|posted| {
+        let mut posted = posted.borrow_mut();
+        let PostState::Pending(handle) = posted.state else {
+            return;
+        };
+        let Some(commit) = take_commit(o.counters) else {
+            return;
+        };
+        posted.state = match commit.ret {
+            result::OK => {
+                frame_received();
+                PostState::Received(
+                    handle,
+                    Received {
+                        len: (commit.len as usize).min(posted.len),
+                        drained: commit.flags & COMMIT_DRAINED != 0,
+                    },
+                )
+            }
+            _ => PostState::Idle,
+        };
+    });
+}
+
+/// Hands the frame a published read brought for `handle` over to `buffer`.
+/// Before that, a published read still pending is served (its commit comes
+/// before any later read's).
+fn take_posted(handle: u64, buffer: &mut [u8]) -> Option<Received> {
+    let pending = POSTED.with(|p| matches!(p.borrow().state, PostState::Pending(_)));
+    if pending {
+        collect_posted();
+        if POSTED.with(|p| matches!(p.borrow().state, PostState::Pending(_))) {
+            // Served in this exit's resume stage, with what follows it.
+            kick(DOORBELL_SERVE_NOW);
+            collect_posted();
+        }
+    }
+    POSTED.with(|posted| {
+        let mut posted = posted.borrow_mut();
+        match posted.state {
+            PostState::Received(h, received) if h == handle => {
+                let len = received.len.min(buffer.len());
+                buffer[..len].copy_from_slice(&posted.buffer()[..len]);
+                posted.state = PostState::Idle;
+                Some(Received { len, ..received })
+            }
+            _ => None,
+        }
+    })
 }
 
 /// The counters of `struct hvt_ring`, shared with the host.
@@ -166,7 +342,8 @@ pub(crate) fn busy_poll_set(interest: u64) -> u64 {
         Some(o)
             if interest & o.handles != 0
                 && !o.counters.needs_kick()
-                && ticks().wrapping_sub(o.last_frame) < o.busy_poll_ticks =>
+                && o.last_frame
+                    .is_some_and(|at| ticks().wrapping_sub(at) < o.busy_poll_ticks) =>
         {
             interest & o.handles
         }
@@ -178,18 +355,27 @@ pub(crate) fn busy_poll_set(interest: u64) -> u64 {
 fn frame_received() {
     OFFERED.with(|offered| {
         if let Some(mut o) = offered.get() {
-            o.last_frame = ticks();
+            o.last_frame = Some(ticks());
             offered.set(Some(o));
         }
     });
 }
 
-/// Notes that network handle `handle` uses the ring.
-pub(crate) fn uses_ring(handle: u64) {
+/// Notes that network handle `handle`, whose frames are at most `frame`
+/// bytes, uses the ring.
+pub(crate) fn uses_ring(handle: u64, frame: usize) {
     OFFERED.with(|offered| {
         if let Some(mut o) = offered.get().filter(|_| handle < 64) {
             o.handles |= 1 << handle;
             offered.set(Some(o));
+            POSTED.with(|posted| {
+                let mut posted = posted.borrow_mut();
+                if posted.len < frame && posted.state == PostState::Idle {
+                    posted.storage = vec![0; frame];
+                    posted.buffer = posted.storage.as_mut_ptr();
+                    posted.len = frame;
+                }
+            });
         }
     });
 }
@@ -287,9 +473,10 @@ impl RingClient {
             offered.set(exit_service.then_some(Offered {
                 counters,
                 handles,
-                last_frame: 0,
+                last_frame: None,
                 busy_poll_ticks: tsc_hz / 1_000_000 * BUSY_POLL_US,
                 kicked_at: None,
+                gpa_offset,
             }))
         });
         RingClient {
@@ -348,18 +535,9 @@ impl RingClient {
 
     /// Publishes `entry` in the next slot (which must be free).
     fn publish(&mut self, mut entry: RingEntry) {
-        let tail = self.counters.ent_tail().load(Ordering::Relaxed);
         entry.id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        // SAFETY: the slot at `tail` is the guest's until `ent_tail` moves.
-        unsafe {
-            core::ptr::addr_of_mut!((*self.counters.ring).entries[tail as usize % RING_SIZE])
-                .write_volatile(entry);
-        }
-        self.counters
-            .ent_tail()
-            .store(tail.wrapping_add(1), Ordering::Release);
-        fence(Ordering::SeqCst);
+        publish_entry(self.counters, entry);
     }
 
     /// Queues `frame` for sending; returns at once.
@@ -403,6 +581,11 @@ impl RingClient {
 
     /// Receives one frame into `buffer` (synchronous: waits for the commit).
     pub fn read(&mut self, handle: u64, buffer: &mut [u8]) -> Result<Received, NetError> {
+        if self.exit_service {
+            if let Some(received) = take_posted(handle, buffer) {
+                return Ok(received);
+            }
+        }
         let entry = RingEntry {
             operation: OP_NET_READ,
             handle: u32::try_from(handle).map_err(|_| NetError::Invalid)?,
@@ -525,6 +708,18 @@ mod tests {
         let client =
             unsafe { RingClient::in_memory(at(gpa).cast(), at(TX_GPA).cast(), offset, features) };
         (client, at(RX_GPA))
+    }
+
+    /// Makes the buffer of reads published before a yield `len` bytes at
+    /// `at`, in the mock's memory (a guest's heap is guest memory).
+    fn use_posted_buffer(at: *mut u8, len: usize) {
+        POSTED.with(|p| {
+            let mut p = p.borrow_mut();
+            p.storage = Vec::new();
+            p.buffer = at;
+            p.len = len;
+            p.state = PostState::Idle;
+        });
     }
 
     /// The read buffer at `rx`.
@@ -719,29 +914,93 @@ mod tests {
         for upstream in GUESTS {
             let (mut client, rx) = client(upstream);
             let buffer = rx_buffer(rx);
-            uses_ring(1);
+            uses_ring(1, MAX_FRAME);
+            // A window no preemption of this test's thread can outlast, as
+            // long as the thread is awake; the mock's TSC rate is nominal.
+            OFFERED.with(|offered| {
+                if let Some(mut o) = offered.get() {
+                    o.busy_poll_ticks = u64::MAX / 2;
+                    offered.set(Some(o));
+                }
+            });
             let interest = 1 << 1 | 1 << 5;
             assert_eq!(busy_poll_set(interest), 0, "no frame received yet");
-            thread_asleep(&client);
-            send_to(2, &frame(80, 1));
-            send_to(2, &frame(81, 2));
-            // Served in the guest's exit, which found another frame waiting
-            // and woke the thread: a burst.
-            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
-            let busy = busy_poll_set(interest);
-            if upstream {
-                assert_eq!(busy, 0, "no busy polling without §12.8");
-            } else {
-                assert_eq!(
-                    busy,
-                    1 << 1,
-                    "only the ring's handle, while the thread is awake"
-                );
+            // A thread that slept again before the check (this test's
+            // thread preempted for 300 us) proves nothing: a few tries.
+            let mut seen = Vec::new();
+            for round in 0..10 {
+                thread_asleep(&client);
+                send_to(2, &frame(80, round));
+                send_to(2, &frame(81, round));
+                // Served in the guest's exit, which found another frame
+                // waiting and woke the thread: a burst.
+                assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
+                let busy = busy_poll_set(interest);
+                let awake = !client.counters.needs_kick();
+                assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(81));
+                seen.push(busy);
+                if awake {
+                    break;
+                }
             }
-            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(81));
+            let expected = if upstream { 0 } else { 1 << 1 };
+            assert!(
+                seen.iter().all(|&busy| busy == 0 || busy == expected),
+                "only the ring's handle: {seen:?}"
+            );
+            assert_eq!(
+                *seen.last().unwrap(),
+                expected,
+                "busy polling with §12.8 and an awake thread only: {seen:?}"
+            );
             // Nothing more came: once the thread sleeps, the guest yields.
             thread_asleep(&client);
             assert_eq!(busy_poll_set(interest), 0);
+            tender_mock::uninstall();
+        }
+    }
+
+    #[test]
+    fn a_read_published_before_a_yield_brings_the_frame_that_ends_it() {
+        for upstream in GUESTS {
+            let (mut client, rx) = client(upstream);
+            let buffer = rx_buffer(rx);
+            // SAFETY: RX_GPA + 64 KiB is in the mock's 16 MiB.
+            use_posted_buffer(unsafe { rx.add(65536) }, MAX_FRAME);
+            uses_ring(1, MAX_FRAME);
+            let waiting_on = 1 << 1 | 1 << 5;
+            thread_asleep(&client);
+            post_read_before_yield(waiting_on);
+            // A frame arrives while the guest waits; the yield's exit ends.
+            send_to(2, &frame(77, 1));
+            let _ = hvt_bindings::clock::walltime_hypercall_ns();
+            let ready = after_yield(0);
+            if upstream {
+                assert_eq!(ready, 0, "nothing published without §12.8");
+            } else {
+                assert_eq!(ready, 1 << 1, "the published read brought a frame");
+            }
+            // Either way the device reads the frame; ours without an exit.
+            let received = client.read(1, buffer).unwrap();
+            assert_eq!(received.len, 77);
+            assert_eq!(&buffer[..77], &frame(77, 1)[..]);
+            // A published read that finds nothing is forgotten; reads go on.
+            thread_asleep(&client);
+            post_read_before_yield(waiting_on);
+            let _ = hvt_bindings::clock::walltime_hypercall_ns();
+            assert_eq!(after_yield(0), 0);
+            send_to(2, &frame(78, 2));
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(78));
+            // Still pending when the device reads (no exit in between): the
+            // read asks for both, in order.
+            thread_asleep(&client);
+            post_read_before_yield(waiting_on);
+            send_to(2, &frame(79, 3));
+            send_to(2, &frame(80, 4));
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(79));
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
+            assert_eq!(client.read(1, buffer), Err(NetError::Again));
+            no_fatal_errors();
             tender_mock::uninstall();
         }
     }

@@ -233,6 +233,13 @@ impl Module for Net {
         }
     }
 
+    fn guest_resume(&mut self) -> Result<()> {
+        match &self.ring {
+            Some(ring) => ring.serve_at_resume(),
+            None => Ok(()),
+        }
+    }
+
     fn vm_exit(
         &mut self,
         exit: &VmExit,

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use hvt_abi::boot::{BootInfo, HOST_FEATURE_RING_EXIT_SERVICE, HOST_FEATURE_RING_IO};
 use hvt_abi::hypercall::{result, RING_KICK_PIO_BASE};
 use hvt_abi::ring::{
-    Ring, RingCommit, RingEntry, COMMIT_DRAINED, DOORBELL_SERVE_NOW, OP_NET_READ, OP_NET_WRITE,
-    RING_SIZE,
+    Ring, RingCommit, RingEntry, COMMIT_DRAINED, DOORBELL_SERVE_NOW, ENTRY_AFTER_EXIT, OP_NET_READ,
+    OP_NET_WRITE, RING_SIZE,
 };
 use vm_memory::{Bytes, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
@@ -96,6 +96,8 @@ struct Shared {
     /// Held while a consumer serves entries: one at a time, in order.
     consumer: Mutex<()>,
     counters: RingCounters,
+    /// The guest carries our note: §12.8 is offered.
+    exit_service: AtomicBool,
 }
 
 /// The ring, served by its I/O thread and by the vCPU thread at exits.
@@ -147,6 +149,10 @@ pub fn offer(
     )
     .ok()?;
     service.exit_service = ctx.extensions;
+    service
+        .shared
+        .exit_service
+        .store(ctx.extensions, Ordering::Release);
     Some(service)
 }
 
@@ -212,6 +218,7 @@ impl RingService {
             doorbell,
             consumer: Mutex::new(()),
             counters: RingCounters::default(),
+            exit_service: AtomicBool::new(false),
         });
         let io = shared.clone();
         let thread = std::thread::Builder::new()
@@ -277,9 +284,25 @@ impl RingService {
         let _ = self.shared.doorbell.write(1);
     }
 
-    /// At a guest exit, on the vCPU thread: serves what the guest queued
-    /// (writes before a yield; a read, when it rang [`DOORBELL_SERVE_NOW`]).
+    /// At a guest exit, on the vCPU thread, before the exit is served:
+    /// serves what the guest queued (writes before a yield; a read, when it
+    /// rang [`DOORBELL_SERVE_NOW`]), up to a read marked
+    /// [`ENTRY_AFTER_EXIT`].
     pub fn serve_at_exit(&self) -> Result<()> {
+        self.serve_on_vcpu(true)
+    }
+
+    /// After the exit was served, before the guest resumes: serves the
+    /// rest, a read marked [`ENTRY_AFTER_EXIT`] included (§12.8).
+    pub fn serve_at_resume(&self) -> Result<()> {
+        if self.exit_service {
+            self.serve_on_vcpu(false)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn serve_on_vcpu(&self, before_exit: bool) -> Result<()> {
         let shared = &*self.shared;
         let ring = shared.view()?;
         if ring.idle() {
@@ -287,7 +310,7 @@ impl RingService {
         }
         let served = {
             let _consumer = shared.lock_consumer();
-            shared.serve_pending(&ring, self.exit_service)?
+            shared.serve_pending(&ring, self.exit_service, before_exit)?
         };
         shared.counters.exit_entries.add(u64::from(served.entries));
         // A burst: let the thread take what follows, without exits.
@@ -423,7 +446,7 @@ impl Shared {
             // doorbell (after saying so in `needs_kick`).
             let mut last_work = Instant::now();
             let mut spins = 0u32;
-            while ring.idle() {
+            while self.nothing_to_serve(&ring) {
                 if self.stopping() {
                     return Ok(());
                 }
@@ -434,7 +457,7 @@ impl Shared {
                 }
                 ring.store(NEEDS_KICK, 1, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                if ring.idle() && !self.stopping() {
+                if self.nothing_to_serve(&ring) && !self.stopping() {
                     if let Ok(kicks) = self.doorbell.read() {
                         self.counters.doorbells.add(kicks);
                     }
@@ -444,16 +467,32 @@ impl Shared {
             }
             let served = {
                 let _consumer = self.lock_consumer();
-                self.serve_pending(&ring, false)?
+                self.serve_pending(&ring, false, true)?
             };
             self.counters.thread_entries.add(u64::from(served.entries));
         }
     }
 
+    /// Whether the next entry is a read the guest asked to be served after
+    /// its next exit (§12.8): the vCPU thread serves it.
+    fn waits_for_exit(&self, ring: &RingView<'_>, head: u32) -> bool {
+        if !self.exit_service.load(Ordering::Relaxed) {
+            return false;
+        }
+        let entry = ring.entry(head as usize % RING_SIZE);
+        entry.operation == OP_NET_READ && entry.reserved & ENTRY_AFTER_EXIT != 0
+    }
+
+    /// No entry for the I/O thread: none, or the next one waits for the
+    /// guest's exit.
+    fn nothing_to_serve(&self, ring: &RingView<'_>) -> bool {
+        ring.idle() || self.waits_for_exit(ring, ring.load(ENT_HEAD, Ordering::Relaxed))
+    }
+
     /// Serves the entries published so far, in order. `hint`: read commits
-    /// say whether the device is drained (§12.8). The caller holds the
-    /// consumer lock.
-    fn serve_pending(&self, ring: &RingView<'_>, hint: bool) -> Result<Served> {
+    /// say whether the device is drained (§12.8). `defer`: stop at a read
+    /// marked [`ENTRY_AFTER_EXIT`]. The caller holds the consumer lock.
+    fn serve_pending(&self, ring: &RingView<'_>, hint: bool, defer: bool) -> Result<Served> {
         let mut served = Served::default();
         let tail = ring.load(ENT_TAIL, Ordering::Acquire);
         let mut head = ring.load(ENT_HEAD, Ordering::Relaxed);
@@ -466,6 +505,9 @@ impl Shared {
         }
         while head != tail {
             if self.stopping() {
+                break;
+            }
+            if defer && self.waits_for_exit(ring, head) {
                 break;
             }
             // The slot is the host's until `ent_head` moves past it.
