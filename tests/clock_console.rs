@@ -26,7 +26,7 @@ fn number(map: &HashMap<String, String>, key: &str) -> u64 {
 
 #[test]
 fn the_clock_page_agrees_with_walltime_and_costs_no_exit() {
-    // 1.5 s: the page's refresh thread (once a second) runs in between.
+    // 1.5 s: the page is refreshed (on exits, every 10 ms) many times.
     let run = tender([guest("clockprobe").as_os_str(), "1500".as_ref()]);
     assert_eq!(run.code, 0, "{}", run.output());
     let map = figures(&run.stdout);

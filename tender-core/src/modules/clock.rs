@@ -3,40 +3,42 @@
 //!
 //! The tender publishes, at [`CLOCK_PAGE_BASE`], a line that maps the
 //! guest's TSC to `CLOCK_REALTIME` (a reference point and a rate), under a
-//! sequence counter. A thread of this module keeps it current: it wakes
-//! once per [`REFRESH_PERIOD_NS`] and at once when the host clock is set
-//! (a `CLOCK_REALTIME` timerfd with `TFD_TIMER_CANCEL_ON_SET`), whatever
-//! the guest does, so a guest that never exits still reads a current clock.
+//! sequence counter. The vCPU thread keeps it current: before the guest
+//! resumes from any exit, if [`MIN_REFRESH_INTERVAL_NS`] have passed since
+//! the last refresh, it measures the line against the host clock. A guest
+//! that waited in POLL reads a current clock as soon as it runs again, and
+//! a host clock step is seen before the guest's next instruction after an
+//! exit. No thread (it cost a tenth of a boot): while the guest runs
+//! without exits the line follows the rate measured last (§12.7 gives the
+//! bound).
 //!
 //! Between two refreshes the line follows the measured rate of
 //! `CLOCK_REALTIME` against the TSC; at a refresh the tender keeps it
 //! continuous and slews out the error it finds (at most [`MAX_SLEW_PPM`]),
-//! so wall-clock readings do not go back. A host clock step, or an error
-//! beyond [`JUMP_NS`], re-anchors the line (a jump, counted in `steps`).
+//! so wall-clock readings do not go back. An error beyond [`JUMP_NS`] (a
+//! host clock step) re-anchors the line (a jump, counted in `steps`).
 //!
 //! Offered only to guests that run at CPL 3 (those with our note, §12):
 //! for every other guest this module writes nothing and offers nothing.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
-use std::thread::JoinHandle;
 
 use hvt_abi::boot::{BootInfo, HOST_FEATURE_CLOCK_PAGE};
 use hvt_abi::clock::{ClockPage, CLOCK_PAGE_VERSION};
 use hvt_abi::layout::CLOCK_PAGE_BASE;
 use vm_memory::Bytes;
-use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 
-use crate::error::{Error, FatalHandler, Result};
+use crate::error::{Error, Result};
 use crate::memory::GuestRam;
-use crate::module::{Ending, Module, SetupContext};
-#[cfg(debug_assertions)]
-use crate::sandbox::selftest_forbidden_call;
-use crate::sandbox::{Allowlist, SeccompMode};
+use crate::module::{Module, SetupContext};
+use crate::sandbox::Allowlist;
 use crate::vm::Vcpu;
 
-/// How often the thread refreshes the page when nothing happens.
+/// The horizon over which a refresh slews out the error it finds.
 pub const REFRESH_PERIOD_NS: u64 = 1_000_000_000;
+/// The least time between two refreshes (each one a clock read and a page
+/// write, on an exit's way back to the guest).
+pub const MIN_REFRESH_INTERVAL_NS: u64 = 10_000_000;
 /// The largest rate correction a refresh applies to slew out an error.
 pub const MAX_SLEW_PPM: i64 = 1000;
 /// An error larger than this at a refresh re-anchors the line (a jump).
@@ -222,145 +224,26 @@ fn measure_tsc_offset(vcpu: &dyn Vcpu) -> Result<u64> {
     Ok(best.map(|(_, offset)| offset).unwrap_or(0))
 }
 
-/// What the refresh thread may call: its poll, the timerfd and the stop
-/// eventfd, the clock, and what a Rust thread does when it ends.
-fn thread_allowlist(timer: RawFd, stop: RawFd) -> Allowlist {
-    let mut list = Allowlist::new("clock");
-    list.allow(libc::SYS_poll)
-        .allow(libc::SYS_ppoll)
-        .allow_fds(libc::SYS_read, &[timer, stop])
-        .allow_fds(libc::SYS_timerfd_settime, &[timer])
-        // Its own two descriptors, closed when it ends.
-        .allow_fds(libc::SYS_close, &[timer, stop])
-        .allow_values(
-            libc::SYS_clock_gettime,
-            &[u64::from(libc::CLOCK_REALTIME.unsigned_abs())],
-        )
-        .allow(libc::SYS_futex)
-        .allow(libc::SYS_sigaltstack)
-        .allow(libc::SYS_munmap)
-        .allow_third_arg(
-            libc::SYS_madvise,
-            &[u64::from(libc::MADV_DONTNEED.unsigned_abs())],
-        )
-        .allow(libc::SYS_rt_sigprocmask)
-        .allow(libc::SYS_exit);
-    list
-}
-
-/// Arms `timer` to fire one period from now on `CLOCK_REALTIME`, and to be
-/// cancelled if the clock is set before then.
-fn arm(timer: RawFd) -> std::io::Result<()> {
-    let at = realtime_ns().saturating_add(REFRESH_PERIOD_NS);
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-        it_value: libc::timespec {
-            tv_sec: libc::time_t::try_from(at / 1_000_000_000).unwrap_or(libc::time_t::MAX),
-            // Below 10^9: fits.
-            tv_nsec: libc::c_long::try_from(at % 1_000_000_000).unwrap_or(0),
-        },
-    };
-    // SAFETY: a valid timerfd and itimerspec; the old value is not wanted.
-    let rc = unsafe {
-        libc::timerfd_settime(
-            timer,
-            libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET,
-            &spec,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Waits for the timer, a clock step or the stop signal. Returns `None` to
-/// stop, else whether the clock was stepped.
-fn wait(timer: RawFd, stop: RawFd) -> std::io::Result<Option<bool>> {
-    let mut fds = [
-        libc::pollfd {
-            fd: timer,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: two valid pollfd entries.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n >= 0 {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    if fds[1].revents != 0 {
-        return Ok(None);
-    }
-    let mut expirations = [0u8; 8];
-    // SAFETY: reads 8 bytes into our buffer.
-    let n = unsafe { libc::read(timer, expirations.as_mut_ptr().cast(), 8) };
-    if n == 8 {
-        return Ok(Some(false));
-    }
-    let error = std::io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::ECANCELED) => Ok(Some(true)),
-        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Some(false)),
-        _ => Err(error),
-    }
+/// The page being kept current.
+struct Refresh {
+    publisher: Publisher,
+    line: Line,
+    tsc_offset: u64,
+    /// Host TSC at the last refresh.
+    last: u64,
+    /// [`MIN_REFRESH_INTERVAL_NS`] in host TSC ticks.
+    interval: u64,
 }
 
 /// The module: decides whether the page is offered, writes the first page
-/// before the guest runs, and runs the refresh thread.
+/// before the guest runs, and refreshes it before the guest resumes.
 #[derive(Default)]
 pub struct Clock {
     /// Guest TSC minus host TSC, when the guest gets the page.
     tsc_offset: Option<u64>,
     ram: Option<GuestRam>,
-    fatal: Option<FatalHandler>,
-    seccomp: Option<SeccompMode>,
     freq_hz: std::cell::Cell<u64>,
-    thread: Option<Running>,
-}
-
-struct Running {
-    /// Kept open to the end: the confined vCPU thread closes nothing.
-    stop: EventFd,
-    /// The thread's descriptors, owned here and not by the thread: a Rust
-    /// thread that closed them would call `fcntl` (std checks descriptors
-    /// in debug builds), which its filter refuses, and the thread is
-    /// stopped before they close (`halt`, `Drop`).
-    _stop_for_thread: EventFd,
-    _timer: OwnedFd,
-    allowlist: Allowlist,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    fn stop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = self.stop.write(1);
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    refresh: Option<Refresh>,
 }
 
 impl Clock {
@@ -369,78 +252,21 @@ impl Clock {
     }
 
     fn start(&mut self) -> Result<()> {
-        let (Some(offset), Some(ram)) = (self.tsc_offset, self.ram.take()) else {
+        let (Some(tsc_offset), Some(ram)) = (self.tsc_offset, self.ram.take()) else {
             return Ok(());
         };
-        let fatal = self
-            .fatal
-            .clone()
-            .ok_or_else(|| Error::Other("clock page: started before set-up".into()))?;
         let freq = self.freq_hz.get();
         let mut publisher = Publisher::new(ram)?;
-        let (tsc, wall) = sample(offset);
-        let mut line = Line::new(freq, tsc, wall);
+        let (tsc, wall) = sample(tsc_offset);
+        let line = Line::new(freq, tsc, wall);
         publisher.publish(&line.page)?;
-
-        // SAFETY: plain timerfd creation; the result is checked.
-        let raw = unsafe { libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(Error::Device(format!(
-                "Could not create the clock page's timer: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        // SAFETY: a descriptor we just created and own.
-        let timer = unsafe { OwnedFd::from_raw_fd(raw) };
-        let stop = EventFd::new(EFD_CLOEXEC)
-            .map_err(|e| Error::Device(format!("Could not create an eventfd: {e}")))?;
-        // The thread waits on its own copy of the stop eventfd.
-        let stop_fd = stop
-            .try_clone()
-            .map_err(|e| Error::Device(format!("Could not clone an eventfd: {e}")))?;
-        let (timer_fd, stop_raw) = (timer.as_raw_fd(), stop_fd.as_raw_fd());
-        let allowlist = thread_allowlist(timer_fd, stop_raw);
-        let filter = allowlist.compile(self.seccomp.unwrap_or(SeccompMode::Enforce))?;
-        let thread = std::thread::Builder::new()
-            .name("clock".into())
-            .spawn(move || {
-                if let Err(error) = filter.apply() {
-                    fatal(error);
-                    return;
-                }
-                #[cfg(debug_assertions)]
-                selftest_forbidden_call("clock");
-                let mut stepped = false;
-                loop {
-                    // Armed before the sample: a step after it cancels the
-                    // timer; one before it is in the sample.
-                    if let Err(e) = arm(timer_fd) {
-                        fatal(Error::Device(format!("clock page timer: {e}")));
-                        return;
-                    }
-                    let (tsc, wall) = sample(offset);
-                    line.refresh(tsc, wall, stepped);
-                    if let Err(e) = publisher.publish(&line.page) {
-                        fatal(e);
-                        return;
-                    }
-                    match wait(timer_fd, stop_raw) {
-                        Ok(Some(step)) => stepped = step,
-                        Ok(None) => return,
-                        Err(e) => {
-                            fatal(Error::Device(format!("clock page timer: {e}")));
-                            return;
-                        }
-                    }
-                }
-            })
-            .map_err(|e| Error::Device(format!("Could not start the clock thread: {e}")))?;
-        self.thread = Some(Running {
-            stop,
-            _stop_for_thread: stop_fd,
-            _timer: timer,
-            allowlist,
-            thread: Some(thread),
+        let interval = u128::from(freq) * u128::from(MIN_REFRESH_INTERVAL_NS) / 1_000_000_000;
+        self.refresh = Some(Refresh {
+            publisher,
+            line,
+            tsc_offset,
+            last: host_tsc(),
+            interval: u64::try_from(interval).unwrap_or(u64::MAX),
         });
         Ok(())
     }
@@ -465,8 +291,6 @@ impl Module for Clock {
         if self.tsc_offset.is_some() {
             // Last module: nobody changes the layout after this clone.
             self.ram = Some(ctx.ram.clone());
-            self.fatal = Some(ctx.fatal.clone());
-            self.seccomp = Some(ctx.seccomp);
         }
         Ok(())
     }
@@ -482,26 +306,29 @@ impl Module for Clock {
         self.start()
     }
 
-    fn halt(&mut self, _ending: Ending) {
-        // Nothing to flush: tell the thread to end, without waiting for it
-        // (a confined tender exits at once; `Drop` joins otherwise).
-        if let Some(running) = self.thread.as_mut() {
-            let _ = running.stop.write(1);
+    fn guest_resume(&mut self) -> Result<()> {
+        let Some(refresh) = self.refresh.as_mut() else {
+            return Ok(());
+        };
+        let now = host_tsc();
+        if now.wrapping_sub(refresh.last) < refresh.interval {
+            return Ok(());
         }
+        let (tsc, wall) = sample(refresh.tsc_offset);
+        refresh.line.refresh(tsc, wall, false);
+        refresh.last = now;
+        refresh.publisher.publish(&refresh.line.page)
     }
 
     fn vcpu_rules(&self, vcpu: &mut Allowlist) {
-        // The halt hook wakes the thread to stop it.
-        if let Some(running) = &self.thread {
-            vcpu.allow_fds(libc::SYS_write, &[running.stop.as_raw_fd()]);
+        // A refresh reads CLOCK_REALTIME, through the vDSO or, on hosts
+        // whose clock source it cannot read, the system call.
+        if self.refresh.is_some() {
+            vcpu.allow_values(
+                libc::SYS_clock_gettime,
+                &[u64::from(libc::CLOCK_REALTIME.unsigned_abs())],
+            );
         }
-    }
-
-    fn thread_rules(&self) -> Vec<Allowlist> {
-        self.thread
-            .iter()
-            .map(|running| running.allowlist.clone())
-            .collect()
     }
 }
 
