@@ -279,6 +279,32 @@ fn measure_guest(ring: bool) -> Figures {
     f
 }
 
+/// What each kind of exit from CPL 3 costs (the `exitcost` probe, one run):
+/// a port write the tender serves (WALLTIME), POLL with no wait, and the
+/// in-kernel doorbell (a port write an ioeventfd serves), in us.
+fn exit_kinds() -> Vec<(String, f64)> {
+    let mut ns = NetNs::new();
+    let tap = ns.add_tap(None, true, Some("10.68.0.1/24"));
+    let probe = guest("exitcost");
+    let out = ns
+        .exec(common::tender_bin())
+        .args([
+            &format!("--net:service={tap}"),
+            probe.to_str().unwrap(),
+            "5000",
+        ])
+        .output()
+        .expect("exitcost");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("exitcost: "))
+        .filter_map(|l| {
+            let (kind, ns) = l.split_once(' ')?;
+            Some((kind.to_owned(), ns.trim().parse::<f64>().ok()? / 1000.0))
+        })
+        .collect()
+}
+
 /// A busy loop on each core, as other tenants of a server: stopped (killed)
 /// when dropped.
 struct CpuHog(Vec<Child>);
@@ -445,6 +471,7 @@ fn main() {
         }
     }
     let veth = measure_veth();
+    let exits = exit_kinds();
     let ring = measure_guest(true);
     let hypercalls = measure_guest(false);
     let hogged = (std::env::var("NET_BENCH_HOG").as_deref() != Ok("0")).then(|| {
@@ -477,6 +504,15 @@ fn main() {
         print_costs("guest, ring, CPU hog", ring);
         print_costs("guest, hypercalls, CPU hog", hypercalls);
     }
+    let kinds: Vec<String> = exits
+        .iter()
+        .map(|(kind, us)| format!("{kind} {us:.1} us"))
+        .collect();
+    println!(
+        "exits from CPL 3, 5,000 each (walltime: a port write the tender serves; poll0: POLL \
+         without waiting; doorbell: a port write served in the host kernel): {}",
+        kinds.join(", ")
+    );
     print_ratios(&ring, &hypercalls);
     if let Some((ring, hypercalls)) = &hogged {
         print!("with a CPU hog: ");

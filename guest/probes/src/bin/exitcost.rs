@@ -27,7 +27,7 @@ fn per_round(rounds: u64, mut step: impl FnMut()) -> u64 {
 fn main(start: &StartInfo) -> i32 {
     let rounds: u64 = start.cmdline.trim().parse().unwrap_or(5_000);
     let walltime = per_round(rounds, || {
-        core::hint::black_box(clock::wall_ns());
+        core::hint::black_box(clock::walltime_hypercall_ns());
     });
     println!("exitcost: walltime {walltime}");
     let poll = per_round(rounds, || {
