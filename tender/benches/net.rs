@@ -78,19 +78,24 @@ fn mb_per_s(d: Duration) -> f64 {
     TRANSFER as f64 / d.as_secs_f64() / 1e6
 }
 
-fn ping_avg_ms(ns: &NetNs, target: &str) -> f64 {
+/// Ping's round trips to `target`: (average, median) in ms.
+fn ping_ms(ns: &NetNs, target: &str) -> (f64, f64) {
     let out = ns
         .exec("ping")
-        .args(["-c", &PINGS.to_string(), "-i", "0.005", "-q", target])
+        .args(["-c", &PINGS.to_string(), "-i", "0.005", target])
         .output()
         .expect("ping");
     let text = String::from_utf8_lossy(&out.stdout);
-    // rtt min/avg/max/mdev = a/b/c/d ms
-    text.lines()
-        .find_map(|l| l.split(" = ").nth(1))
-        .and_then(|v| v.split('/').nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("ping output: {text}"))
+    // "64 bytes from ...: icmp_seq=1 ttl=64 time=0.213 ms"
+    let mut times: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.trim_end_matches(" ms").parse().ok())
+        .collect();
+    assert!(!times.is_empty(), "ping output: {text}");
+    times.sort_by(f64::total_cmp);
+    let average = times.iter().sum::<f64>() / times.len() as f64;
+    (average, times[times.len() / 2])
 }
 
 /// wrk's requests per second, and its count of requests.
@@ -141,6 +146,7 @@ struct Figures {
     to_guest: f64,
     from_guest: f64,
     ping_ms: f64,
+    ping_median_ms: f64,
     tcp_rtt: Duration,
     http_rps: f64,
     /// Per MB, host to guest and guest to host; per ping; per request.
@@ -264,7 +270,7 @@ fn measure_guest(ring: bool) -> Figures {
     f.from_guest_cost = less_idle(stop(guest)).per(mb);
     let guest = start_guest(&ns, &echo_args, "echo: listening");
     f.tcp_rtt = ns.enter(|| round_trips(("10.66.0.2", 7)));
-    f.ping_ms = ping_avg_ms(&ns, "10.66.0.2");
+    (f.ping_ms, f.ping_median_ms) = ping_ms(&ns, "10.66.0.2");
     // Per ping, though the round trips before them are in it too.
     f.ping_cost = less_idle(stop(guest)).per((PINGS + ROUND_TRIPS) as f64);
     f.to_guest = mb_per_s(to_guest);
@@ -407,11 +413,12 @@ fn measure_veth() -> Figures {
             round_trips(("10.67.0.2", 7)),
         )
     });
-    let ping_ms = ping_avg_ms(&client_ns, "10.67.0.2");
+    let (ping_ms, ping_median_ms) = ping_ms(&client_ns, "10.67.0.2");
     Figures {
         to_guest: mb_per_s(to),
         from_guest: mb_per_s(from),
         ping_ms,
+        ping_median_ms,
         tcp_rtt: rtt,
         http_rps: f64::NAN,
         ..Figures::default()
@@ -420,11 +427,12 @@ fn measure_veth() -> Figures {
 
 fn print_row(name: &str, f: &Figures) {
     println!(
-        "{:<34} {:>7.1} MB/s {:>7.1} MB/s {:>7.3} ms {:>9.1} us {:>8.0} r/s",
+        "{:<34} {:>7.1} MB/s {:>7.1} MB/s {:>5.3}/{:>5.3} ms {:>9.1} us {:>8.0} r/s",
         name,
         f.to_guest,
         f.from_guest,
         f.ping_ms,
+        f.ping_median_ms,
         f.tcp_rtt.as_secs_f64() * 1e6,
         f.http_rps
     );
@@ -448,11 +456,12 @@ fn print_costs(name: &str, f: &Figures) {
 fn print_ratios(ring: &Figures, hypercalls: &Figures) {
     println!(
         "ring / hypercalls: {:.2}x host->guest, {:.2}x guest->host, {:.2}x httpd requests, \
-         ping {:.2}x the time, KVM_RUN returns per request {:.2}x, per MB {:.2}x / {:.2}x",
+         ping {:.2}x the time (median {:.2}x), KVM_RUN returns per request {:.2}x, per MB {:.2}x / {:.2}x",
         ring.to_guest / hypercalls.to_guest,
         ring.from_guest / hypercalls.from_guest,
         ring.http_rps / hypercalls.http_rps,
         ring.ping_ms / hypercalls.ping_ms,
+        ring.ping_median_ms / hypercalls.ping_median_ms,
         ring.http_cost.exits / hypercalls.http_cost.exits,
         ring.to_guest_cost.exits / hypercalls.to_guest_cost.exits,
         ring.from_guest_cost.exits / hypercalls.from_guest_cost.exits,
@@ -484,8 +493,8 @@ fn main() {
         TRANSFER >> 20
     );
     println!(
-        "{:<34} {:>12} {:>12} {:>10} {:>12} {:>12}",
-        "", "host->peer", "peer->host", "ping avg", "1-byte RTT", "httpd"
+        "{:<34} {:>12} {:>12} {:>14} {:>12} {:>12}",
+        "", "host->peer", "peer->host", "ping avg/median", "1-byte RTT", "httpd"
     );
     print_row("veth pair, two host endpoints", &veth);
     print_row("guest, ring", &ring);
