@@ -343,35 +343,6 @@ fn echo_serves_32_clients_a_mebibyte_each_through_the_ring() {
     );
 }
 
-/// A busy loop pinned to each core, as other tenants of a server; killed
-/// when dropped.
-struct CpuHog(Vec<std::process::Child>);
-
-impl CpuHog {
-    fn start() -> CpuHog {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        CpuHog(
-            (0..cores)
-                .map(|core| {
-                    std::process::Command::new("taskset")
-                        .args(["-c", &core.to_string(), "sh", "-c", "while :; do :; done"])
-                        .spawn()
-                        .expect("taskset")
-                })
-                .collect(),
-        )
-    }
-}
-
-impl Drop for CpuHog {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// The ring's paths for a busy host (§12.8): the I/O thread descheduled
 /// under a reader that waits for it, reads served in the guest's own exit,
 /// the thread woken late. Every byte still arrives, in order, for our guest
@@ -379,7 +350,7 @@ impl Drop for CpuHog {
 #[test]
 fn echo_through_the_ring_with_a_cpu_hog_on_each_core() {
     let (ns, tap) = one_tap(None);
-    let _hog = CpuHog::start();
+    let _hog = common::CpuHog::start();
     for (image, clients, bytes) in [
         (guest("echo"), 8, 512 << 10),
         (common::cpl0_copy("echo"), 2, 64 << 10),

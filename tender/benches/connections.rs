@@ -98,46 +98,8 @@ fn heap_per_idle_connection(ns: &NetNs) -> f64 {
     })
 }
 
-struct Wrk {
-    rps: f64,
-    /// connect, read, write, timeout
-    errors: [u64; 4],
-}
-
-fn wrk(ns: &NetNs, connections: usize, seconds: u32) -> Wrk {
-    let out = ns
-        .exec("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "http://10.68.0.2/",
-        ])
-        .output()
-        .expect("wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"));
-    // "Socket errors: connect 0, read 0, write 0, timeout 12", only when
-    // there were any.
-    let mut errors = [0; 4];
-    if let Some(line) = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
-    {
-        for (slot, part) in errors.iter_mut().zip(line.split(',')) {
-            *slot = part
-                .split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        }
-    }
-    Wrk { rps, errors }
-}
+/// httpd's address in the bench's namespace.
+const URL: &str = "http://10.68.0.2/";
 
 fn measure(ring: bool) {
     let mut ns = NetNs::new();
@@ -146,8 +108,11 @@ fn measure(ring: bool) {
     let per_idle = heap_per_idle_connection(&ns);
     // Let the idle connections' sockets close before wrk starts.
     std::thread::sleep(Duration::from_millis(500));
-    let base = wrk(&ns, 16, 4);
-    let runs = [(500, 4, wrk(&ns, 500, 4)), (1000, 10, wrk(&ns, 1000, 10))];
+    let base = common::wrk(&ns, 16, 4, URL);
+    let runs = [
+        (500, 4, common::wrk(&ns, 500, 4, URL)),
+        (1000, 10, common::wrk(&ns, 1000, 10, URL)),
+    ];
     let after = ns.enter(stats);
     stop(child);
     let path = if ring { "ring" } else { "hypercalls only" };

@@ -19,7 +19,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{guest, NetNs};
@@ -96,28 +96,6 @@ fn ping_ms(ns: &NetNs, target: &str) -> (f64, f64) {
     times.sort_by(f64::total_cmp);
     let average = times.iter().sum::<f64>() / times.len() as f64;
     (average, times[times.len() / 2])
-}
-
-/// wrk's requests per second, and its count of requests.
-fn wrk(ns: &NetNs, url: &str) -> (f64, f64) {
-    let out = ns
-        .exec("wrk")
-        .args(["-t2", "-c16", "-d4s", url])
-        .output()
-        .expect("wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"));
-    // "  12345 requests in 4.00s, ..."
-    let requests = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"));
-    (rps, requests)
 }
 
 /// One measurement of a guest: the figure, and what the tender spent on it.
@@ -279,9 +257,9 @@ fn measure_guest(ring: bool) -> Figures {
     let httpd_args = args(&httpd);
     let httpd_args: Vec<&str> = httpd_args.iter().map(String::as_str).collect();
     let guest = start_guest(&ns, &httpd_args, "httpd: serving");
-    let (rps, requests) = wrk(&ns, "http://10.66.0.2/");
-    f.http_rps = rps;
-    f.http_cost = less_idle(stop(guest)).per(requests.max(1.0));
+    let run = common::wrk(&ns, 16, 4, "http://10.66.0.2/");
+    f.http_rps = run.rps;
+    f.http_cost = less_idle(stop(guest)).per(run.requests.max(1.0));
     f
 }
 
@@ -309,38 +287,6 @@ fn exit_kinds() -> Vec<(String, f64)> {
             Some((kind.to_owned(), ns.trim().parse::<f64>().ok()? / 1000.0))
         })
         .collect()
-}
-
-/// A busy loop on each core, as other tenants of a server: stopped (killed)
-/// when dropped.
-struct CpuHog(Vec<Child>);
-
-impl CpuHog {
-    fn start() -> CpuHog {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let exe = std::env::current_exe().expect("bench executable");
-        CpuHog(
-            (0..cores)
-                .map(|core| {
-                    Command::new("taskset")
-                        .args(["-c", &core.to_string()])
-                        .arg(&exe)
-                        .arg("--spin")
-                        .spawn()
-                        .expect("start a CPU hog (taskset)")
-                })
-                .collect(),
-        )
-    }
-}
-
-impl Drop for CpuHog {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The same transfers between two namespaces joined by a veth pair.
@@ -473,18 +419,12 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    if args.iter().any(|a| a == "--spin") {
-        // A CPU hog (see CpuHog): spins until killed.
-        loop {
-            std::hint::black_box(0u64);
-        }
-    }
     let veth = measure_veth();
     let exits = exit_kinds();
     let ring = measure_guest(true);
     let hypercalls = measure_guest(false);
     let hogged = (std::env::var("NET_BENCH_HOG").as_deref() != Ok("0")).then(|| {
-        let _hog = CpuHog::start();
+        let _hog = common::CpuHog::start();
         (measure_guest(true), measure_guest(false))
     });
     println!(

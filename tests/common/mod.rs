@@ -443,3 +443,87 @@ impl Drop for NetNs {
             .output();
     }
 }
+
+/// What `wrk` reported.
+pub struct Wrk {
+    pub rps: f64,
+    /// Requests completed.
+    pub requests: f64,
+    /// Socket errors: connect, read, write, timeout.
+    pub errors: [u64; 4],
+}
+
+/// Runs `wrk -t2 -cCONNECTIONS -dSECONDSs URL` inside `ns`.
+pub fn wrk(ns: &NetNs, connections: usize, seconds: u32, url: &str) -> Wrk {
+    let out = ns
+        .exec("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            url,
+        ])
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    // "  12345 requests in 4.00s, ..."
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    // "Socket errors: connect 0, read 0, write 0, timeout 12", only when
+    // there were any.
+    let mut errors = [0; 4];
+    if let Some(line) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+    {
+        for (slot, part) in errors.iter_mut().zip(line.split(',')) {
+            *slot = part
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    Wrk {
+        rps,
+        requests,
+        errors,
+    }
+}
+
+/// A busy loop pinned to each core (`taskset`), as other tenants of a
+/// server; killed when dropped.
+pub struct CpuHog(Vec<Child>);
+
+impl CpuHog {
+    pub fn start() -> CpuHog {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        CpuHog(
+            (0..cores)
+                .map(|core| {
+                    Command::new("taskset")
+                        .args(["-c", &core.to_string(), "sh", "-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("start a CPU hog (taskset)")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
