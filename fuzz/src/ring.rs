@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hvt_abi::hypercall::RING_KICK_PIO_BASE;
 use hvt_abi::manifest::{MftEntry, MFT_DEV_NET_BASIC};
-use hvt_abi::ring::{Ring, RingCommit, RingEntry, OP_NET_READ, RING_SIZE};
+use hvt_abi::ring::{Ring, RingCommit, RingEntry, ENTRY_AFTER_EXIT, OP_NET_READ, RING_SIZE};
 use tender_core::devices::frame::FrameBackend;
 use tender_core::devices::wire::{self, WireConfig};
 use tender_core::lifecycle::ModuleSet;
@@ -93,7 +93,7 @@ pub fn ring(data: &[u8]) {
     let options: Vec<String> = ["--mem=4", "--net:a=a", "--net:b=b"]
         .map(String::from)
         .to_vec();
-    let rig = Rig::build(ModuleSet::new(modules::all(host)), manifest, &options, true)
+    let mut rig = Rig::build(ModuleSet::new(modules::all(host)), manifest, &options, true)
         .expect("the fixed devices attach");
     let gpa = rig.info.net_ring;
     let visible = rig.ram.visible_size();
@@ -173,17 +173,31 @@ pub fn ring(data: &[u8]) {
         "the ring has a doorbell"
     );
 
+    // A read marked ENTRY_AFTER_EXIT waits for the guest's next exit
+    // (§12.8): when the thread has stopped at one, play that exit, as the
+    // vCPU thread serves it (both consumers then run, under their lock).
+    let stopped_at_exit_read = |head: u32| {
+        let entry: RingEntry = ring
+            .read_obj(ENTRIES + slot(head) * size_of::<RingEntry>())
+            .expect("an entry slot");
+        entry.operation == OP_NET_READ && entry.reserved & ENTRY_AFTER_EXIT != 0
+    };
+    let mut exit_refused = None;
     let start = Instant::now();
-    while load(ENT_HEAD) != tail && rig.fatal_errors().is_empty() {
+    while load(ENT_HEAD) != tail && rig.fatal_errors().is_empty() && exit_refused.is_none() {
         assert!(
             start.elapsed() < DEADLINE,
             "the ring thread did not finish: ent_head={} ent_tail={tail}",
             load(ENT_HEAD)
         );
+        if stopped_at_exit_read(load(ENT_HEAD)) && load(NEEDS_KICK) != 0 && ring_thread_sleeps() {
+            let exit = rig.modules.guest_exit().and_then(|()| rig.modules.guest_resume());
+            exit_refused = exit.err();
+        }
         std::thread::yield_now();
     }
 
-    if rig.fatal_errors().is_empty() {
+    if rig.fatal_errors().is_empty() && exit_refused.is_none() {
         assert!(
             outstanding as usize <= RING_SIZE,
             "corrupt indices accepted"
