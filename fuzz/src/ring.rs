@@ -191,7 +191,10 @@ pub fn ring(data: &[u8]) {
             load(ENT_HEAD)
         );
         if stopped_at_exit_read(load(ENT_HEAD)) && load(NEEDS_KICK) != 0 && ring_thread_sleeps() {
-            let exit = rig.modules.guest_exit().and_then(|()| rig.modules.guest_resume());
+            let exit = rig
+                .modules
+                .guest_exit()
+                .and_then(|()| rig.modules.guest_resume());
             exit_refused = exit.err();
         }
         std::thread::yield_now();
