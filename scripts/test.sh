@@ -10,6 +10,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 (cd guest && cargo clippy --release --target-dir "$root/target/guest" -- -D warnings)
 cargo test --workspace
+# The network applications again: with hypercalls only (--no-net-ring), and
+# with a busy loop on each core while each guest runs (tests/net_apps.rs).
+NET_TESTS=no-ring cargo test -p tender --test net_apps
+NET_TESTS=hog cargo test -p tender --test net_apps
 # Guest applications with host tests (against fake disks and the in-process
 # mock tender): the host target, a target directory of their own.
 (cd guest/kv && cargo clippy --target x86_64-unknown-linux-gnu --all-targets \

@@ -15,18 +15,38 @@ use common::{guest, ConsoleLines, NetNs};
 struct Guest {
     child: Child,
     console: ConsoleLines,
+    /// Busy loops on every core while the guest runs (`NET_TESTS=hog`).
+    _hog: Option<common::CpuHog>,
+}
+
+/// How the whole suite runs (`NET_TESTS`, which `scripts/test.sh` sets for
+/// a second and third pass): `no-ring` gives every guest `--no-net-ring`,
+/// `hog` runs a busy loop on each core while each guest runs. Unset: the
+/// ring, on a quiet host.
+fn suite_mode() -> String {
+    std::env::var("NET_TESTS").unwrap_or_default()
 }
 
 impl Guest {
     fn start(ns: &NetNs, args: &[&str]) -> Guest {
+        let mode = suite_mode();
+        let mut args: Vec<&str> = args.to_vec();
+        if mode == "no-ring" && !args.contains(&"--no-net-ring") {
+            args.insert(0, "--no-net-ring");
+        }
+        let hog = (mode == "hog").then(common::CpuHog::start);
         let mut child = ns
-            .tender_command(args)
+            .tender_command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the tender");
         let console = ConsoleLines::capture(&mut child);
-        Guest { child, console }
+        Guest {
+            child,
+            console,
+            _hog: hog,
+        }
     }
 
     /// Waits (up to 20 s) for a console line containing `text`.
