@@ -969,12 +969,12 @@ fn ring_doorbell_and_entries_misused() {
             "1025 entries",
         );
         let run = dev.run(&image, &[], &ring_publish(u64::from(u32::MAX)));
+        // The value the tender reports may be the tail half written: its
+        // I/O thread may be awake (it spins a while after start) and read
+        // the index while the guest writes it. Any such value is refused.
         assert_stopped(
             &run,
-            &format!(
-                "net ring: invalid indices ent_head=0, ent_tail={}",
-                u32::MAX
-            ),
+            "net ring: invalid indices ent_head=0, ent_tail=",
             "ent_tail u32::MAX",
         );
 

@@ -117,7 +117,9 @@ impl MockTender {
             .hypercalls
             .dispatch_pio(&self.ram, port, true, 4, ARG_GPA)
             .map_err(|e| e.to_string())?;
-        self.modules.guest_resume().map_err(|e| e.to_string())?;
+        if action == Action::Continue {
+            self.modules.guest_resume().map_err(|e| e.to_string())?;
+        }
         Ok(action)
     }
 }

@@ -323,12 +323,25 @@ where
         if deadline.is_none() && interest == 0 {
             panic!("deadlock: every task waits, and no timer or device can wake one");
         }
-        // A frame that ends the wait comes back with it (§12.8).
-        crate::net::ring::post_read_before_yield(interest);
+        // A frame a read published before an earlier yield brought, not
+        // yet handed over: no yield, the device reads it (§12.8).
+        let waiting = crate::net::ring::frames_waiting();
+        if waiting != 0 {
+            io::wake(waiting);
+            continue;
+        }
+        // Output first, so that the yield is the next exit: a read
+        // published for it is served when its wait ends, and the frame that
+        // ends the wait comes back with it (§12.8).
+        hvt_bindings::console::flush();
+        let post = || crate::net::ring::post_read_before_yield(interest);
         let ready_set = match deadline {
             // A timer: sleep in the tender until just before it, then spin.
-            Some(deadline) if deadline != 0 => time::wait_until(deadline),
-            _ => hvt_bindings::poll::yield_until(deadline.unwrap_or(u64::MAX)),
+            Some(deadline) if deadline != 0 => time::wait_until(deadline, post),
+            _ => {
+                post();
+                hvt_bindings::poll::yield_until(deadline.unwrap_or(u64::MAX))
+            }
         };
         let ready_set = crate::net::ring::after_yield(ready_set);
         io::wake(ready_set);

@@ -100,14 +100,18 @@ fn learn_lateness(late_ns: u64) {
 /// TSC (never more than [`MAX_SPIN`]), so that the timer fires on time
 /// although a wake-up from POLL costs tens of microseconds. (On the host
 /// the clock may be virtual, moving only in POLL: no spin there.)
-pub(crate) fn wait_until(deadline: u64) -> u64 {
+///
+/// `before_poll` runs just before the POLL, and only if there is one.
+pub(crate) fn wait_until(deadline: u64, before_poll: impl FnOnce()) -> u64 {
     if cfg!(not(target_os = "none")) {
+        before_poll();
         return hvt_bindings::poll::yield_until(deadline);
     }
     let margin = WAKE_MARGIN.with(Cell::get);
     let now = Instant::now().0;
     let asked = deadline.saturating_sub(margin);
     if asked > now {
+        before_poll();
         let ready = hvt_bindings::poll::yield_until(asked);
         let woke = Instant::now().0;
         if ready != 0 {

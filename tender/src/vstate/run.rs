@@ -73,10 +73,16 @@ pub fn run(
     privilege: Privilege,
     returns: &Counter,
 ) -> Result<Stop> {
+    // After an exit was served, not after a KVM_RUN that a signal cut
+    // short (no exit of the guest's).
+    let mut exited = false;
     loop {
-        modules.guest_resume()?;
+        if exited {
+            modules.guest_resume()?;
+        }
         let exit = vcpu.fd.run();
         returns.add(1);
+        exited = exit.is_ok();
         let exit = match exit {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,

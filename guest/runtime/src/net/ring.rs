@@ -65,6 +65,10 @@ const LAZY_WRITES: u32 = 32;
 /// could take a whole time slice.
 pub const COMMIT_WAIT_US: u64 = 50;
 
+/// The id of a read published before a yield; other entries count up
+/// below it.
+const POSTED_READ_ID: u32 = u32::MAX;
+
 /// A frame the ring read, and whether the tender said no other was waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -76,6 +80,10 @@ pub struct Received {
 /// instead of yielding, while the host's I/O thread is awake (§12.8).
 pub const BUSY_POLL_US: u64 = 200;
 
+/// Busy polling yields at least this often all the same: the console, the
+/// clock page and devices off the ring are served at yields.
+pub const BUSY_POLL_MAX_US: u64 = 1000;
+
 /// What the executor's hooks know of the ring, if §12.8 is offered.
 #[derive(Clone, Copy)]
 struct Offered {
@@ -86,6 +94,10 @@ struct Offered {
     last_frame: Option<u64>,
     /// [`BUSY_POLL_US`] in TSC ticks.
     busy_poll_ticks: u64,
+    /// [`BUSY_POLL_MAX_US`] in TSC ticks.
+    busy_poll_max_ticks: u64,
+    /// TSC at the end of the last yield.
+    last_yield: u64,
     /// `ent_head` when the guest last rang the in-kernel doorbell.
     kicked_at: Option<u32>,
     /// What to subtract from a guest address to get the host's (see
@@ -120,6 +132,9 @@ struct Posted {
     buffer: *mut u8,
     len: usize,
     storage: Vec<u8>,
+    /// The largest frame of the ring's devices: the buffer grows to it
+    /// before the next read is published.
+    needed: usize,
     state: PostState,
 }
 
@@ -146,6 +161,7 @@ runtime_local! {
         buffer: core::ptr::null_mut(),
         len: 0,
         storage: Vec::new(),
+        needed: 0,
         state: PostState::Idle,
     });
 }
@@ -195,7 +211,15 @@ pub(crate) fn post_read_before_yield(interest: u64) {
     }
     POSTED.with(|posted| {
         let mut posted = posted.borrow_mut();
-        if posted.state != PostState::Idle || posted.len == 0 {
+        if posted.state != PostState::Idle {
+            return;
+        }
+        if posted.len < posted.needed {
+            posted.storage = vec![0; posted.needed];
+            posted.buffer = posted.storage.as_mut_ptr();
+            posted.len = posted.needed;
+        }
+        if posted.len == 0 {
             return;
         }
         let handle = u64::from(handles.trailing_zeros());
@@ -205,7 +229,7 @@ pub(crate) fn post_read_before_yield(interest: u64) {
             handle: handles.trailing_zeros(),
             data: posted.buffer as u64 - o.gpa_offset,
             len: u32::try_from(posted.len).unwrap_or(u32::MAX),
-            id: u32::MAX,
+            id: POSTED_READ_ID,
             reserved: ENTRY_AFTER_EXIT,
         };
         publish_entry(o.counters, entry);
@@ -213,9 +237,26 @@ pub(crate) fn post_read_before_yield(interest: u64) {
     });
 }
 
+/// The executor's hook before it yields: the devices for which a read
+/// published earlier brought a frame that nobody has read yet (then it
+/// does not yield).
+pub(crate) fn frames_waiting() -> u64 {
+    collect_posted();
+    POSTED.with(|posted| match posted.borrow().state {
+        PostState::Received(handle, _) => 1 << handle,
+        _ => 0,
+    })
+}
+
 /// The executor's hook just after a yield: collects the read published
 /// before it and adds its device to `ready_set` if it brought a frame.
 pub(crate) fn after_yield(ready_set: u64) -> u64 {
+    OFFERED.with(|offered| {
+        if let Some(mut o) = offered.get() {
+            o.last_yield = ticks();
+            offered.set(Some(o));
+        }
+    });
     collect_posted();
     POSTED.with(|posted| match posted.borrow().state {
         PostState::Received(handle, _) => ready_set | 1 << handle,
@@ -338,12 +379,14 @@ pub(crate) fn flush_lazy_writes() {
 /// of yielding. Empty unless §12.8 is offered, the host's I/O thread is
 /// awake, and a frame came within [`BUSY_POLL_US`].
 pub(crate) fn busy_poll_set(interest: u64) -> u64 {
+    let now = ticks();
     OFFERED.with(|offered| match offered.get() {
         Some(o)
             if interest & o.handles != 0
                 && !o.counters.needs_kick()
                 && o.last_frame
-                    .is_some_and(|at| ticks().wrapping_sub(at) < o.busy_poll_ticks) =>
+                    .is_some_and(|at| now.wrapping_sub(at) < o.busy_poll_ticks)
+                && now.wrapping_sub(o.last_yield) < o.busy_poll_max_ticks =>
         {
             interest & o.handles
         }
@@ -370,11 +413,7 @@ pub(crate) fn uses_ring(handle: u64, frame: usize) {
             offered.set(Some(o));
             POSTED.with(|posted| {
                 let mut posted = posted.borrow_mut();
-                if posted.len < frame && posted.state == PostState::Idle {
-                    posted.storage = vec![0; frame];
-                    posted.buffer = posted.storage.as_mut_ptr();
-                    posted.len = frame;
-                }
+                posted.needed = posted.needed.max(frame);
             });
         }
     });
@@ -475,6 +514,8 @@ impl RingClient {
                 handles,
                 last_frame: None,
                 busy_poll_ticks: tsc_hz / 1_000_000 * BUSY_POLL_US,
+                busy_poll_max_ticks: tsc_hz / 1_000_000 * BUSY_POLL_MAX_US,
+                last_yield: ticks(),
                 kicked_at: None,
                 gpa_offset,
             }))
@@ -536,7 +577,8 @@ impl RingClient {
     /// Publishes `entry` in the next slot (which must be free).
     fn publish(&mut self, mut entry: RingEntry) {
         entry.id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
+        // The reads published before a yield have an id of their own.
+        self.next_id = self.next_id.wrapping_add(1) % POSTED_READ_ID;
         publish_entry(self.counters, entry);
     }
 
@@ -718,6 +760,7 @@ mod tests {
             p.storage = Vec::new();
             p.buffer = at;
             p.len = len;
+            p.needed = len;
             p.state = PostState::Idle;
         });
     }
@@ -753,7 +796,18 @@ mod tests {
             }
             std::thread::yield_now();
         }
-        panic!("no frame arrived");
+        let ring = OFFERED.with(Cell::get).map(|o| {
+            (
+                o.counters.ent_head().load(Ordering::SeqCst),
+                o.counters.ent_tail().load(Ordering::SeqCst),
+                o.counters.needs_kick(),
+                o.kicked_at,
+            )
+        });
+        panic!(
+            "no frame arrived; (ent_head, ent_tail, needs_kick, kicked_at) {ring:?}; fatal {:?}",
+            tender_mock::with(|m| m.fatal_errors())
+        );
     }
 
     fn send_to(handle: usize, frame: &[u8]) {
@@ -920,6 +974,7 @@ mod tests {
             OFFERED.with(|offered| {
                 if let Some(mut o) = offered.get() {
                     o.busy_poll_ticks = u64::MAX / 2;
+                    o.busy_poll_max_ticks = u64::MAX / 2;
                     offered.set(Some(o));
                 }
             });
@@ -1000,6 +1055,23 @@ mod tests {
             assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(79));
             assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(80));
             assert_eq!(client.read(1, buffer), Err(NetError::Again));
+            // Published, then the guest goes on without the yield: the read
+            // holds nothing back and is served in order before what follows.
+            thread_asleep(&client);
+            post_read_before_yield(waiting_on);
+            send_to(2, &frame(81, 5));
+            client.write(1, &frame(90, 6)).unwrap();
+            flush_lazy_writes();
+            assert_eq!(delivered(2), frame(90, 6));
+            if !upstream {
+                assert_eq!(
+                    frames_waiting(),
+                    1 << 1,
+                    "the published read took the frame"
+                );
+            }
+            assert_eq!(client.read(1, buffer).map(|r| r.len), Ok(81));
+            assert_eq!(&buffer[..81], &frame(81, 5)[..]);
             no_fatal_errors();
             tender_mock::uninstall();
         }

@@ -65,6 +65,9 @@ const IDLE_SPIN: Duration = Duration::from_micros(300);
 /// thread for what follows (a bulk send).
 const WRITE_BURST: u32 = 16;
 
+/// In a batch of writes, `ent_head` moves every this many.
+const PROGRESS_EVERY: u32 = 16;
+
 const ENT_HEAD: usize = std::mem::offset_of!(Ring, ent_head);
 const ENT_TAIL: usize = std::mem::offset_of!(Ring, ent_tail);
 const COM_TAIL: usize = std::mem::offset_of!(Ring, com_tail);
@@ -288,33 +291,53 @@ impl RingService {
     /// serves what the guest queued (writes before a yield; a read, when it
     /// rang [`DOORBELL_SERVE_NOW`]), up to a read marked
     /// [`ENTRY_AFTER_EXIT`].
+    ///
+    /// Skipped while the I/O thread holds the ring: it is serving these
+    /// entries, and an exit should not wait for its batch.
     pub fn serve_at_exit(&self) -> Result<()> {
-        self.serve_on_vcpu(true)
-    }
-
-    /// After the exit was served, before the guest resumes: serves the
-    /// rest, a read marked [`ENTRY_AFTER_EXIT`] included (§12.8).
-    pub fn serve_at_resume(&self) -> Result<()> {
-        if self.exit_service {
-            self.serve_on_vcpu(false)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn serve_on_vcpu(&self, before_exit: bool) -> Result<()> {
         let shared = &*self.shared;
         let ring = shared.view()?;
         if ring.idle() {
             return Ok(());
         }
         let served = {
-            let _consumer = shared.lock_consumer();
-            shared.serve_pending(&ring, self.exit_service, before_exit)?
+            let Some(_consumer) = shared.try_lock_consumer() else {
+                return Ok(());
+            };
+            shared.serve_pending(&ring, self.exit_service, true)?
         };
+        self.after_vcpu_pass(&ring, &served);
+        Ok(())
+    }
+
+    /// After an exit was served, before the guest resumes: serves a read
+    /// marked [`ENTRY_AFTER_EXIT`] that waited for it (§12.8).
+    pub fn serve_at_resume(&self) -> Result<()> {
+        if !self.exit_service {
+            return Ok(());
+        }
+        let shared = &*self.shared;
+        let ring = shared.view()?;
+        if !shared.waits_for_exit(&ring, ring.load(ENT_HEAD, Ordering::Acquire)) {
+            return Ok(());
+        }
+        let served = {
+            let _consumer = shared.lock_consumer();
+            shared.serve_pending(&ring, true, false)?
+        };
+        self.after_vcpu_pass(&ring, &served);
+        Ok(())
+    }
+
+    /// Counts a pass of the vCPU thread and wakes the I/O thread for a
+    /// burst.
+    fn after_vcpu_pass(&self, ring: &RingView<'_>, served: &Served) {
+        let shared = &*self.shared;
         shared.counters.exit_entries.add(u64::from(served.entries));
-        // A burst: let the thread take what follows, without exits.
-        let burst = served.frames_left || served.writes >= WRITE_BURST;
+        // A burst: let the thread take what follows, without exits (not
+        // when a read waits for the guest's exit: the thread cannot pass
+        // it).
+        let burst = (served.frames_left || served.writes >= WRITE_BURST) && !served.deferred;
         if burst && ring.load(NEEDS_KICK, Ordering::Acquire) != 0 {
             // Said before the thread runs: the guest waits for an awake
             // thread instead of asking this one for each frame while the
@@ -324,7 +347,6 @@ impl RingService {
             shared.counters.wakeups.add(1);
             self.kick();
         }
-        Ok(())
     }
 
     /// Whether `port`/`size`/`value` is the doorbell of §12.8.
@@ -384,6 +406,8 @@ struct Served {
     writes: u32,
     /// A read was served and its device still had frames waiting.
     frames_left: bool,
+    /// The pass stopped at a read that waits for the guest's exit.
+    deferred: bool,
 }
 
 /// A ring entry named guest memory it may not (§5).
@@ -432,6 +456,15 @@ impl Shared {
         self.consumer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The consumer lock if nobody holds it.
+    fn try_lock_consumer(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.consumer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// The I/O thread: serves the ring until stopped; an error is fatal to
     /// the tender.
     fn serve_in_thread(&self) -> Result<()> {
@@ -473,10 +506,15 @@ impl Shared {
         }
     }
 
-    /// Whether the next entry is a read the guest asked to be served after
-    /// its next exit (§12.8): the vCPU thread serves it.
+    /// Whether the entry at `head` is a read the guest asked to be served
+    /// after its next exit (§12.8), and the last one published: the vCPU
+    /// thread serves it once that exit is served. An entry published after
+    /// it means the guest went on without that exit: it is served then, in
+    /// order, like any read.
     fn waits_for_exit(&self, ring: &RingView<'_>, head: u32) -> bool {
-        if !self.exit_service.load(Ordering::Relaxed) {
+        if !self.exit_service.load(Ordering::Relaxed)
+            || ring.load(ENT_TAIL, Ordering::Acquire) != head.wrapping_add(1)
+        {
             return false;
         }
         let entry = ring.entry(head as usize % RING_SIZE);
@@ -508,6 +546,7 @@ impl Shared {
                 break;
             }
             if defer && self.waits_for_exit(ring, head) {
+                served.deferred = true;
                 break;
             }
             // The slot is the host's until `ent_head` moves past it.
@@ -516,6 +555,11 @@ impl Shared {
                 OP_NET_WRITE => {
                     self.write(&entry)?;
                     served.writes += 1;
+                    // Progress the guest can see during a long batch: a
+                    // guest waiting behind it knows the host is not stalled.
+                    if served.writes.is_multiple_of(PROGRESS_EVERY) {
+                        ring.store(ENT_HEAD, head.wrapping_add(1), Ordering::Release);
+                    }
                 }
                 OP_NET_READ => {
                     // Reads are synchronous for the guest: publish the
