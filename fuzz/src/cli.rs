@@ -85,7 +85,13 @@ pub fn cli(data: &[u8]) {
     assert!(modules.usage().contains("--mem"));
 
     let manifest = manifest(variant);
-    let Ok(rig) = Rig::build(modules, manifest, &invocation.options, variant & 0x80 != 0) else {
+    let Ok(rig) = Rig::build(
+        modules,
+        manifest,
+        &invocation.options,
+        variant & 0x80 != 0,
+        variant & 0x40 != 0,
+    ) else {
         return;
     };
     let (alloc, visible) = (rig.ram.alloc_size(), rig.ram.visible_size());

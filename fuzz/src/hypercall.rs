@@ -124,6 +124,7 @@ pub fn hypercall(data: &[u8]) {
         manifest,
         &options,
         false,
+        true,
     )
     .expect("the fixed devices attach");
     let visible = rig.ram.visible_size();

@@ -75,11 +75,14 @@ pub struct Rig {
 impl Rig {
     /// Runs the lifecycle with `options` over `manifest`. `ioeventfd`: the
     /// VM offers the in-kernel doorbell, and with it the network ring.
+    /// `extensions`: the guest carries our note (§12), so our extensions
+    /// are offered.
     pub fn build(
         mut modules: ModuleSet,
         mut manifest: Manifest,
         options: &[String],
         ioeventfd: bool,
+        extensions: bool,
     ) -> Result<Rig> {
         modules.parse_options(options, &mut manifest)?;
         let mut ram = modules.allocate_memory(&manifest)?;
@@ -103,8 +106,7 @@ impl Rig {
             poll: clock.clone(),
             fatal: handler,
             seccomp: SeccompMode::Off,
-            // Our extensions too: they are more host code for inputs to reach.
-            extensions: true,
+            extensions,
         });
         let hypercalls = match setup {
             Ok(hypercalls) => hypercalls,

@@ -80,6 +80,8 @@ fn slot(index: u32) -> usize {
 
 pub fn ring(data: &[u8]) {
     let mut r = Reader::new(data);
+    // Our guest (§12.8 offered) or an upstream one (§6.7 exactly).
+    let ours = r.u8() & 1 == 0;
     let (a, b) = wire::pair(WireConfig::clean(), ["a", "b"]);
     let (a, b): (Arc<dyn FrameBackend>, Arc<dyn FrameBackend>) = (Arc::new(a), Arc::new(b));
     let host = rig::host(&[("a", a), ("b", b.clone())], &[]);
@@ -93,8 +95,14 @@ pub fn ring(data: &[u8]) {
     let options: Vec<String> = ["--mem=4", "--net:a=a", "--net:b=b"]
         .map(String::from)
         .to_vec();
-    let mut rig = Rig::build(ModuleSet::new(modules::all(host)), manifest, &options, true)
-        .expect("the fixed devices attach");
+    let mut rig = Rig::build(
+        ModuleSet::new(modules::all(host)),
+        manifest,
+        &options,
+        true,
+        ours,
+    )
+    .expect("the fixed devices attach");
     let gpa = rig.info.net_ring;
     let visible = rig.ram.visible_size();
     assert!(
@@ -180,7 +188,7 @@ pub fn ring(data: &[u8]) {
         let entry: RingEntry = ring
             .read_obj(ENTRIES + slot(head) * size_of::<RingEntry>())
             .expect("an entry slot");
-        entry.operation == OP_NET_READ && entry.reserved & ENTRY_AFTER_EXIT != 0
+        ours && entry.operation == OP_NET_READ && entry.reserved & ENTRY_AFTER_EXIT != 0
     };
     let mut exit_refused = None;
     let start = Instant::now();
@@ -211,6 +219,10 @@ pub fn ring(data: &[u8]) {
             let offset = COMMITS + slot(com_tail.wrapping_add(j)) * size_of::<RingCommit>();
             let commit: RingCommit = ring.read_obj(offset).expect("a commit slot");
             assert_eq!(commit.id, *id, "commit {j} out of order");
+            if !ours {
+                // Upstream's commits: the last word stays 0 (§6.7).
+                assert_eq!(commit.flags, 0, "commit {j} of an upstream guest has flags");
+            }
         }
     }
 
