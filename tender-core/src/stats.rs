@@ -50,30 +50,46 @@ pub fn print() {
         push(b" ");
         push(name.as_bytes());
         push(b"=");
-        let mut digits = [0u8; 20];
-        let mut value = counter.get();
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            // reason: a digit, below 10.
-            #[allow(clippy::cast_possible_truncation)]
-            let digit = (value % 10) as u8;
-            digits[start] = b'0' + digit;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        push(&digits[start..]);
+        push(decimal(counter.get(), &mut [0; 20]));
     }
     push(b"\n");
     // SAFETY: write(2) of our own buffer, `len` bytes of it.
     unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len) };
 }
 
+/// `value` in decimal, written at the end of `digits`, with no allocation
+/// (for signal handlers).
+pub fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // reason: a digit, below 10.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (value % 10) as u8;
+        digits[start] = b'0' + digit;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &digits[start..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals() {
+        for (value, text) in [
+            (0, "0"),
+            (7, "7"),
+            (15, "15"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            assert_eq!(decimal(value, &mut [0; 20]), text.as_bytes());
+        }
+    }
 
     #[test]
     fn counters_count() {

@@ -408,21 +408,34 @@ impl MockTender {
         if self.vm.port_write(port, value) {
             return Ok(Action::Continue);
         }
-        self.modules.guest_exit().map_err(|e| e.to_string())?;
         let exit = VmExit::IoOut {
             port,
             size: 4,
             value,
         };
-        match self.modules.vm_exit(&exit, &mut self.vcpu, &self.ram) {
-            Ok(Some(ExitAction::Resume)) => {
-                self.modules.guest_resume().map_err(|e| e.to_string())?;
-                Ok(Action::Continue)
-            }
-            Ok(Some(ExitAction::Exit(code))) => Ok(Action::Exit(code)),
-            Ok(None) => Err(Error::invalid_port(port).to_string()),
-            Err(e) => Err(e.to_string()),
+        self.guest_exit(
+            |mock| match mock.modules.vm_exit(&exit, &mut mock.vcpu, &mock.ram) {
+                Ok(Some(ExitAction::Resume)) => Ok(Action::Continue),
+                Ok(Some(ExitAction::Exit(code))) => Ok(Action::Exit(code)),
+                Ok(None) => Err(Error::invalid_port(port).to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+    }
+
+    /// One exit of the guest, as the tender's run loop takes it: the
+    /// modules' exit stage, `serve`, and their resume stage if the guest
+    /// goes on.
+    fn guest_exit(
+        &mut self,
+        serve: impl FnOnce(&mut MockTender) -> std::result::Result<Action, String>,
+    ) -> std::result::Result<Action, String> {
+        self.modules.guest_exit().map_err(|e| e.to_string())?;
+        let action = serve(self)?;
+        if action == Action::Continue {
+            self.modules.guest_resume().map_err(|e| e.to_string())?;
         }
+        Ok(action)
     }
 
     /// What the modules' threads reported as fatal (a tender would have

@@ -110,16 +110,10 @@ impl MockTender {
 
     fn dispatch(&mut self, number: u16) -> std::result::Result<Action, String> {
         let port = PIO_BASE.wrapping_add(number);
-        // Every exit of a real guest runs this stage first, and the other
-        // before the guest goes on.
-        self.modules.guest_exit().map_err(|e| e.to_string())?;
-        let action = self
-            .hypercalls
-            .dispatch_pio(&self.ram, port, true, 4, ARG_GPA)
-            .map_err(|e| e.to_string())?;
-        if action == Action::Continue {
-            self.modules.guest_resume().map_err(|e| e.to_string())?;
-        }
-        Ok(action)
+        self.guest_exit(|mock| {
+            mock.hypercalls
+                .dispatch_pio(&mock.ram, port, true, 4, ARG_GPA)
+                .map_err(|e| e.to_string())
+        })
     }
 }

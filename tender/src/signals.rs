@@ -5,21 +5,16 @@ use vmm_sys_util::signal::register_signal_handler;
 
 extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Only async-signal-safe calls here: format into a stack buffer, write,
-    // _exit. Signal numbers are below 100: one or two digits, as upstream's
-    // "%d" prints them.
-    let mut message = *b"tender: Exiting on signal NN\n";
-    let number = u8::try_from(signal.clamp(0, 99)).unwrap_or(0);
-    let start = message.len() - 3;
-    let len = if number >= 10 {
-        message[start] = b'0' + number / 10;
-        message[start + 1] = b'0' + number % 10;
-        message[start + 2] = b'\n';
-        message.len()
-    } else {
-        message[start] = b'0' + number;
-        message[start + 1] = b'\n';
-        message.len() - 1
-    };
+    // _exit. The number in decimal, as upstream's "%d" prints it.
+    const PREFIX: &[u8] = b"tender: Exiting on signal ";
+    let mut message = [0u8; PREFIX.len() + 21];
+    message[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0; 20];
+    let number = tender_core::stats::decimal(u64::try_from(signal).unwrap_or(0), &mut digits);
+    let mut len = PREFIX.len() + number.len();
+    message[PREFIX.len()..len].copy_from_slice(number);
+    message[len] = b'\n';
+    len += 1;
     // Writable images are made durable before the tender goes.
     tender_core::devices::exit_sync::sync_all();
     // The counters of `TENDER_STATS=1`, if asked for.

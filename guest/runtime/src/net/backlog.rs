@@ -376,27 +376,48 @@ fn listen(sockets: &mut SocketSet<'static>, port: u16) -> Option<SocketHandle> {
 
 /// smoltcp's view of the device during a poll: the backlog's injected SYNs
 /// first, then the device's frames, less the SYNs the backlog captures
-/// (handed to smoltcp as empty frames, which it skips). Frames are copied
-/// once into `buffer`.
+/// (handed to smoltcp as empty frames, which it skips). A device frame is
+/// looked at where the device holds it, not copied.
 pub struct Capture<'a, D: Device> {
     pub device: &'a mut D,
     pub backlog: &'a mut Backlog,
+    /// Where an injected SYN is while smoltcp reads it.
     pub buffer: &'a mut Vec<u8>,
 }
 
-pub struct CaptureRx<'a> {
-    frame: &'a [u8],
+pub enum CaptureRx<'a, R> {
+    /// A SYN the backlog admitted.
+    Injected(&'a [u8]),
+    /// A frame of the device, unless the backlog captures it.
+    Device {
+        token: R,
+        backlog: &'a mut Backlog,
+        timestamp: Instant,
+    },
 }
 
-impl phy::RxToken for CaptureRx<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
+impl<R: phy::RxToken> phy::RxToken for CaptureRx<'_, R> {
+    fn consume<T, F: FnOnce(&[u8]) -> T>(self, f: F) -> T {
+        match self {
+            CaptureRx::Injected(frame) => f(frame),
+            CaptureRx::Device {
+                token,
+                backlog,
+                timestamp,
+            } => token.consume(|frame| {
+                if backlog.capture(frame, timestamp) {
+                    f(&[])
+                } else {
+                    f(frame)
+                }
+            }),
+        }
     }
 }
 
 impl<D: Device> Device for Capture<'_, D> {
     type RxToken<'b>
-        = CaptureRx<'b>
+        = CaptureRx<'b, D::RxToken<'b>>
     where
         Self: 'b;
     type TxToken<'b>
@@ -415,19 +436,15 @@ impl<D: Device> Device for Capture<'_, D> {
             if let Some(frame) = backlog.inject.pop_front() {
                 **buffer = frame;
             }
-            return Some((CaptureRx { frame: buffer }, tx));
+            return Some((CaptureRx::Injected(buffer), tx));
         }
-        let (rx, tx) = device.receive(timestamp)?;
-        let captured = phy::RxToken::consume(rx, |frame| {
-            if backlog.capture(frame, timestamp) {
-                return true;
-            }
-            buffer.clear();
-            buffer.extend_from_slice(frame);
-            false
-        });
-        let frame: &[u8] = if captured { &[] } else { buffer };
-        Some((CaptureRx { frame }, tx))
+        let (token, tx) = device.receive(timestamp)?;
+        let rx = CaptureRx::Device {
+            token,
+            backlog,
+            timestamp,
+        };
+        Some((rx, tx))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {

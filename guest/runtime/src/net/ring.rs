@@ -124,6 +124,16 @@ runtime_local! {
     static OFFERED: Cell<Option<Offered>> = Cell::new(None);
 }
 
+/// Changes what the hooks know of the ring; nothing without §12.8.
+fn update_offered(change: impl FnOnce(&mut Offered)) {
+    OFFERED.with(|offered| {
+        if let Some(mut o) = offered.get() {
+            change(&mut o);
+            offered.set(Some(o));
+        }
+    });
+}
+
 /// The read published before a yield (§12.8), and its buffer.
 struct Posted {
     /// Guest memory the host fills; as large as the largest frame of the
@@ -251,12 +261,7 @@ pub(crate) fn frames_waiting() -> u64 {
 /// The executor's hook just after a yield: collects the read published
 /// before it and adds its device to `ready_set` if it brought a frame.
 pub(crate) fn after_yield(ready_set: u64) -> u64 {
-    OFFERED.with(|offered| {
-        if let Some(mut o) = offered.get() {
-            o.last_yield = ticks();
-            offered.set(Some(o));
-        }
-    });
+    update_offered(|o| o.last_yield = ticks());
     collect_posted();
     POSTED.with(|posted| match posted.borrow().state {
         PostState::Received(handle, _) => ready_set | 1 << handle,
@@ -364,12 +369,9 @@ impl RingCounters {
 /// left for the next exit (§12.8) would wait for that pass, so wake the I/O
 /// thread for them. Nothing to do without §12.8, or with an awake thread.
 pub(crate) fn flush_lazy_writes() {
-    OFFERED.with(|offered| {
-        if let Some(mut o) = offered.get() {
-            if o.counters.unserved() != 0 {
-                o.wake_thread();
-                offered.set(Some(o));
-            }
+    update_offered(|o| {
+        if o.counters.unserved() != 0 {
+            o.wake_thread();
         }
     });
 }
@@ -396,26 +398,19 @@ pub(crate) fn busy_poll_set(interest: u64) -> u64 {
 
 /// Notes a frame received (for [`busy_poll_set`]).
 fn frame_received() {
-    OFFERED.with(|offered| {
-        if let Some(mut o) = offered.get() {
-            o.last_frame = Some(ticks());
-            offered.set(Some(o));
-        }
-    });
+    update_offered(|o| o.last_frame = Some(ticks()));
 }
 
 /// Notes that network handle `handle`, whose frames are at most `frame`
 /// bytes, uses the ring.
 pub(crate) fn uses_ring(handle: u64, frame: usize) {
-    OFFERED.with(|offered| {
-        if let Some(mut o) = offered.get().filter(|_| handle < 64) {
-            o.handles |= 1 << handle;
-            offered.set(Some(o));
-            POSTED.with(|posted| {
-                let mut posted = posted.borrow_mut();
-                posted.needed = posted.needed.max(frame);
-            });
-        }
+    if handle >= 64 || OFFERED.with(Cell::get).is_none() {
+        return;
+    }
+    update_offered(|o| o.handles |= 1 << handle);
+    POSTED.with(|posted| {
+        let mut posted = posted.borrow_mut();
+        posted.needed = posted.needed.max(frame);
     });
 }
 
@@ -611,12 +606,7 @@ impl RingClient {
                 kick(0);
             }
         } else if self.counters.unserved() >= LAZY_WRITES {
-            OFFERED.with(|offered| {
-                if let Some(mut o) = offered.get() {
-                    o.wake_thread();
-                    offered.set(Some(o));
-                }
-            });
+            update_offered(Offered::wake_thread);
         }
         Ok(())
     }
@@ -971,12 +961,9 @@ mod tests {
             uses_ring(1, MAX_FRAME);
             // A window no preemption of this test's thread can outlast, as
             // long as the thread is awake; the mock's TSC rate is nominal.
-            OFFERED.with(|offered| {
-                if let Some(mut o) = offered.get() {
-                    o.busy_poll_ticks = u64::MAX / 2;
-                    o.busy_poll_max_ticks = u64::MAX / 2;
-                    offered.set(Some(o));
-                }
+            update_offered(|o| {
+                o.busy_poll_ticks = u64::MAX / 2;
+                o.busy_poll_max_ticks = u64::MAX / 2;
             });
             let interest = 1 << 1 | 1 << 5;
             assert_eq!(busy_poll_set(interest), 0, "no frame received yet");

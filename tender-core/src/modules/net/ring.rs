@@ -100,7 +100,7 @@ struct Shared {
     consumer: Mutex<()>,
     counters: RingCounters,
     /// The guest carries our note: §12.8 is offered.
-    exit_service: AtomicBool,
+    exit_service: bool,
 }
 
 /// The ring, served by its I/O thread and by the vCPU thread at exits.
@@ -108,8 +108,6 @@ pub struct RingService {
     shared: Arc<Shared>,
     /// What the thread may call (its seccomp filter).
     allowlist: Allowlist,
-    /// The guest carries our note: §12.8 is offered.
-    exit_service: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -142,21 +140,16 @@ pub fn offer(
     ctx.vm
         .register_ioevent(&doorbell, RING_KICK_PIO_BASE, 0)
         .ok()?;
-    let mut service = RingService::start(
+    RingService::start(
         ctx.ram.clone(),
         reservation.gpa,
         backends.clone(),
         doorbell,
         ctx.fatal.clone(),
         ctx.seccomp,
+        ctx.extensions,
     )
-    .ok()?;
-    service.exit_service = ctx.extensions;
-    service
-        .shared
-        .exit_service
-        .store(ctx.extensions, Ordering::Release);
-    Some(service)
+    .ok()
 }
 
 /// The descriptors of the taps among `backends`.
@@ -200,7 +193,8 @@ impl RingService {
     /// Starts serving the ring at `gpa` (in a reserved area of `ram`).
     /// `backends[handle]` is the back-end of each network handle; `doorbell`
     /// is the eventfd registered for port 0x600; `fatal` ends the tender
-    /// when the guest breaks the ring or a device fails.
+    /// when the guest breaks the ring or a device fails; `exit_service`:
+    /// the guest carries our note, §12.8 is offered.
     pub fn start(
         ram: GuestRam,
         gpa: u64,
@@ -208,6 +202,7 @@ impl RingService {
         doorbell: EventFd,
         fatal: FatalHandler,
         seccomp: SeccompMode,
+        exit_service: bool,
     ) -> Result<RingService> {
         // Fail here, not in the thread, if the area is not reserved memory.
         ram.reserved_slice(gpa, std::mem::size_of::<Ring>() as u64)?;
@@ -221,7 +216,7 @@ impl RingService {
             doorbell,
             consumer: Mutex::new(()),
             counters: RingCounters::default(),
-            exit_service: AtomicBool::new(false),
+            exit_service,
         });
         let io = shared.clone();
         let thread = std::thread::Builder::new()
@@ -242,7 +237,6 @@ impl RingService {
         Ok(RingService {
             shared,
             allowlist,
-            exit_service: false,
             thread: Some(thread),
         })
     }
@@ -251,11 +245,6 @@ impl RingService {
     /// I/O thread).
     pub fn doorbell_fd(&self) -> RawFd {
         self.shared.doorbell.as_raw_fd()
-    }
-
-    /// The tap descriptors the vCPU thread polls when it serves a read.
-    pub fn tap_fds(&self) -> Vec<RawFd> {
-        tap_fds(&self.shared.backends)
     }
 
     /// What the thread may call.
@@ -270,13 +259,13 @@ impl RingService {
 
     /// Whether §12.8 is offered to this guest.
     pub fn exit_service(&self) -> bool {
-        self.exit_service
+        self.shared.exit_service
     }
 
     /// Tells the guest where the ring is (§4.1), and §12.8 if offered.
     pub fn describe(&self, info: &mut BootInfo) {
         info.host_features |= HOST_FEATURE_RING_IO;
-        if self.exit_service {
+        if self.exit_service() {
             info.host_features |= HOST_FEATURE_RING_EXIT_SERVICE;
         }
         info.net_ring = self.shared.gpa;
@@ -304,7 +293,7 @@ impl RingService {
             let Some(_consumer) = shared.try_lock_consumer() else {
                 return Ok(());
             };
-            shared.serve_pending(&ring, self.exit_service, true)?
+            shared.serve_pending(&ring, shared.exit_service, true)?
         };
         self.after_vcpu_pass(&ring, &served);
         Ok(())
@@ -313,7 +302,7 @@ impl RingService {
     /// After an exit was served, before the guest resumes: serves a read
     /// marked [`ENTRY_AFTER_EXIT`] that waited for it (§12.8).
     pub fn serve_at_resume(&self) -> Result<()> {
-        if !self.exit_service {
+        if !self.exit_service() {
             return Ok(());
         }
         let shared = &*self.shared;
@@ -351,7 +340,10 @@ impl RingService {
 
     /// Whether `port`/`size`/`value` is the doorbell of §12.8.
     pub fn is_serve_now(&self, port: u16, size: u8, value: u32) -> bool {
-        self.exit_service && port == RING_KICK_PIO_BASE && size == 4 && value == DOORBELL_SERVE_NOW
+        self.exit_service()
+            && port == RING_KICK_PIO_BASE
+            && size == 4
+            && value == DOORBELL_SERVE_NOW
     }
 
     /// Stops the thread and waits for it (the HALT hook of upstream).
@@ -512,9 +504,7 @@ impl Shared {
     /// it means the guest went on without that exit: it is served then, in
     /// order, like any read.
     fn waits_for_exit(&self, ring: &RingView<'_>, head: u32) -> bool {
-        if !self.exit_service.load(Ordering::Relaxed)
-            || ring.load(ENT_TAIL, Ordering::Acquire) != head.wrapping_add(1)
-        {
+        if !self.exit_service || ring.load(ENT_TAIL, Ordering::Acquire) != head.wrapping_add(1) {
             return false;
         }
         let entry = ring.entry(head as usize % RING_SIZE);
