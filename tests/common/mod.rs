@@ -266,22 +266,32 @@ impl Elf {
 }
 
 /// A copy of the guest `name` without our unprivileged note, so the tender
-/// runs it at CPL 0 as upstream runs every guest (the note's type is
-/// cleared; the tender then does not recognise it).
-/// Made once per test process and name, so parallel tests never read a copy
-/// while another test is writing it.
+/// runs it at CPL 0 as upstream runs every guest (see [`cpl0_copy_of`]).
 pub fn cpl0_copy(name: &str) -> PathBuf {
-    static COPIES: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    cpl0_copy_of(&guest(name))
+}
+
+/// A copy of the image at `path` without our unprivileged note, so the
+/// tender runs it at CPL 0 as upstream runs every guest (the note's type is
+/// cleared; the tender then does not recognise it). The image must carry
+/// the note.
+/// Made once per test process and path, in a scratch directory of its own,
+/// so parallel tests never read a copy while another test is writing it.
+pub fn cpl0_copy_of(path: &Path) -> PathBuf {
+    static COPIES: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut copies = COPIES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = copies.iter().find(|(n, _)| n == name) {
-        return path.clone();
+    if let Some((_, copy)) = copies.iter().find(|(p, _)| p == path) {
+        return copy.clone();
     }
-    let mut elf = Elf::load(&guest(name));
+    let mut elf = Elf::load(path);
     let off = elf.note_offset(UNPRIVILEGED_NOTE_TYPE);
     elf.set_u32(off + NOTE_TYPE, 0);
-    let path = write_image("cpl0", &format!("{name}-cpl0"), &elf.bytes);
-    copies.push((name.to_owned(), path.clone()));
-    path
+    // Numbered: two images of one file name (a Rust and a C `hello`) get
+    // copies of their own.
+    let file = path.file_name().expect("an image file").to_string_lossy();
+    let copy = write_image("cpl0", &format!("{}-{file}-cpl0", copies.len()), &elf.bytes);
+    copies.push((path.to_owned(), copy.clone()));
+    copy
 }
 
 /// Whether the tests run as root: network namespaces and taps need it.
