@@ -84,6 +84,10 @@ pub const CR4_PAE: u64 = 1 << 5;
 pub const CR4_OSFXSR: u64 = 1 << 9;
 pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
 pub const CR4_INIT: u64 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+/// `wrfsbase`/`rdfsbase` allowed at any CPL: set for guests with our note
+/// (§12), which have no `wrmsr` at CPL 3 to set their thread pointer with.
+/// Upstream leaves it clear.
+pub const CR4_FSGSBASE: u64 = 1 << 16;
 pub const EFER_LME: u64 = 1 << 8;
 pub const EFER_LMA: u64 = 1 << 10;
 pub const EFER_INIT: u64 = EFER_LME | EFER_LMA;

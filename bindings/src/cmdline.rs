@@ -12,20 +12,39 @@ pub enum LogLevel {
 
 /// Strips leading `--solo5:LEVEL` tokens; the last one wins. Default INFO.
 pub fn strip_log_options(cmdline: &str) -> (LogLevel, &str) {
+    let (level, rest) = strip_log_options_bytes(cmdline.as_bytes());
+    // `rest` is a tail of `cmdline` that starts after a space: a character
+    // boundary.
+    let rest = &cmdline[cmdline.len() - rest.len()..];
+    (level, rest)
+}
+
+/// [`strip_log_options`] on bytes: the command line need not be UTF-8
+/// (upstream passes the tender's arguments through as they are). The rest is
+/// a tail of `cmdline`, so a NUL after `cmdline` also ends the rest.
+pub fn strip_log_options_bytes(cmdline: &[u8]) -> (LogLevel, &[u8]) {
     let mut level = LogLevel::Info;
-    let mut rest = cmdline.trim_start_matches(' ');
+    let mut rest = trim_spaces(cmdline);
     loop {
-        let (token, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (token, tail) = match rest.iter().position(|&b| b == b' ') {
+            Some(space) => (&rest[..space], &rest[space + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
         level = match token {
-            "--solo5:quiet" => LogLevel::Quiet,
-            "--solo5:error" => LogLevel::Error,
-            "--solo5:warn" => LogLevel::Warn,
-            "--solo5:info" => LogLevel::Info,
-            "--solo5:debug" => LogLevel::Debug,
+            b"--solo5:quiet" => LogLevel::Quiet,
+            b"--solo5:error" => LogLevel::Error,
+            b"--solo5:warn" => LogLevel::Warn,
+            b"--solo5:info" => LogLevel::Info,
+            b"--solo5:debug" => LogLevel::Debug,
             _ => return (level, rest),
         };
-        rest = tail.trim_start_matches(' ');
+        rest = trim_spaces(tail);
     }
+}
+
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 #[cfg(test)]
@@ -49,5 +68,15 @@ mod tests {
             (LogLevel::Info, "--solo5:loud x")
         );
         assert_eq!(strip_log_options(""), (LogLevel::Info, ""));
+    }
+
+    #[test]
+    fn strips_bytes_that_are_not_utf8_and_keeps_a_tail() {
+        let line = b"--solo5:warn \xff\xfe x\0";
+        let (level, rest) = strip_log_options_bytes(&line[..line.len() - 1]);
+        assert_eq!((level, rest), (LogLevel::Warn, &b"\xff\xfe x"[..]));
+        // The tail ends where the line ends: the NUL follows it.
+        let all = strip_log_options_bytes(b"--solo5:quiet").1;
+        assert!(all.is_empty());
     }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use hvt_abi::layout::CR4_FSGSBASE;
+use kvm_bindings::{kvm_sregs, kvm_userspace_memory_region, KVM_MEM_READONLY};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
 use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
@@ -110,8 +111,19 @@ impl Vm {
         let sregs = vcpu
             .get_sregs()
             .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
-        vcpu.set_sregs(&regs::initial_sregs(sregs, privilege))
-            .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;
+        let initial = regs::initial_sregs(sregs, privilege);
+        // A CPL 3 guest sets its thread pointer with `wrfsbase` (the C API's
+        // solo5_set_tls_base), allowed once CR4.FSGSBASE is set. KVM refuses
+        // the bit when the guest's CPUID lacks FSGSBASE: the guest then runs
+        // without it, and `wrfsbase` faults as on such a CPU.
+        let with_fsgsbase = kvm_sregs {
+            cr4: initial.cr4 | CR4_FSGSBASE,
+            ..initial
+        };
+        if privilege != Privilege::User || vcpu.set_sregs(&with_fsgsbase).is_err() {
+            vcpu.set_sregs(&initial)
+                .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;
+        }
         vcpu.set_regs(&regs::initial_regs(entry, ram.visible_size(), privilege))
             .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
     }
