@@ -49,6 +49,16 @@ fn hello_fail_exits_1_at_both_levels() {
     }
 }
 
+/// Upstream's "noexec host" case: a guest names an interpreter that does
+/// not exist (§1.4), so the host kernel refuses to run it by itself.
+#[test]
+fn the_host_kernel_refuses_to_run_a_guest() {
+    let err = std::process::Command::new(guest("hello"))
+        .output()
+        .expect_err("the host ran the guest");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+}
+
 #[test]
 fn quiet_log_level_hides_every_solo5_line() {
     let run = tender([

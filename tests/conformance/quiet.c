@@ -12,7 +12,7 @@ int solo5_app_main(const struct solo5_start_info *si)
         say("command line: '");
         say(si->cmdline);
         say("'\n");
-        return failed("the log option reached the application");
+        return failed("the command line is not empty once the log option is gone");
     }
     say("SUCCESS\n");
     return SOLO5_EXIT_SUCCESS;
