@@ -725,7 +725,7 @@ fn added_device_is_declared_but_not_attached() {
         &["--mem=2"],
         plain(
             "Device 'eth0' of type NET_BASIC declared but not attached.\n\
-             All declared devices must be attached. See --help for syntax.",
+             tender: All declared devices must be attached. See --help for syntax.",
         ),
     );
 }

@@ -114,22 +114,16 @@ fn bad_images_are_refused_with_upstreams_messages() {
         let run = refused(&args);
         assert_eq!(run.stderr, message, "{options:?}");
     }
-    // A sector size that is not a power of two of at least 512, or not a
-    // number: the usage text follows.
-    for (size, message) in [
-        (
-            "1000",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        (
-            "256",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        (
-            "0",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        ("4k", "Invalid option: `--block-sector-size:storage=4k'"),
+    // A sector size that is not a power of two of at least 512: upstream's
+    // reason, then "Invalid option" and the usage; not a number: only the
+    // latter two.
+    const SIZE: &str = "Block size must be a multiple of 2 greater than or equal 512\n";
+    for (size, reason) in [
+        ("1000", SIZE),
+        ("256", SIZE),
+        ("0", SIZE),
+        ("65536", SIZE),
+        ("4k", ""),
     ] {
         let option = format!("--block-sector-size:storage={size}");
         let run = refused([
@@ -137,14 +131,31 @@ fn bad_images_are_refused_with_upstreams_messages() {
             &format!("--block:storage={}", path(&small)),
             &blockhold(),
         ]);
+        let reason = reason.replace('\n', "\ntender: ");
         assert!(
-            run.stderr
-                .starts_with(&format!("tender: {message}\nusage: tender ")),
+            run.stderr.starts_with(&format!(
+                "tender: {reason}Invalid option: `{option}'\nusage: tender "
+            )),
             "{size}: {}",
             run.stderr
         );
     }
-    // Declared but not attached, and given twice.
+    // A device the manifest does not declare: the same three parts.
+    for option in [
+        format!("--block:nosuch={}", path(&small)),
+        "--block-sector-size:nosuch=512".into(),
+    ] {
+        let run = refused([option.as_str(), &blockhold()]);
+        assert!(
+            run.stderr.starts_with(&format!(
+                "tender: Resource not declared in manifest: 'nosuch'\n\
+                 tender: Invalid option: `{option}'\nusage: tender "
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    // Declared but not attached.
     let run = refused([blockhold()]);
     assert!(
         run.stderr
@@ -152,19 +163,42 @@ fn bad_images_are_refused_with_upstreams_messages() {
         "{}",
         run.stderr
     );
-    let run = refused([
-        format!("--block:storage={}", path(&small)),
-        format!("--block:storage={}", path(&small)),
-        blockhold(),
-    ]);
-    assert!(
-        run.stderr.starts_with(&format!(
-            "tender: Block device 'storage' attached twice: `--block:storage={}'",
-            path(&small)
-        )),
-        "{}",
-        run.stderr
-    );
+}
+
+#[test]
+fn the_last_block_option_for_a_device_wins() {
+    let small = write_image("twice", "small.img", &[0u8; 4096]);
+    let large = write_image("twice", "large.img", &[0u8; 8192]);
+    // The same image twice: the first is closed before the second opens
+    // it, so its own lock does not refuse it.
+    for (options, told) in [
+        (
+            vec![
+                format!("--block:storage={}", path(&small)),
+                format!("--block:storage={}", path(&small)),
+            ],
+            "capacity 4096 block size 512 read-only false",
+        ),
+        (
+            vec![
+                format!("--block:storage={}", path(&small)),
+                "--block-sector-size:storage=1024".into(),
+                format!("--block-ro:storage={}", path(&large)),
+                "--block-sector-size:storage=2048".into(),
+            ],
+            "capacity 8192 block size 2048 read-only true",
+        ),
+    ] {
+        let mut args = options.clone();
+        args.push(blockhold());
+        let run = tender(&args);
+        assert_eq!(run.code, 0, "{options:?}: {}", run.output());
+        assert!(
+            run.stdout.contains(&format!("blockhold: {told}\n")),
+            "{options:?}: {}",
+            run.output()
+        );
+    }
 }
 
 #[test]

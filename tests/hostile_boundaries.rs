@@ -1002,7 +1002,10 @@ fn ring_doorbell_and_entries_misused() {
         let run = dev.run(&image, &[], &steps);
         assert_stopped(
             &run,
-            "Fatal error when writing to the network (ring): Invalid argument",
+            &format!(
+                "Fatal error when writing to {} (ring): Invalid argument",
+                dev.tap
+            ),
             "empty ring frame",
         );
     }

@@ -429,9 +429,12 @@ fn a_missing_interface_fails_with_a_message() {
         "--ipv4=10.77.0.2/24",
     ]);
     assert_eq!(run.code, 1, "{}", run.output());
+    // Upstream's two lines, then the usage.
     assert!(
-        run.stderr
-            .contains("Could not attach interface: nosuchtap0: No such device"),
+        run.stderr.starts_with(
+            "tender: Could not attach interface: nosuchtap0: No such file or directory\n\
+             tender: Invalid option: `--net:service=nosuchtap0'\nusage: tender "
+        ),
         "{}",
         run.stderr
     );

@@ -6,14 +6,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{guest, is_root, tender, unique_name, NetNs, Run};
+use common::{guest, inheriting, is_root, tender, unique_name, NetNs, Run};
 use hvt_abi::hypercall::RING_KICK_PIO_BASE;
 
 const ETHERTYPE_PROBE: [u8; 2] = [0x88, 0xb5];
@@ -68,6 +67,26 @@ fn assert_refused(run: &Run, message: &str) {
         "expected {expected:?} at the start of {:?}",
         run.stderr
     );
+}
+
+/// Refused as upstream refuses a module's option: `reason`, then
+/// "Invalid option: `OPTION'", then the usage; exit 1, nothing from a guest.
+fn assert_invalid_option(run: &Run, reason: &str, option: &str) {
+    assert_no_panic(run);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert_eq!(run.stdout, "", "{}", run.output());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(lines.len() > 3, "{}", run.stderr);
+    assert_eq!(
+        lines[..2],
+        [
+            format!("tender: {reason}"),
+            format!("tender: Invalid option: `{option}'"),
+        ],
+        "{}",
+        run.stderr
+    );
+    assert!(lines[2].starts_with("usage: tender "), "{}", run.stderr);
 }
 
 /// The MACs the probe printed, in device order.
@@ -387,20 +406,6 @@ fn open_tap(ns: &NetNs, name: &str) -> OwnedFd {
     })
 }
 
-/// The tender command with descriptor `fd` inherited by the child.
-fn inheriting(mut command: Command, fd: RawFd) -> Command {
-    // SAFETY: only fcntl, async-signal-safe, between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command
-}
-
 #[test]
 fn preopened_tap_descriptor() {
     if skip() {
@@ -435,18 +440,23 @@ fn preopened_tap_descriptor() {
 #[test]
 fn bad_descriptors_are_refused() {
     // No tap involved: stdin of the tender is /dev/null, fd 1000 is closed.
-    let run = tender(["--net:service0=@1000", &netprobe()]);
-    assert_refused(
-        &run,
-        "Could not attach interface: @1000: Bad file descriptor",
-    );
-    let run = tender(["--net:service0=@0", &netprobe()]);
-    assert_refused(
-        &run,
-        "Could not attach interface: @0: Inappropriate ioctl for device",
-    );
-    let run = tender(["--net:service0=@x1", &netprobe()]);
-    assert_refused(&run, "Could not attach interface: @x1: Invalid argument");
+    // (Sockets: tests/net_socket.rs.)
+    for (fd, reason) in [
+        ("1000", "Bad file descriptor"),
+        (
+            "0",
+            "a character device, not a tap or a SOCK_SEQPACKET or SOCK_DGRAM socket",
+        ),
+        ("x1", "Invalid argument"),
+    ] {
+        let option = format!("--net:service0=@{fd}");
+        let run = tender([&option, &netprobe()]);
+        assert_invalid_option(
+            &run,
+            &format!("Could not attach interface: @{fd}: {reason}"),
+            &option,
+        );
+    }
 }
 
 #[test]
@@ -456,16 +466,14 @@ fn missing_interface_is_refused_and_not_created() {
     }
     let ns = NetNs::new();
     let missing = unique_name("nx");
-    let run = ns.tender([
-        "--mem=64",
-        &format!("--net:service0={missing}"),
-        &netprobe(),
-    ]);
-    assert_refused(
+    let option = format!("--net:service0={missing}");
+    let run = ns.tender(["--mem=64", &option, &netprobe()]);
+    // Upstream's words: it looks for the name among the interfaces.
+    assert_invalid_option(
         &run,
-        &format!("Could not attach interface: {missing}: No such device"),
+        &format!("Could not attach interface: {missing}: No such file or directory"),
+        &option,
     );
-    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(!ns.try_ip(&["link", "show", &missing]).status.success());
     let host = Command::new("ip")
         .args(["link", "show", &missing])
@@ -481,10 +489,12 @@ fn down_interface_is_refused() {
     }
     let mut ns = NetNs::new();
     let tap = ns.add_tap(None, false, None);
-    let run = ns.tender(["--mem=64", &format!("--net:service0={tap}"), &netprobe()]);
-    assert_refused(
+    let option = format!("--net:service0={tap}");
+    let run = ns.tender(["--mem=64", &option, &netprobe()]);
+    assert_invalid_option(
         &run,
         &format!("Could not attach interface: {tap}: Network is down"),
+        &option,
     );
 }
 
@@ -496,66 +506,92 @@ fn interface_that_is_not_a_tap_is_refused() {
     let ns = NetNs::new();
     ns.ip(&["link", "set", "lo", "up"]);
     let run = ns.tender(["--mem=64", "--net:service0=lo", &netprobe()]);
-    assert_refused(&run, "Could not attach interface: lo: Invalid argument");
+    assert_invalid_option(
+        &run,
+        "Could not attach interface: lo: Invalid argument",
+        "--net:service0=lo",
+    );
 }
 
 #[test]
 fn long_interface_name_is_refused() {
-    let run = tender(["--net:service0=abcdefghijklmnop", &netprobe()]);
-    assert_refused(
+    let option = "--net:service0=abcdefghijklmnop";
+    let run = tender([option, &netprobe()]);
+    assert_invalid_option(
         &run,
         "Could not attach interface: abcdefghijklmnop: File name too long",
+        option,
     );
+}
+
+#[test]
+fn undeclared_device_is_refused() {
+    for option in ["--net:nosuch=tap0", "--net-mac:nosuch=02:00:00:00:00:01"] {
+        let run = tender([option, &netprobe()]);
+        assert_invalid_option(&run, "Resource not declared in manifest: 'nosuch'", option);
+    }
 }
 
 #[test]
 fn malformed_mac_is_refused() {
     for bad in ["02:00:00:00:00", "02:00:00:00:00:zz", "02-00-00-00-00-01"] {
-        let run = tender([&format!("--net-mac:service0={bad}"), &netprobe()]);
-        assert_refused(
+        let option = format!("--net-mac:service0={bad}");
+        let run = tender([&option, &netprobe()]);
+        assert_invalid_option(
             &run,
             &format!(
                 "Malformed MAC address for network device 'service0': '{bad}' \
                  (expected xx:xx:xx:xx:xx:xx)"
             ),
+            &option,
         );
-        assert!(run.stderr.contains("usage: tender "), "{}", run.stderr);
     }
 }
 
 #[test]
-fn same_device_twice_is_refused() {
-    let run = tender([
-        "--net-mac:service0=02:00:00:00:00:01",
-        "--net-mac:service0=02:00:00:00:00:02",
-        &netprobe(),
-    ]);
-    assert_refused(
-        &run,
-        "MAC address of network device 'service0' given twice: \
-         `--net-mac:service0=02:00:00:00:00:02'",
-    );
+fn the_last_of_two_options_for_a_device_wins() {
     if skip() {
         return;
     }
     let mut ns = NetNs::new();
     let tap = ns.add_tap(None, true, None);
     let other = ns.add_tap(None, true, None);
+    let first = PacketSocket::open(&ns, &tap);
+    let second = PacketSocket::open(&ns, &other);
     let run = ns.tender([
+        "--net-mac:service0=02:00:00:00:00:01".to_owned(),
         format!("--net:service0={tap}"),
+        "--net-mac:service0=02:00:00:00:00:02".to_owned(),
         format!("--net={other}"),
         netprobe(),
     ]);
-    assert_refused(
+    assert_probe_ok(&run);
+    let mac = [2, 0, 0, 0, 0, 2];
+    assert_eq!(macs(&run), [mac]);
+    let frames = second.frames();
+    assert!(
+        frames.iter().any(|f| is_probe_frame(f, &mac, "service0")),
+        "the guest's frame is not on the second tap: {frames:02x?}"
+    );
+    let frames = first.frames();
+    assert!(
+        !frames.iter().any(|f| is_probe_frame(f, &mac, "service0")),
+        "the guest's frame is on the first tap: {frames:02x?}"
+    );
+    // The same tap twice: the second attach finds it busy, as upstream's.
+    let option = format!("--net:service0={tap}");
+    let run = ns.tender([option.as_str(), option.as_str(), &netprobe()]);
+    assert_invalid_option(
         &run,
-        &format!("Network device 'service0' attached twice: `--net={other}'"),
+        &format!("Could not attach interface: {tap}: Device or resource busy"),
+        &option,
     );
 }
 
 #[test]
 fn declared_device_without_a_tap_is_not_attached() {
     let message = "Device 'service0' of type NET_BASIC declared but not attached.\n\
-                   All declared devices must be attached. See --help for syntax.";
+                   tender: All declared devices must be attached. See --help for syntax.";
     let run = tender([&netprobe()]);
     assert_refused(&run, message);
     // A MAC alone attaches nothing.

@@ -167,7 +167,7 @@ fn stepping_toy(step: usize) -> WithToy {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut list = modules::all(Host {
         console: console.clone(),
-        open_net: Box::new(net::open_tap),
+        open_net: Box::new(net::open_host),
         open_block: Box::new(block::open_file),
     });
     list.push(Box::new(Toy {

@@ -256,7 +256,7 @@ impl MockTender {
         }
         let open_net: net::OpenNet = Box::new(move |value: &str| match wires.get(value) {
             Some(port) => Ok(port.clone()),
-            None => net::open_tap(value),
+            None => net::open_host(value),
         });
         let console = Arc::new(if config.real_clock {
             Console::Stdout

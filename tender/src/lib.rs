@@ -69,12 +69,21 @@ pub fn main_with_modules(args: &[String], modules: Vec<Box<dyn Module>>) -> i32 
     match run(args, &mut modules, &inherited) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("tender: {err}");
+            print_error(&err);
             if err.shows_usage() {
                 eprint!("{}", modules.usage());
             }
             TENDER_ERROR_EXIT
         }
+    }
+}
+
+/// Prints `err` on stderr, each of its lines after the tender's name, as
+/// upstream prints each of its messages (`Resource not declared ...`, then
+/// `Invalid option: ...`).
+fn print_error(err: &Error) {
+    for line in err.to_string().lines() {
+        eprintln!("tender: {line}");
     }
 }
 
@@ -187,7 +196,7 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
         }
         Err(err) if seccomp == SeccompMode::Off => return Err(err),
         Err(err) => {
-            eprintln!("tender: {err}");
+            print_error(&err);
             TENDER_ERROR_EXIT
         }
     };

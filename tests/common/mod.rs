@@ -300,6 +300,22 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `command` with descriptor `fd` inherited by the child: its
+/// close-on-exec flag is cleared in the child only, between fork and exec.
+pub fn inheriting(mut command: Command, fd: std::os::fd::RawFd) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only fcntl, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 /// A name unique to this test process: `prefix`, the process id and a
 /// counter; short enough for an interface name (< 16 characters).
 pub fn unique_name(prefix: &str) -> String {

@@ -6,5 +6,6 @@ pub mod exit_sync;
 pub mod frame;
 pub mod memdisk;
 pub mod poller;
+pub mod socket;
 pub mod tap;
 pub mod wire;

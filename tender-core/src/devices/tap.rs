@@ -13,6 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile};
 
 use super::frame::{FrameBackend, Readiness};
+use crate::sandbox::Allowlist;
 
 /// `ETHTOOL_SGSO` and `ETHTOOL_SGRO` from `<linux/ethtool.h>`.
 const ETHTOOL_SGSO: u32 = 0x24;
@@ -47,7 +48,8 @@ fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+/// `rc`, or the error of the call that returned a negative `rc`.
+pub(super) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -178,7 +180,8 @@ fn disable_offloads(socket: BorrowedFd<'_>, name: &str) {
     }
 }
 
-fn volatile_error(err: VolatileMemoryError) -> io::Error {
+/// The I/O error inside a guest-memory transfer's error.
+pub(super) fn volatile_error(err: VolatileMemoryError) -> io::Error {
     match err {
         VolatileMemoryError::IOError(err) => err,
         other => io::Error::other(other.to_string()),
@@ -191,7 +194,16 @@ impl Tap {
     /// create a new interface when none of that name exists.
     pub fn open(iface: &str) -> io::Result<Tap> {
         let socket = control_socket()?;
-        if !is_up(interface_flags(socket.as_fd(), iface)?) {
+        // No such interface is ENODEV to the ioctl; upstream, which looks
+        // for the name among the interfaces, says ENOENT.
+        let flags = interface_flags(socket.as_fd(), iface).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                errno(libc::ENOENT)
+            } else {
+                e
+            }
+        })?;
+        if !is_up(flags) {
             return Err(errno(libc::ENETDOWN));
         }
         // Close-on-exec, as std opens every file.
@@ -301,6 +313,12 @@ impl FrameBackend for Tap {
 
     fn readiness(&self) -> Readiness {
         Readiness::Fd(self.fd.as_raw_fd())
+    }
+
+    fn allow_calls(&self, list: &mut Allowlist) {
+        let fd = [self.fd.as_raw_fd()];
+        list.allow_fds(libc::SYS_read, &fd)
+            .allow_fds(libc::SYS_write, &fd);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod net;
 use std::sync::Arc;
 
 use crate::devices::console::Console;
+use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::module::Module;
 
@@ -25,11 +26,12 @@ pub struct Host {
 }
 
 impl Host {
-    /// The real tender's: stdout, Linux taps and image files.
+    /// The real tender's: stdout, Linux taps (or frame sockets) and image
+    /// files.
     pub fn system() -> Host {
         Host {
             console: Arc::new(Console::Stdout),
-            open_net: Box::new(net::open_tap),
+            open_net: Box::new(net::open_host),
             open_block: Box::new(block::open_file),
         }
     }
@@ -52,6 +54,17 @@ pub fn named_option<'a>(option: &'a str, prefix: &str) -> Option<(&'a str, &'a s
         .strip_prefix(prefix)?
         .strip_prefix(':')?
         .split_once('=')
+}
+
+/// An option a module took and refused, in upstream's words (§8): the
+/// module's `reason` if it gives one, then ``Invalid option: `OPTION'``;
+/// the usage text follows.
+pub fn invalid_option(option: &str, reason: Option<String>) -> Error {
+    let invalid = format!("Invalid option: `{option}'");
+    Error::Usage(match reason {
+        Some(reason) => format!("{reason}\n{invalid}"),
+        None => invalid,
+    })
 }
 
 /// A device name must be 1-67 characters of `[A-Za-z0-9]` (§4.5).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use hvt_abi::manifest::{MftBlockBasic, MFT_BLOCK_READ_ONLY, MFT_DEV_BLOCK_BASIC};
 
-use super::{named_option, only_device, valid_device_name};
+use super::{invalid_option, named_option, only_device, valid_device_name};
 use crate::devices::disk::{BlockBackend, FileDisk};
 use crate::devices::exit_sync;
 use crate::error::{Error, Result};
@@ -67,17 +67,18 @@ impl Block {
 }
 
 /// `N` of `--block-sector-size:NAME=N`: a power of two of at least 512
-/// that fits the manifest's 16 bits.
+/// that fits the manifest's 16 bits. Not a number: upstream's bare
+/// "Invalid option"; any other number: its reason first.
 fn parse_block_size(option: &str, value: &str) -> Result<u16> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Usage(format!("Invalid option: `{option}'")));
+        return Err(invalid_option(option, None));
     }
     match value.parse::<u16>() {
         Ok(size) if size >= 512 && size.is_power_of_two() => Ok(size),
-        Ok(_) => Err(Error::Usage(
-            "Block size must be a multiple of 2 greater than or equal 512".into(),
+        _ => Err(invalid_option(
+            option,
+            Some("Block size must be a multiple of 2 greater than or equal 512".into()),
         )),
-        Err(_) => Err(Error::Usage(format!("Invalid option: `{option}'"))),
     }
 }
 
@@ -100,6 +101,7 @@ impl Module for Block {
             SectorSize,
         }
         let (name, value, kind) = if let Some(path) = option.strip_prefix("--block=") {
+            // Ours, not upstream's: its own message, then the usage.
             let name = only_device(manifest, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
                 Error::Usage("--block=PATH needs exactly one block device in the manifest".into())
             })?;
@@ -113,24 +115,29 @@ impl Module for Block {
         } else {
             return Ok(false);
         };
-        let index = valid_device_name(&name)
-            .then(|| manifest.find(&name, MFT_DEV_BLOCK_BASIC))
-            .flatten()
-            .ok_or_else(|| Error::Usage(format!("Resource not declared in manifest: '{name}'")))?;
+        // Upstream's order: the option's syntax (the size's value
+        // included), then the device's name in the manifest.
+        if !valid_device_name(&name) || value.is_empty() {
+            return Err(invalid_option(option, None));
+        }
+        let block_size = match kind {
+            Kind::SectorSize => Some(parse_block_size(option, value)?),
+            Kind::Attach { .. } => None,
+        };
+        let index = manifest.find(&name, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
+            invalid_option(
+                option,
+                Some(format!("Resource not declared in manifest: '{name}'")),
+            )
+        })?;
         let device = self.devices.entry(index).or_default();
         match kind {
-            Kind::SectorSize => {
-                device.block_size = Some(parse_block_size(option, value)?);
-            }
+            Kind::SectorSize => device.block_size = block_size,
             Kind::Attach { read_only } => {
-                if device.backend.is_some() {
-                    return Err(Error::Usage(format!(
-                        "Block device '{name}' attached twice: `{option}'"
-                    )));
-                }
-                if value.is_empty() {
-                    return Err(Error::Usage(format!("Invalid option: `{option}'")));
-                }
+                // The last option wins, as upstream's. The image given
+                // before is closed first: were it the same one, its lock
+                // would refuse the second open.
+                device.backend = None;
                 device.backend = Some((self.open)(value, read_only)?);
             }
         }
@@ -236,32 +243,84 @@ mod tests {
 
     #[test]
     fn option_errors_are_upstreams() {
+        const SIZE: &str = "Block size must be a multiple of 2 greater than or equal 512";
+        for (option, reason) in [
+            (
+                "--block:eth=x",
+                Some("Resource not declared in manifest: 'eth'"),
+            ),
+            (
+                "--block-sector-size:nosuch=512",
+                Some("Resource not declared in manifest: 'nosuch'"),
+            ),
+            // The size is checked before the name, as upstream does.
+            ("--block-sector-size:nosuch=1000", Some(SIZE)),
+            ("--block-sector-size:disk=1000", Some(SIZE)),
+            ("--block-sector-size:disk=256", Some(SIZE)),
+            ("--block-sector-size:disk=65536", Some(SIZE)),
+            ("--block-sector-size:disk=70000", Some(SIZE)),
+            ("--block-sector-size:disk=x4", None),
+            ("--block:disk=", None),
+            ("--block:di-sk=x", None),
+            ("--block:=x", None),
+        ] {
+            let invalid = format!("Invalid option: `{option}'");
+            let expected = match reason {
+                Some(reason) => format!("{reason}\n{invalid}"),
+                None => invalid,
+            };
+            let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
+            let err = block.parse_option(option, &mut manifest()).unwrap_err();
+            assert_eq!(err.to_string(), expected, "{option}");
+            assert!(err.shows_usage(), "{option}");
+        }
+        // Ours: its own message, then the usage.
+        let mut two = manifest();
+        two.entries
+            .push(MftEntry::new("disk2", MFT_DEV_BLOCK_BASIC));
+        let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
+        let err = block.parse_option("--block=x", &mut two).unwrap_err();
         assert_eq!(
-            refused("--block:eth=x"),
-            "Resource not declared in manifest: 'eth'"
+            err.to_string(),
+            "--block=PATH needs exactly one block device in the manifest"
         );
-        assert_eq!(
-            refused("--block-sector-size:disk=1000"),
-            "Block size must be a multiple of 2 greater than or equal 512"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=256"),
-            "Block size must be a multiple of 2 greater than or equal 512"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=x4"),
-            "Invalid option: `--block-sector-size:disk=x4'"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=65536"),
-            "Invalid option: `--block-sector-size:disk=65536'"
-        );
+        assert!(err.shows_usage());
+        // An image that cannot be opened: the device's own error, no usage.
         assert_eq!(refused("--block:disk=x"), "no");
-        assert_eq!(refused("--block:disk="), "Invalid option: `--block:disk='");
         let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
         assert!(!block.parse_option("--net:eth=x", &mut manifest()).unwrap());
         assert!(block
             .parse_option("--block-sector-size:disk=32768", &mut manifest())
             .unwrap());
+    }
+
+    #[test]
+    fn the_last_of_an_option_given_twice_wins() {
+        let opened = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = opened.clone();
+        let mut block = Block::new(Box::new(move |path, read_only| {
+            log.borrow_mut().push(path.to_owned());
+            let disk = crate::devices::memdisk::MemDisk::new(path, 4096);
+            disk.set_read_only(read_only);
+            let disk: Arc<dyn BlockBackend> = Arc::new(disk);
+            Ok(disk)
+        }));
+        let mut manifest = manifest();
+        for option in [
+            "--block-sector-size:disk=1024",
+            "--block:disk=a",
+            "--block-sector-size:disk=2048",
+            "--block-ro:disk=b",
+        ] {
+            assert!(
+                block.parse_option(option, &mut manifest).unwrap(),
+                "{option}"
+            );
+        }
+        assert_eq!(*opened.borrow(), ["a", "b"]);
+        let device = &block.devices[&1];
+        assert_eq!(device.block_size, Some(2048));
+        let backend = device.backend.as_ref().unwrap();
+        assert_eq!((backend.name(), backend.read_only()), ("b", true));
     }
 }

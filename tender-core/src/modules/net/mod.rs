@@ -1,28 +1,29 @@
-//! The net module (§4.5, §6.4, §6.7): attaches back-ends (taps on the
-//! tender) to the network devices of the manifest, serves NET_WRITE and
-//! NET_READ, and offers the shared-memory ring.
+//! The net module (§4.5, §6.4, §6.7): attaches back-ends (on the tender,
+//! taps and frame sockets: [`backend`]) to the network devices of the
+//! manifest, serves NET_WRITE and NET_READ, and offers the shared-memory
+//! ring.
 //!
 //! Back-ends are opened while the options are parsed, as upstream attaches
 //! its taps, so a bad interface is reported before any guest memory is set
-//! up. The MAC (given or random), the manifest entry, the poll set, the
+//! up; the last option given for a device wins, as upstream's. The MAC (given or random), the manifest entry, the poll set, the
 //! hypercalls ([`hypercalls`]) and the ring ([`ring`]) are set up in
 //! [`Module::setup`].
 
+pub mod backend;
 pub mod hypercalls;
 pub mod mac;
 pub mod ring;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use hvt_abi::boot::BootInfo;
 use hvt_abi::manifest::{MftEntry, MftNetBasic, MFT_DEV_NET_BASIC};
 
-use super::{named_option, only_device, valid_device_name};
+use super::{invalid_option, named_option, only_device, valid_device_name};
 use crate::devices::frame::{FrameBackend, Readiness};
-use crate::devices::tap::{error_text, Tap};
+use crate::devices::tap::error_text;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
@@ -30,6 +31,7 @@ use crate::module::{Ending, Module, SetupContext};
 use crate::sandbox::Allowlist;
 use crate::stats::Counter;
 use crate::vm::{ExitAction, Vcpu, VmExit};
+pub use backend::open_host;
 pub use mac::Mac;
 
 /// Opens the back-end named by the value of `--net:NAME=VALUE`.
@@ -54,28 +56,8 @@ pub struct Net {
     ring_enabled: bool,
     /// The ring, once offered.
     ring: Option<ring::RingService>,
-    /// The descriptors of the attached back-ends (for the sandbox).
-    fds: Vec<RawFd>,
-}
-
-/// The tender's back-ends: `IFACE` is an existing tap, `@FD` an open tap
-/// descriptor handed to the tender.
-pub fn open_tap(value: &str) -> io::Result<Arc<dyn FrameBackend>> {
-    let tap = match value.strip_prefix('@') {
-        Some(digits) => Tap::from_fd(parse_fd(digits)?)?,
-        None => Tap::open(value)?,
-    };
-    Ok(Arc::new(tap))
-}
-
-/// The descriptor number of `--net:NAME=@FD`.
-fn parse_fd(digits: &str) -> io::Result<RawFd> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    digits
-        .parse()
-        .map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
+    /// The attached back-ends, once set up (for the sandbox).
+    attached: Vec<Arc<dyn FrameBackend>>,
 }
 
 impl Net {
@@ -85,32 +67,35 @@ impl Net {
             devices: BTreeMap::new(),
             ring_enabled: true,
             ring: None,
-            fds: Vec::new(),
+            attached: Vec::new(),
         }
     }
 
-    /// Opens the back-end named by the value of `--net:NAME=VALUE`.
-    fn attach(&mut self, value: &str) -> Result<Arc<dyn FrameBackend>> {
-        let taken = value.strip_prefix('@').is_some_and(|digits| {
+    /// Attaches the back-end named by `value` to the device at `index`, in
+    /// place of any given before (the last option wins, as upstream's). A
+    /// new back-end is opened before the old one is closed, so the same
+    /// tap twice is busy, as upstream finds it.
+    fn set_backend(&mut self, index: usize, value: &str) -> io::Result<()> {
+        let holder = backend::parse_fd(value.strip_prefix('@').unwrap_or_default())
+            .ok()
+            .and_then(|fd| {
+                self.devices.iter().find_map(|(&i, d)| {
+                    let backend = d.backend.as_ref()?;
+                    (backend.readiness() == Readiness::Fd(fd)).then_some(i)
+                })
+            });
+        match holder {
+            // Already this device's: opening it again would give the
+            // descriptor two owners.
+            Some(i) if i == index => Ok(()),
             // Two devices on one descriptor would both close it.
-            parse_fd(digits).is_ok_and(|fd| {
-                self.devices
-                    .values()
-                    .filter_map(|d| d.backend.as_ref())
-                    .any(|b| b.readiness() == Readiness::Fd(fd))
-            })
-        });
-        let opened = if taken {
-            Err(io::Error::from_raw_os_error(libc::EBUSY))
-        } else {
-            (self.open)(value)
-        };
-        opened.map_err(|e| {
-            Error::Device(format!(
-                "Could not attach interface: {value}: {}",
-                error_text(&e)
-            ))
-        })
+            Some(_) => Err(io::Error::from_raw_os_error(libc::EBUSY)),
+            None => {
+                let backend = (self.open)(value)?;
+                self.devices.entry(index).or_default().backend = Some(backend);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -131,7 +116,11 @@ impl Module for Net {
             self.ring_enabled = false;
             return Ok(true);
         }
+        // Upstream's order: the option's syntax, then the device's name in
+        // the manifest, then the value. A refusal is its reason (if any),
+        // then "Invalid option", then the usage.
         let (name, value, is_mac) = if let Some(iface) = option.strip_prefix("--net=") {
+            // Ours, not upstream's: its own message, then the usage.
             let name = only_device(manifest, MFT_DEV_NET_BASIC).ok_or_else(|| {
                 Error::Usage("--net=IFACE needs exactly one network device in the manifest".into())
             })?;
@@ -143,36 +132,40 @@ impl Module for Net {
         } else {
             return Ok(false);
         };
-        let index = valid_device_name(&name)
-            .then(|| manifest.find(&name, MFT_DEV_NET_BASIC))
-            .flatten()
-            .ok_or_else(|| Error::Usage(format!("Resource not declared in manifest: '{name}'")))?;
-
-        if is_mac {
-            if self.devices.get(&index).is_some_and(|d| d.mac.is_some()) {
-                return Err(Error::Usage(format!(
-                    "MAC address of network device '{name}' given twice: `{option}'"
-                )));
-            }
+        if !valid_device_name(&name) || value.is_empty() {
+            return Err(invalid_option(option, None));
+        }
+        let mac = if is_mac {
             let mac = mac::parse_mac(value).ok_or_else(|| {
-                Error::Usage(format!(
-                    "Malformed MAC address for network device '{name}': '{value}' \
-                     (expected xx:xx:xx:xx:xx:xx)"
-                ))
+                invalid_option(
+                    option,
+                    Some(format!(
+                        "Malformed MAC address for network device '{name}': '{value}' \
+                         (expected xx:xx:xx:xx:xx:xx)"
+                    )),
+                )
             })?;
-            self.devices.entry(index).or_default().mac = Some(mac);
+            Some(mac)
         } else {
-            if self
-                .devices
-                .get(&index)
-                .is_some_and(|d| d.backend.is_some())
-            {
-                return Err(Error::Usage(format!(
-                    "Network device '{name}' attached twice: `{option}'"
-                )));
-            }
-            let backend = self.attach(value)?;
-            self.devices.entry(index).or_default().backend = Some(backend);
+            None
+        };
+        let index = manifest.find(&name, MFT_DEV_NET_BASIC).ok_or_else(|| {
+            invalid_option(
+                option,
+                Some(format!("Resource not declared in manifest: '{name}'")),
+            )
+        })?;
+        match mac {
+            Some(mac) => self.devices.entry(index).or_default().mac = Some(mac),
+            None => self.set_backend(index, value).map_err(|e| {
+                invalid_option(
+                    option,
+                    Some(format!(
+                        "Could not attach interface: {value}: {}",
+                        error_text(&e)
+                    )),
+                )
+            })?,
         }
         Ok(true)
     }
@@ -204,10 +197,8 @@ impl Module for Net {
                 })?,
             };
             attach(&mut ctx.manifest.entries[index], mac, backend.mtu());
-            if let Readiness::Fd(fd) = backend.readiness() {
-                self.fds.push(fd);
-            }
             ctx.poll.watch(index, backend.clone())?;
+            self.attached.push(backend.clone());
             backends[index] = Some(backend);
         }
         if backends.iter().all(Option::is_none) {
@@ -276,9 +267,10 @@ impl Module for Net {
     }
 
     fn vcpu_rules(&self, vcpu: &mut Allowlist) {
-        // NET_READ and NET_WRITE: one read or write of a tap.
-        vcpu.allow_fds(libc::SYS_read, &self.fds)
-            .allow_fds(libc::SYS_write, &self.fds);
+        // NET_READ and NET_WRITE: what a back-end calls to move one frame.
+        for backend in &self.attached {
+            backend.allow_calls(vcpu);
+        }
         // The ring's thread is woken (for a burst, and to stop it) by a
         // write of its doorbell; reads served at exits ask the taps, without
         // waiting, whether more frames wait (§12.8).
@@ -315,24 +307,6 @@ fn attach(entry: &mut MftEntry, mac: Mac, mtu: u16) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fd_syntax() {
-        assert_eq!(parse_fd("3").unwrap(), 3);
-        for (bad, code) in [
-            ("", libc::EINVAL),
-            ("-1", libc::EINVAL),
-            ("3x", libc::EINVAL),
-            ("+3", libc::EINVAL),
-            ("99999999999", libc::ERANGE),
-        ] {
-            assert_eq!(
-                parse_fd(bad).unwrap_err().raw_os_error(),
-                Some(code),
-                "{bad}"
-            );
-        }
-    }
-
     fn manifest() -> Manifest {
         Manifest {
             entries: vec![
@@ -343,56 +317,113 @@ mod tests {
         }
     }
 
-    fn refused(net: &mut Net, option: &str) -> Error {
-        net.parse_option(option, &mut manifest()).unwrap_err()
+    /// The lines of the refusal of `option`; refusals show the usage.
+    fn refused(net: &mut Net, option: &str) -> Vec<String> {
+        let err = net.parse_option(option, &mut manifest()).unwrap_err();
+        assert!(err.shows_usage(), "{option}: {err}");
+        err.to_string().lines().map(str::to_owned).collect()
     }
 
     #[test]
-    fn option_errors() {
-        let mut net = Net::new(Box::new(open_tap));
-        let err = refused(&mut net, "--net:disk=tap0");
-        assert_eq!(err.to_string(), "Resource not declared in manifest: 'disk'");
-        let err = refused(&mut net, "--net-mac:serv-ice0=02:00:00:00:00:01");
-        assert_eq!(
-            err.to_string(),
-            "Resource not declared in manifest: 'serv-ice0'"
-        );
-        let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00");
-        assert_eq!(
-            err.to_string(),
-            "Malformed MAC address for network device 'service0': '02:00:00:00:00' \
-             (expected xx:xx:xx:xx:xx:xx)"
-        );
-        assert!(net
-            .parse_option("--net-mac:service0=02:00:00:00:00:01", &mut manifest())
-            .unwrap());
-        let err = refused(&mut net, "--net-mac:service0=02:00:00:00:00:02");
-        assert_eq!(
-            err.to_string(),
-            "MAC address of network device 'service0' given twice: \
-             `--net-mac:service0=02:00:00:00:00:02'"
-        );
-        let err = refused(&mut net, "--net:service0=@x");
-        assert_eq!(
-            err.to_string(),
-            "Could not attach interface: @x: Invalid argument"
-        );
-        assert!(!err.shows_usage());
-        let err = refused(&mut net, "--net:service0=@1073741824");
-        assert_eq!(
-            err.to_string(),
-            "Could not attach interface: @1073741824: Bad file descriptor"
-        );
-        let err = refused(&mut net, "--net=tender-nosuch");
-        assert_eq!(
-            err.to_string(),
-            "Could not attach interface: tender-nosuch: No such device"
-        );
-        let err = refused(&mut net, "--net:service0=a-name-of-16chrs");
-        assert_eq!(
-            err.to_string(),
-            "Could not attach interface: a-name-of-16chrs: File name too long"
-        );
+    fn option_errors_are_upstreams() {
+        let mut net = Net::new(Box::new(open_host));
+        for (option, reason) in [
+            (
+                "--net:disk=tap0",
+                Some("Resource not declared in manifest: 'disk'"),
+            ),
+            (
+                "--net-mac:nosuch=02:00:00:00:00:01",
+                Some("Resource not declared in manifest: 'nosuch'"),
+            ),
+            // Names upstream's syntax does not take, empty values.
+            ("--net:serv-ice0=tap0", None),
+            ("--net-mac:serv-ice0=02:00:00:00:00:01", None),
+            ("--net:service0=", None),
+            ("--net:=tap0", None),
+            ("--net=", None),
+            // The MAC's syntax is checked before the name.
+            (
+                "--net-mac:nosuch=02:00:00:00:00",
+                Some(
+                    "Malformed MAC address for network device 'nosuch': '02:00:00:00:00' \
+                     (expected xx:xx:xx:xx:xx:xx)",
+                ),
+            ),
+            (
+                "--net:service0=@x",
+                Some("Could not attach interface: @x: Invalid argument"),
+            ),
+            (
+                "--net:service0=@1073741824",
+                Some("Could not attach interface: @1073741824: Bad file descriptor"),
+            ),
+            (
+                "--net=tender-nosuch",
+                Some("Could not attach interface: tender-nosuch: No such file or directory"),
+            ),
+            (
+                "--net:service0=a-name-of-16chrs",
+                Some("Could not attach interface: a-name-of-16chrs: File name too long"),
+            ),
+        ] {
+            let mut expected: Vec<String> = reason.iter().map(|r| r.to_string()).collect();
+            expected.push(format!("Invalid option: `{option}'"));
+            assert_eq!(refused(&mut net, option), expected, "{option}");
+        }
         assert!(!net.parse_option("--block:disk=x", &mut manifest()).unwrap());
+        let two = &mut manifest();
+        two.entries
+            .push(MftEntry::new("service1", MFT_DEV_NET_BASIC));
+        let err = net.parse_option("--net=tap0", two).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--net=IFACE needs exactly one network device in the manifest"
+        );
+        assert!(err.shows_usage());
+    }
+
+    /// A back-end that is only a name.
+    struct Named(String);
+
+    impl FrameBackend for Named {
+        fn name(&self) -> &str {
+            &self.0
+        }
+        fn mtu(&self) -> u16 {
+            1500
+        }
+        fn send(&self, frame: &vm_memory::VolatileSlice<'_>) -> io::Result<usize> {
+            Ok(frame.len())
+        }
+        fn receive(&self, _buffer: &mut vm_memory::VolatileSlice<'_>) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn readiness(&self) -> Readiness {
+            Readiness::Queue {
+                waiting: 0,
+                receives: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_of_an_option_given_twice_wins() {
+        let mut net = Net::new(Box::new(|value: &str| {
+            let backend: Arc<dyn FrameBackend> = Arc::new(Named(value.to_owned()));
+            Ok(backend)
+        }));
+        let mut manifest = manifest();
+        for option in [
+            "--net-mac:service0=02:00:00:00:00:01",
+            "--net:service0=tapa",
+            "--net-mac:service0=02:00:00:00:00:02",
+            "--net=tapb",
+        ] {
+            assert!(net.parse_option(option, &mut manifest).unwrap(), "{option}");
+        }
+        let device = &net.devices[&2];
+        assert_eq!(device.mac, Some([2, 0, 0, 0, 0, 2]));
+        assert_eq!(device.backend.as_ref().unwrap().name(), "tapb");
     }
 }

@@ -40,7 +40,7 @@ use vm_memory::{Bytes, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 
 use super::Backends;
-use crate::devices::frame::{FrameBackend, Readiness};
+use crate::devices::frame::{is_peer_gone, FrameBackend, Readiness};
 use crate::devices::tap::error_text;
 use crate::error::{Error, FatalHandler, Result};
 use crate::memory::{GuestRam, InvalidAccess};
@@ -152,27 +152,15 @@ pub fn offer(
     .ok()
 }
 
-/// The descriptors of the taps among `backends`.
-fn tap_fds(backends: &Backends) -> Vec<RawFd> {
-    backends
-        .iter()
-        .flatten()
-        .filter_map(|b| match b.readiness() {
-            Readiness::Fd(fd) => Some(fd),
-            Readiness::Queue { .. } => None,
-        })
-        .collect()
-}
-
-/// What the I/O thread may call: reads of the doorbell and the taps,
-/// writes of the taps, the monotonic clock (its idle spin), and what a Rust
-/// thread does when it ends (join, its signal stack, its exit).
+/// What the I/O thread may call: reads of the doorbell, what the
+/// back-ends call to move frames, the monotonic clock (its idle spin), and
+/// what a Rust thread does when it ends (join, its signal stack, its exit).
 fn thread_allowlist(doorbell: RawFd, backends: &Backends) -> Allowlist {
-    let taps = tap_fds(backends);
     let mut list = Allowlist::new("net-ring");
+    for backend in backends.iter().flatten() {
+        backend.allow_calls(&mut list);
+    }
     list.allow_fds(libc::SYS_read, &[doorbell])
-        .allow_fds(libc::SYS_read, &taps)
-        .allow_fds(libc::SYS_write, &taps)
         .allow_values(
             libc::SYS_clock_gettime,
             &[u64::from(libc::CLOCK_MONOTONIC.unsigned_abs())],
@@ -597,11 +585,13 @@ impl Shared {
         match device.send(&frame) {
             Ok(n) if n == frame.len() => Ok(()),
             Ok(n) => Err(Error::Device(format!(
-                "Fatal error when writing to the network (ring): wrote only {n} out of {} bytes",
+                "Fatal error when writing to {} (ring): wrote only {n} out of {} bytes",
+                device.name(),
                 entry.len
             ))),
             Err(e) => Err(Error::Device(format!(
-                "Fatal error when writing to the network (ring): {}",
+                "Fatal error when writing to {} (ring): {}",
+                device.name(),
                 error_text(&e)
             ))),
         }
@@ -629,6 +619,14 @@ impl Shared {
                         ) =>
                     {
                         (result::AGAIN, 0)
+                    }
+                    // No frame will ever come: as a failed write, the end.
+                    Err(e) if is_peer_gone(&e) => {
+                        return Err(Error::Device(format!(
+                            "Fatal error when reading from {} (ring): {}",
+                            device.name(),
+                            error_text(&e)
+                        )))
                     }
                     Err(_) => (result::EINVAL, 0),
                 }
