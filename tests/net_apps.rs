@@ -64,9 +64,14 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        // SAFETY: signals our own child (the `ip netns exec` wrapper passes
-        // SIGTERM on through `timeout` to the tender).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // A child already reaped (a test waited for its exit) is not
+        // signalled: its process id may belong to another process by now.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: signals our own child, not yet reaped (the `ip netns
+            // exec` wrapper passes SIGTERM on through `timeout` to the
+            // tender).
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        }
         let _ = self.child.wait();
     }
 }

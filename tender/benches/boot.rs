@@ -4,7 +4,10 @@
 //! runs it to its first exit. Two tables: the default 512 MiB and
 //! `--mem=2`. With upstream's solo5-hvt and its test_hello at hand
 //! (`SOLO5_HVT`, `SOLO5_TEST_HELLO`), a row for them and the ratio. Also
-//! the tender's peak RSS.
+//! the tender's peak RSS. Drop-in rows: the C hello of the conformance suite
+//! built by `scripts/hvt-cc` (Solo5's C API from our bindings) under
+//! `tender` at CPL 3 and, the same file, under upstream's solo5-hvt at
+//! CPL 0; and upstream's test_hello under `tender`.
 //!
 //! `cargo bench --bench boot` (set BOOT_BENCH_RUNS to change the 50 runs).
 
@@ -217,6 +220,22 @@ fn upstream() -> Option<(PathBuf, PathBuf)> {
     (hvt.is_file() && hello.is_file()).then_some((hvt, hello))
 }
 
+/// The conformance suite's C hello, built by `scripts/hvt-cc` without SSE
+/// (so that it also runs at CPL 0 on this host).
+fn c_hello() -> PathBuf {
+    let root = common::repo_root();
+    let output = common::scratch("boot-bench").join("c-hello.hvt");
+    let status = Command::new(root.join("scripts/hvt-cc"))
+        .arg("-mgeneral-regs-only")
+        .arg("-o")
+        .arg(&output)
+        .arg(root.join("tests/conformance/hello.c"))
+        .status()
+        .expect("run scripts/hvt-cc");
+    assert!(status.success(), "scripts/hvt-cc failed");
+    output
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--floor-child") {
@@ -241,6 +260,7 @@ fn main() {
     let hello_cpl0: &'static Path = Box::leak(common::cpl0_copy("hello").into_boxed_path());
     let tender = common::tender_bin();
     let me = std::env::current_exe().expect("own path");
+    let c_hello: &'static Path = Box::leak(c_hello().into_boxed_path());
     let upstream: Option<(&'static Path, &'static Path)> = upstream().map(|(h, t)| {
         (
             &*Box::leak(h.into_boxed_path()),
@@ -285,6 +305,25 @@ fn main() {
             };
             rows.push(row(name, hvt, &args));
         }
+        // The drop-in rows: hvt-cc's C hello and upstream's test_hello,
+        // each under both tenders where it runs (test_hello needs 4 MiB).
+        let drop_in_start = rows.len();
+        let greeting: &std::ffi::OsStr = "Hello_Solo5".as_ref();
+        let mut c_args = with(c_hello);
+        c_args.push(greeting);
+        rows.push(row("tender C hello (hvt-cc), CPL 3", &tender, &c_args));
+        if let Some((hvt, test_hello)) = upstream {
+            rows.push(row(
+                "upstream solo5-hvt, the same C hello, CPL 0",
+                hvt,
+                &c_args,
+            ));
+            let mem4: Vec<&std::ffi::OsStr> = match option {
+                None => vec![test_hello.as_os_str()],
+                Some(_) => vec!["--mem=4".as_ref(), test_hello.as_os_str()],
+            };
+            rows.push(row("tender, upstream test_hello, CPL 0", &tender, &mem4));
+        }
         let stats = series(runs, &rows);
         let floor = &stats[0];
         let cpl3 = &stats[1];
@@ -307,7 +346,19 @@ fn main() {
                 ms(s.cpu_median),
             );
         }
-        if let Some(up) = stats.get(3) {
+        if let [c_ours, c_upstream, test_hello_ours] = &stats[drop_in_start..] {
+            println!(
+                "same C image, upstream solo5-hvt / tender: {:.2}x wall, {:.2}x CPU",
+                c_upstream.median.as_secs_f64() / c_ours.median.as_secs_f64(),
+                c_upstream.cpu_median.as_secs_f64() / c_ours.cpu_median.as_secs_f64(),
+            );
+            println!(
+                "upstream test_hello, tender / solo5-hvt: {:.2}x wall, {:.2}x CPU",
+                test_hello_ours.median.as_secs_f64() / stats[3].median.as_secs_f64(),
+                test_hello_ours.cpu_median.as_secs_f64() / stats[3].cpu_median.as_secs_f64(),
+            );
+        }
+        if let Some(up) = stats.get(3).filter(|_| upstream.is_some()) {
             println!(
                 "upstream test_hello / tender hello CPL 3: {:.2}x wall, {:.2}x CPU",
                 up.median.as_secs_f64() / cpl3.median.as_secs_f64(),
