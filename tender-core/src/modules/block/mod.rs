@@ -87,10 +87,10 @@ impl Module for Block {
     }
 
     fn usage(&self) -> &'static str {
-        "  [ --block:NAME=PATH ] (attach block device/file at PATH as block storage NAME)\n  \
+        "    --block:NAME=PATH (attach block device/file at PATH as block storage NAME)\n  \
+         [ --block-sector-size:NAME=SECTORSIZE ] (set sector size for block device NAME; \
+         must be a power of two greater than or equal 512)\n  \
          [ --block-ro:NAME=PATH ] (attach it read-only: the guest's writes fail, the file is not changed)\n  \
-         [ --block-sector-size:NAME=N ] (set sector size for block storage NAME; \
-         a power of two of at least 512)\n  \
          [ --block=PATH ] (when the manifest declares one block device)\n"
     }
 
@@ -201,7 +201,7 @@ impl Module for Block {
         // The back-ends stay open: a confined tender closes nothing.
         for backend in &self.attached {
             if let Err(e) = backend.sync() {
-                eprintln!("tender: {}: fdatasync failed: {e}", backend.name());
+                crate::diag::warn(format!("{}: fdatasync failed: {e}", backend.name()));
             }
             if let Some(fd) = backend.sync_fd() {
                 exit_sync::unregister(fd);
