@@ -8,7 +8,7 @@ use hvt_abi::hypercall::{nr, Halt, Poll, Puts, Walltime, HALT_COOKIE_MAX};
 
 use crate::devices::console::Console;
 use crate::devices::poller::PollSet;
-use crate::error::{Error, Result};
+use crate::error::{os_error_text, Error, Result};
 use crate::hypercall::{Action, Fault, Hypercalls};
 use crate::manifest::Manifest;
 use crate::module::{Module, SetupContext};
@@ -160,7 +160,8 @@ fn register(
             let bytes = ram.slice(arg.data, arg.len)?;
             console.write(bytes).map_err(|e| {
                 Fault::Fatal(Error::Device(format!(
-                    "Fatal error writing the guest console: {e}"
+                    "Fatal error writing the guest console: {}",
+                    os_error_text(&e)
                 )))
             })?;
             Ok(Action::Continue)
