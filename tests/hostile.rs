@@ -400,11 +400,11 @@ fn exceptions_with_no_idt_end_the_guest() {
 #[test]
 fn a_guest_that_maps_memory_past_its_own_is_stopped() {
     for (image, cpl3) in at_both_levels("hostile") {
-        for (step, gpa) in [
-            ("mmior:0xc0000000", 0xc000_0000),
-            ("mmiow:0xc0000000", 0xc000_0000),
-            ("mmior:top+0x1000", MEM + 0x1000),
-            ("mmiow:0xfee00000", 0xfee0_0000),
+        for step in [
+            "mmior:0xc0000000",
+            "mmiow:0xc0000000",
+            "mmior:top+0x1000",
+            "mmiow:0xfee00000",
         ] {
             let run = run_script(&image, MEM, &[step]);
             if cpl3 {
@@ -412,10 +412,13 @@ fn a_guest_that_maps_memory_past_its_own_is_stopped() {
                 continue;
             }
             assert_eq!(run.code, 1, "{step}: {}", run.output());
+            // Upstream's words for the fault (hardware KVM's EFAULT).
+            let line = run.stderr.lines().last().unwrap_or_default();
+            let rip = line
+                .strip_prefix("tender: KVM: host/guest translation fault: rip=0x")
+                .unwrap_or_else(|| panic!("{step}: {}", run.output()));
             assert!(
-                run.stderr
-                    .contains("tender: KVM: host/guest translation fault: rip=0x")
-                    && run.stderr.contains(&format!(", gpa={gpa:#x}")),
+                u64::from_str_radix(rip, 16).is_ok(),
                 "{step}: {}",
                 run.output()
             );

@@ -554,8 +554,9 @@ fn same_device_twice_is_refused() {
 
 #[test]
 fn declared_device_without_a_tap_is_not_attached() {
+    // Both lines under the program's name, as upstream prints them.
     let message = "Device 'service0' of type NET_BASIC declared but not attached.\n\
-                   All declared devices must be attached. See --help for syntax.";
+                   tender: All declared devices must be attached. See --help for syntax.";
     let run = tender([&netprobe()]);
     assert_refused(&run, message);
     // A MAC alone attaches nothing.
