@@ -114,33 +114,28 @@ fn bad_images_are_refused_with_upstreams_messages() {
         let run = refused(&args);
         assert_eq!(run.stderr, message, "{options:?}");
     }
-    // A sector size that is not a power of two of at least 512, or not a
-    // number: the usage text follows.
-    for (size, message) in [
-        (
-            "1000",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        (
-            "256",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        (
-            "0",
-            "Block size must be a multiple of 2 greater than or equal 512",
-        ),
-        ("4k", "Invalid option: `--block-sector-size:storage=4k'"),
+    // A sector size that is not a power of two of at least 512: upstream's
+    // warning, then the option is invalid and the usage text follows; not
+    // a number: only the latter. (`%hu`: "4096k" is 4096, "65536" is 0.)
+    let size = "Block size must be a multiple of 2 greater than or equal 512\ntender: ";
+    for (value, why) in [
+        ("1000", size),
+        ("256", size),
+        ("0", size),
+        ("65536", size),
+        ("k4", ""),
     ] {
-        let option = format!("--block-sector-size:storage={size}");
+        let option = format!("--block-sector-size:storage={value}");
         let run = refused([
             option.as_str(),
             &format!("--block:storage={}", path(&small)),
             &blockhold(),
         ]);
         assert!(
-            run.stderr
-                .starts_with(&format!("tender: {message}\nusage: tender ")),
-            "{size}: {}",
+            run.stderr.starts_with(&format!(
+                "tender: {why}Invalid option: `{option}'\nusage: tender "
+            )),
+            "{value}: {}",
             run.stderr
         );
     }

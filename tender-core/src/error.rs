@@ -21,10 +21,15 @@ pub enum Error {
     /// a device the manifest does not declare): the usage text follows the
     /// message (§8).
     Usage(String),
-    /// An option before the kernel that no module takes: "Invalid option:
-    /// `X'", then the usage text. Kept as given, bytes that are not UTF-8
-    /// included.
-    InvalidOption(OsString),
+    /// An option before the kernel that no module takes, or that its
+    /// module refused: "Invalid option: `X'", after the module's reason if
+    /// it gave one (upstream's module warns, then the option is invalid),
+    /// then the usage text. The option is kept as given, bytes that are
+    /// not UTF-8 included.
+    InvalidOption {
+        option: OsString,
+        why: Option<String>,
+    },
     /// A command-line value the tender refuses without the usage text, as
     /// upstream does: a malformed or too large `--mem`, a guest command line
     /// too long, an option for a device this tender does not have.
@@ -67,15 +72,18 @@ impl Error {
     /// True for a command-line mistake, after which the usage text is
     /// printed.
     pub fn shows_usage(&self) -> bool {
-        matches!(self, Error::Usage(_) | Error::InvalidOption(_))
+        matches!(self, Error::Usage(_) | Error::InvalidOption { .. })
     }
 
     /// What the user sees, one or more lines without their ends: a file
     /// name or an option that is not UTF-8 is shown as it was given.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Error::InvalidOption(option) => {
-                let mut out = b"Invalid option: `".to_vec();
+            Error::InvalidOption { option, why } => {
+                let mut out = why
+                    .as_ref()
+                    .map_or(Vec::new(), |why| format!("{why}\n").into());
+                out.extend_from_slice(b"Invalid option: `");
                 out.extend_from_slice(option.as_bytes());
                 out.push(b'\'');
                 out
@@ -99,7 +107,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidOption(_) | Error::Elf { .. } => {
+            Error::InvalidOption { .. } | Error::Elf { .. } => {
                 f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
             }
             Error::Usage(message)
@@ -172,10 +180,21 @@ mod tests {
     #[test]
     fn names_and_options_are_shown_as_given() {
         use std::os::unix::ffi::OsStringExt;
-        let option = Error::InvalidOption(OsString::from_vec(b"--caf\xe9".to_vec()));
+        let option = Error::InvalidOption {
+            option: OsString::from_vec(b"--caf\xe9".to_vec()),
+            why: None,
+        };
         assert!(option.shows_usage());
         assert_eq!(option.to_bytes(), b"Invalid option: `--caf\xe9'");
         assert_eq!(option.to_string(), "Invalid option: `--caf\u{fffd}'");
+        let refused = Error::InvalidOption {
+            option: "--block:x=y".into(),
+            why: Some("Resource not declared in manifest: 'x'".into()),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "Resource not declared in manifest: 'x'\nInvalid option: `--block:x=y'"
+        );
         let elf = Error::Elf {
             file: PathBuf::from(OsString::from_vec(b"k\xff.hvt".to_vec())),
             message: "Solo5 manifest is invalid".into(),

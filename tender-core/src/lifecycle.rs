@@ -93,13 +93,25 @@ impl ModuleSet {
             let text = option.to_string_lossy();
             let mut taken = false;
             for module in &mut self.modules {
-                if module.parse_option(&text, manifest)? {
-                    taken = true;
-                    break;
+                match module.parse_option(&text, manifest) {
+                    Ok(false) => continue,
+                    Ok(true) => taken = true,
+                    // The module's refusal names the option as it was given.
+                    Err(Error::InvalidOption { why, .. }) => {
+                        return Err(Error::InvalidOption {
+                            option: option.to_owned(),
+                            why,
+                        })
+                    }
+                    Err(e) => return Err(e),
                 }
+                break;
             }
             if !taken {
-                return Err(Error::InvalidOption(option.to_owned()));
+                return Err(Error::InvalidOption {
+                    option: option.to_owned(),
+                    why: None,
+                });
             }
         }
         Ok(())

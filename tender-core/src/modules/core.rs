@@ -91,44 +91,15 @@ impl Module for Core {
 }
 
 /// A `--mem=` value in bytes, read as upstream reads it: the number at
-/// its start as C's `sscanf("%zd")` takes it (see [`scan_number`]), in MiB,
-/// shifted into bytes in 64 bits (a negative number wraps to a huge size,
-/// refused later as too large). No number, or a size that is 0 once
+/// its start as C's `sscanf("%zd")` takes it ([`super::scan::signed`]), in
+/// MiB, shifted into bytes in 64 bits (a negative number wraps to a huge
+/// size, refused later as too large). No number, or a size that is 0 once
 /// shifted, is malformed.
 pub fn parse_mem(value: &str) -> Result<u64> {
-    scan_number(value)
-        // reason: upstream keeps the number in a size_t: the sign wraps.
-        .map(|mib| (mib as u64).wrapping_shl(20))
+    super::scan::signed(value)
+        .map(|mib| u64::from_ne_bytes(mib.to_ne_bytes()).wrapping_shl(20))
         .filter(|&size| size != 0)
         .ok_or_else(|| Error::Argument("Malformed argument to --mem".into()))
-}
-
-/// The decimal number at the start of `text` as C's `scanf("%d")` family
-/// reads it: white space skipped, an optional sign, digits, and whatever
-/// follows ignored; beyond the range of `i64` it is clamped (glibc's
-/// `strtol`). `None` without a digit.
-pub fn scan_number(text: &str) -> Option<i64> {
-    let text = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
-    let (negative, digits) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
-    if len == 0 {
-        return None;
-    }
-    let magnitude = digits[..len]
-        .bytes()
-        .try_fold(0i128, |n, d| {
-            let n = n * 10 + i128::from(d - b'0');
-            (n <= i128::from(i64::MAX) + 1).then_some(n)
-        })
-        .unwrap_or(i128::from(i64::MAX) + 1);
-    let value = if negative { -magnitude } else { magnitude };
-    // reason: clamped into the range of i64 first.
-    #[allow(clippy::cast_possible_truncation)]
-    Some(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 fn now_realtime_ns() -> u64 {
@@ -194,30 +165,6 @@ fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_are_read_as_sscanf_reads_them() {
-        for (text, number) in [
-            ("512", Some(512)),
-            ("12x", Some(12)),
-            ("4k", Some(4)),
-            (" 4", Some(4)),
-            ("\t\n+7", Some(7)),
-            ("-1", Some(-1)),
-            ("0x10", Some(0)),
-            ("007", Some(7)),
-            ("9223372036854775807", Some(i64::MAX)),
-            ("99999999999999999999", Some(i64::MAX)),
-            ("-99999999999999999999", Some(i64::MIN)),
-            ("", None),
-            ("x", None),
-            ("-", None),
-            ("+ 1", None),
-            (" ", None),
-        ] {
-            assert_eq!(scan_number(text), number, "{text:?}");
-        }
-    }
 
     #[test]
     fn mem_values_are_read_like_upstream() {

@@ -8,6 +8,7 @@ pub mod block;
 pub mod clock;
 pub mod core;
 pub mod net;
+pub mod scan;
 
 use std::sync::Arc;
 

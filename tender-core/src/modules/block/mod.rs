@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use hvt_abi::manifest::{MftBlockBasic, MFT_BLOCK_READ_ONLY, MFT_DEV_BLOCK_BASIC};
 
-use super::{named_option, only_device, valid_device_name};
+use super::{named_option, only_device, scan, valid_device_name};
 use crate::devices::disk::{BlockBackend, FileDisk};
 use crate::devices::exit_sync;
 use crate::error::{Error, Result};
@@ -66,19 +66,26 @@ impl Block {
     }
 }
 
-/// `N` of `--block-sector-size:NAME=N`: a power of two of at least 512
-/// that fits the manifest's 16 bits.
+/// `option` refused by the block module: with `why` first, or (a
+/// malformed option, which upstream's `sscanf` does not match) without.
+fn refused(option: &str, why: Option<String>) -> Error {
+    Error::InvalidOption {
+        option: option.into(),
+        why,
+    }
+}
+
+/// `N` of `--block-sector-size:NAME=N`, read as upstream's `%hu` reads it
+/// (a number at the start, cut to 16 bits): a power of two of at least 512.
 fn parse_block_size(option: &str, value: &str) -> Result<u16> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Usage(format!("Invalid option: `{option}'")));
+    let size = scan::unsigned_short(value).ok_or_else(|| refused(option, None))?;
+    if size < 512 || !size.is_power_of_two() {
+        return Err(refused(
+            option,
+            Some("Block size must be a multiple of 2 greater than or equal 512".into()),
+        ));
     }
-    match value.parse::<u16>() {
-        Ok(size) if size >= 512 && size.is_power_of_two() => Ok(size),
-        Ok(_) => Err(Error::Usage(
-            "Block size must be a multiple of 2 greater than or equal 512".into(),
-        )),
-        Err(_) => Err(Error::Usage(format!("Invalid option: `{option}'"))),
-    }
+    Ok(size)
 }
 
 impl Module for Block {
@@ -113,23 +120,30 @@ impl Module for Block {
         } else {
             return Ok(false);
         };
-        let index = valid_device_name(&name)
-            .then(|| manifest.find(&name, MFT_DEV_BLOCK_BASIC))
-            .flatten()
-            .ok_or_else(|| Error::Usage(format!("Resource not declared in manifest: '{name}'")))?;
+        // As upstream: a name that is not 1-67 of [A-Za-z0-9], or no value,
+        // is a malformed option; the sector size is checked before the
+        // name is looked up.
+        if !valid_device_name(&name) || value.is_empty() {
+            return Err(refused(option, None));
+        }
+        let block_size = match kind {
+            Kind::SectorSize => Some(parse_block_size(option, value)?),
+            Kind::Attach { .. } => None,
+        };
+        let index = manifest.find(&name, MFT_DEV_BLOCK_BASIC).ok_or_else(|| {
+            refused(
+                option,
+                Some(format!("Resource not declared in manifest: '{name}'")),
+            )
+        })?;
         let device = self.devices.entry(index).or_default();
         match kind {
-            Kind::SectorSize => {
-                device.block_size = Some(parse_block_size(option, value)?);
-            }
+            Kind::SectorSize => device.block_size = block_size,
             Kind::Attach { read_only } => {
                 if device.backend.is_some() {
                     return Err(Error::Usage(format!(
                         "Block device '{name}' attached twice: `{option}'"
                     )));
-                }
-                if value.is_empty() {
-                    return Err(Error::Usage(format!("Invalid option: `{option}'")));
                 }
                 device.backend = Some((self.open)(value, read_only)?);
             }
@@ -236,32 +250,49 @@ mod tests {
 
     #[test]
     fn option_errors_are_upstreams() {
+        let invalid = |option: &str| format!("Invalid option: `{option}'");
+        let size = "Block size must be a multiple of 2 greater than or equal 512";
         assert_eq!(
             refused("--block:eth=x"),
-            "Resource not declared in manifest: 'eth'"
+            format!(
+                "Resource not declared in manifest: 'eth'\n{}",
+                invalid("--block:eth=x")
+            )
         );
-        assert_eq!(
-            refused("--block-sector-size:disk=1000"),
-            "Block size must be a multiple of 2 greater than or equal 512"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=256"),
-            "Block size must be a multiple of 2 greater than or equal 512"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=x4"),
-            "Invalid option: `--block-sector-size:disk=x4'"
-        );
-        assert_eq!(
-            refused("--block-sector-size:disk=65536"),
-            "Invalid option: `--block-sector-size:disk=65536'"
-        );
+        // The size is checked before the name is looked up.
+        for option in [
+            "--block-sector-size:disk=1000",
+            "--block-sector-size:disk=256",
+            "--block-sector-size:eth=256",
+            // %hu keeps the low 16 bits: 0.
+            "--block-sector-size:disk=65536",
+        ] {
+            assert_eq!(refused(option), format!("{size}\n{}", invalid(option)));
+        }
+        // What upstream's sscanf does not match: no warning.
+        for option in [
+            "--block-sector-size:disk=x4",
+            "--block-sector-size:disk=",
+            "--block:disk=",
+            "--block:=x",
+            "--block:di-sk=x",
+            "--block-ro:disk=",
+        ] {
+            assert_eq!(refused(option), invalid(option));
+        }
         assert_eq!(refused("--block:disk=x"), "no");
-        assert_eq!(refused("--block:disk="), "Invalid option: `--block:disk='");
         let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
         assert!(!block.parse_option("--net:eth=x", &mut manifest()).unwrap());
-        assert!(block
-            .parse_option("--block-sector-size:disk=32768", &mut manifest())
-            .unwrap());
+        for option in [
+            "--block-sector-size:disk=32768",
+            "--block-sector-size:disk=4096x",
+            "--block-sector-size:disk= 512",
+            "--block-sector-size:disk=66048",
+        ] {
+            assert!(
+                block.parse_option(option, &mut manifest()).unwrap(),
+                "{option}"
+            );
+        }
     }
 }
