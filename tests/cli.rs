@@ -191,8 +191,9 @@ fn the_name_is_the_last_component_of_argv0() {
         ("/opt/unikernels/bin/my-hvt", "my-hvt"),
         ("relative/dir/hvt//", "hvt"),
         ("tender", "tender"),
-        // POSIX basename of an empty string.
-        ("", "."),
+        ("/", "/"),
+        // No name: what Linux gives a program started without arguments.
+        ("", "tender"),
     ] {
         let run = run_as(&tender, OsStr::new(argv0), &[] as &[&str]);
         assert_eq!(run.code(), Some(1), "{argv0:?}");

@@ -1,7 +1,9 @@
 //! The tender's own lines on stderr. Each starts with the program's name,
 //! the last component of `argv[0]` as the C library's `basename` gives it,
 //! so a tender installed (or linked) as `solo5-hvt` says `solo5-hvt: ...`
-//! as upstream does. Without an `argv[0]` the name is `tender`.
+//! as upstream does. Without an `argv[0]` the name is `tender` (Linux hands
+//! a program started with no arguments at all an empty `argv[0]`: that is
+//! no name either).
 //!
 //! The name is set once, at start, and kept in a fixed buffer: signal
 //! handlers read it with no allocation and no lock, and every line goes out
@@ -42,7 +44,10 @@ pub fn basename(path: &[u8]) -> &[u8] {
 /// Sets the program name from `argv0` (`None`: no `argv[0]`). Only the
 /// first call counts; call it before any thread or signal handler starts.
 pub fn set_program_name(argv0: Option<&OsStr>) {
-    let name = argv0.map_or(DEFAULT_NAME, |arg| basename(arg.as_bytes()));
+    let name = match argv0 {
+        Some(arg) if !arg.is_empty() => basename(arg.as_bytes()),
+        _ => DEFAULT_NAME,
+    };
     let len = name.len().min(NAME_MAX);
     let mut bytes = [0; NAME_MAX];
     bytes[..len].copy_from_slice(&name[..len]);
