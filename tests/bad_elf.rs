@@ -18,6 +18,10 @@ use hvt_abi::note::{
     SOLO5_NOTE_HEADER_SIZE,
 };
 
+/// The guest memory of the runs with `--mem=2`: the whole allocation the
+/// loader checks against (hello has no network ring).
+const MEM: u64 = 2 << 20;
+
 /// The hello guest's bytes, ready to be broken.
 fn hello() -> Elf {
     Elf::load(&guest("hello"))
@@ -47,8 +51,9 @@ fn loaded(elf: &Elf) -> Vec<usize> {
 }
 
 /// Writes `bytes` as a fresh image, runs the tender on it after `options`,
-/// and checks that the only output is the one line "tender: MESSAGE" where
-/// `message` gets the image's path, with exit 1 and no panic or signal.
+/// and checks that the only output is "tender: MESSAGE" (each line of
+/// MESSAGE under the program's name), where `message` gets the image's
+/// path, with exit 1 and no panic or signal.
 fn assert_refused(tag: &str, bytes: &[u8], options: &[&str], message: impl FnOnce(&str) -> String) {
     let path = write_image(tag, "kernel", bytes);
     let path = path.to_str().expect("UTF-8 path");
@@ -59,13 +64,30 @@ fn assert_refused(tag: &str, bytes: &[u8], options: &[&str], message: impl FnOnc
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert_eq!(run.code, 1, "{}", run.output());
     assert_eq!(run.stdout, "", "{}", run.output());
-    assert_eq!(run.stderr, format!("tender: {}\n", message(path)));
+    let expected: String = message(path)
+        .lines()
+        .map(|line| format!("tender: {line}\n"))
+        .collect();
+    assert_eq!(run.stderr, expected);
 }
 
-/// "PATH: invalid or unsupported executable (elf header invalid: WHY)".
-fn header_invalid(why: &str) -> impl FnOnce(&str) -> String + '_ {
-    move |path| format!("{path}: invalid or unsupported executable (elf header invalid: {why})")
+/// Every failed header check (§2) gives upstream's one message.
+fn header_invalid() -> impl FnOnce(&str) -> String {
+    |path| {
+        format!(
+            "{path}: invalid executable: invalid or unsupported executable \
+             (elf header invalid while loading note)"
+        )
+    }
 }
+
+/// "PATH: MESSAGE".
+fn named(message: String) -> impl FnOnce(&str) -> String {
+    move |path| format!("{path}: {message}")
+}
+
+/// How upstream prints a failed read's -1: as an unsigned size.
+const READ_FAILED: u64 = u64::MAX;
 
 /// "PATH: invalid executable: WHY".
 fn invalid(why: String) -> impl FnOnce(&str) -> String {
@@ -75,6 +97,17 @@ fn invalid(why: String) -> impl FnOnce(&str) -> String {
 /// A message that does not name the file.
 fn plain(message: &str) -> impl FnOnce(&str) -> String + '_ {
     move |_| message.to_owned()
+}
+
+/// A copy of hello with `edit` applied runs to its end.
+fn still_runs(tag: &str, edit: impl FnOnce(&mut Elf)) {
+    let mut elf = hello();
+    edit(&mut elf);
+    let path = write_image(tag, "kernel", &elf.bytes);
+    let run = tender(["--mem=2".as_ref(), path.as_os_str()]);
+    assert_eq!(run.code, 0, "{tag}: {}", run.output());
+    assert!(run.stdout.contains("SUCCESS"), "{tag}: {}", run.stdout);
+    assert_eq!(run.stderr, "", "{tag}");
 }
 
 // ---------------------------------------------------------------------------
@@ -94,7 +127,7 @@ fn unbroken_copy_runs() {
 #[test]
 fn text_file_is_not_an_elf() {
     let text = b"#!/bin/sh\n# This is a shell script, not a unikernel at all.\necho hello\n";
-    assert_refused("text", text, &[], header_invalid("bad magic"));
+    assert_refused("text", text, &[], header_invalid());
 }
 
 #[test]
@@ -109,12 +142,17 @@ fn random_bytes_are_not_an_elf() {
         })
         .collect();
     assert_ne!(&bytes[..4], b"\x7fELF");
-    assert_refused("random", &bytes, &[], header_invalid("bad magic"));
+    assert_refused("random", &bytes, &[], header_invalid());
 }
 
 #[test]
 fn empty_file_is_too_short() {
-    assert_refused("empty", &[], &[], header_invalid("file too short"));
+    assert_refused(
+        "empty",
+        &[],
+        &[],
+        invalid("elf header does not match the expected size (0 != 64)".into()),
+    );
 }
 
 #[test]
@@ -124,7 +162,7 @@ fn file_cut_inside_the_elf_header_is_too_short() {
         "cut-ehdr",
         &elf.bytes[..40],
         &[],
-        header_invalid("file too short"),
+        invalid("elf header does not match the expected size (40 != 64)".into()),
     );
 }
 
@@ -132,11 +170,14 @@ fn file_cut_inside_the_elf_header_is_too_short() {
 fn file_cut_inside_the_program_headers_is_refused() {
     let elf = hello();
     let cut = elf.phdr(elf.phnum() / 2) + 10;
+    let (read, table) = (cut - elf.phdr(0), elf.phnum() * 56);
     assert_refused(
         "cut-phdrs",
         &elf.bytes[..cut],
         &[],
-        header_invalid("program headers past the end of the file"),
+        invalid(format!(
+            "program header does not match the expected size ({read} != {table} while loading note)"
+        )),
     );
 }
 
@@ -144,11 +185,30 @@ fn file_cut_inside_the_program_headers_is_refused() {
 fn program_headers_offset_past_the_end_is_refused() {
     let mut elf = hello();
     elf.set_u64(32, u64::MAX - 8);
+    // An offset the kernel refuses to read at: upstream's failed read.
     assert_refused(
         "phoff-huge",
         &elf.bytes,
         &[],
-        header_invalid("program headers past the end of the file"),
+        named(format!(
+            "pread_in_full for ph_size returned {READ_FAILED} < 0 while loading note"
+        )),
+    );
+}
+
+#[test]
+fn program_headers_past_the_end_of_the_file_are_a_short_read() {
+    let mut elf = hello();
+    let past = elf.bytes.len() as u64 + 100;
+    elf.set_u64(32, past);
+    let table = elf.phnum() * 56;
+    assert_refused(
+        "phoff-past-eof",
+        &elf.bytes,
+        &[],
+        invalid(format!(
+            "program header does not match the expected size (0 != {table} while loading note)"
+        )),
     );
 }
 
@@ -156,66 +216,70 @@ fn program_headers_offset_past_the_end_is_refused() {
 fn elfclass32_is_not_elf64() {
     let mut elf = hello();
     elf.bytes[4] = 1;
-    assert_refused("class32", &elf.bytes, &[], header_invalid("not ELF64"));
+    assert_refused("class32", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn big_endian_is_refused() {
     let mut elf = hello();
     elf.bytes[5] = 2;
-    assert_refused("msb", &elf.bytes, &[], header_invalid("not little-endian"));
+    assert_refused("msb", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn wrong_e_version_is_refused() {
     let mut elf = hello();
     elf.set_u32(20, 2);
-    assert_refused("version", &elf.bytes, &[], header_invalid("bad version"));
+    assert_refused("version", &elf.bytes, &[], header_invalid());
+}
+
+/// Upstream checks the header's `e_version` only, not the identification
+/// byte EI_VERSION; EI_OSABI, EI_ABIVERSION and the padding are not
+/// checked either.
+#[test]
+fn identification_bytes_upstream_ignores_are_ignored() {
+    still_runs("ei-version-0", |elf| elf.bytes[6] = 0);
+    still_runs("ei-version-9", |elf| elf.bytes[6] = 9);
+    still_runs("ei-osabi", |elf| {
+        elf.bytes[7] = 3;
+        elf.bytes[8] = 1;
+        elf.bytes[15] = 0xff;
+    });
 }
 
 #[test]
 fn wrong_machine_is_refused() {
     let mut elf = hello();
     elf.set_u16(18, 3); // EM_386
-    assert_refused("machine", &elf.bytes, &[], header_invalid("not EM_X86_64"));
+    assert_refused("machine", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn shared_object_is_not_et_exec() {
     let mut elf = hello();
     elf.set_u16(16, 3); // ET_DYN
-    assert_refused("et-dyn", &elf.bytes, &[], header_invalid("not ET_EXEC"));
+    assert_refused("et-dyn", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn wrong_e_ehsize_is_refused() {
     let mut elf = hello();
     elf.set_u16(52, 52);
-    assert_refused("ehsize", &elf.bytes, &[], header_invalid("bad e_ehsize"));
+    assert_refused("ehsize", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn wrong_e_phentsize_is_refused() {
     let mut elf = hello();
     elf.set_u16(54, 64);
-    assert_refused(
-        "phentsize",
-        &elf.bytes,
-        &[],
-        header_invalid("bad e_phentsize"),
-    );
+    assert_refused("phentsize", &elf.bytes, &[], header_invalid());
 }
 
 #[test]
 fn zero_program_headers_is_refused() {
     let mut elf = hello();
     elf.set_u16(56, 0);
-    assert_refused(
-        "phnum0",
-        &elf.bytes,
-        &[],
-        header_invalid("no program headers"),
-    );
+    assert_refused("phnum0", &elf.bytes, &[], header_invalid());
 }
 
 // ---------------------------------------------------------------------------
@@ -230,7 +294,10 @@ fn entry_point_below_0x100000_is_refused() {
         "entry-low",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("entry point {entry:#x} is outside guest memory")),
+        invalid(format!(
+            "e_entry does not fall within the memory allocation range \
+             ({entry} < {GUEST_MIN_BASE} || {entry} >= {MEM})"
+        )),
     );
 }
 
@@ -242,7 +309,10 @@ fn entry_point_at_the_end_of_memory_is_refused() {
         "entry-high",
         &elf.bytes,
         &["--mem=2"],
-        invalid("entry point 0x200000 is outside guest memory".into()),
+        invalid(format!(
+            "e_entry does not fall within the memory allocation range \
+             ({MEM} < {GUEST_MIN_BASE} || {MEM} >= {MEM})"
+        )),
     );
 }
 
@@ -250,13 +320,14 @@ fn entry_point_at_the_end_of_memory_is_refused() {
 fn segment_below_0x100000_is_refused() {
     let mut elf = hello();
     let i = loaded(&elf)[0];
-    set_ph(&mut elf, i, Elf::P_VADDR, GUEST_MIN_BASE / 2);
+    let low = GUEST_MIN_BASE / 2;
+    set_ph(&mut elf, i, Elf::P_VADDR, low);
     assert_refused(
         "seg-low",
         &elf.bytes,
         &["--mem=2"],
         invalid(format!(
-            "phdr[{i}]: segment below the minimum load address {GUEST_MIN_BASE:#x}"
+            "phdr[{i}].p_vaddr outside of valid memory range ({low} < {GUEST_MIN_BASE})"
         )),
     );
 }
@@ -272,7 +343,9 @@ fn segments_out_of_ascending_order_are_refused() {
         "seg-order",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{b}]: segments are not in ascending order")),
+        invalid(format!(
+            "phdr[{b}].p_vaddr is not in ascending order ({va} < {vb})"
+        )),
     );
 }
 
@@ -281,13 +354,17 @@ fn overlapping_segments_are_refused() {
     let mut elf = hello();
     let (a, b) = (loaded(&elf)[0], loaded(&elf)[1]);
     // Stretch the first segment one page over the start of the second.
-    let memsz = ph(&elf, b, Elf::P_VADDR) - ph(&elf, a, Elf::P_VADDR) + 0x1000;
+    let vb = ph(&elf, b, Elf::P_VADDR);
+    let memsz = vb - ph(&elf, a, Elf::P_VADDR) + 0x1000;
     set_ph(&mut elf, a, Elf::P_MEMSZ, memsz);
+    let end = (vb + 0x1000).next_multiple_of(ph(&elf, a, Elf::P_ALIGN));
     assert_refused(
         "seg-overlap",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{b}]: segment overlaps a previous segment")),
+        invalid(format!(
+            "phdr[{b}].p_vaddr_start is outside of memory range ({vb} < {end} (e_end))"
+        )),
     );
 }
 
@@ -305,7 +382,11 @@ fn segment_not_4k_aligned_is_refused() {
         "seg-unaligned",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: segment is not 4 KiB aligned")),
+        invalid(format!(
+            "phdr[{i}] p_vaddr_start not aligned with architectural page size \
+             ({} & (4095 - 1))",
+            vaddr + 0x10
+        )),
     );
 }
 
@@ -314,11 +395,15 @@ fn p_align_not_a_power_of_two_is_refused() {
     let mut elf = hello();
     let i = loaded(&elf)[0];
     set_ph(&mut elf, i, Elf::P_ALIGN, 0x1800);
+    let vaddr = ph(&elf, i, Elf::P_VADDR);
     assert_refused(
         "align-npot",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: p_align is not a power of two")),
+        invalid(format!(
+            "phdr[{i}].p_vaddr is outside of memory range \
+             (align_down with {vaddr} (p_vaddr) and 6144 (p_align) failed)"
+        )),
     );
 }
 
@@ -327,11 +412,15 @@ fn p_align_zero_is_refused() {
     let mut elf = hello();
     let i = loaded(&elf)[0];
     set_ph(&mut elf, i, Elf::P_ALIGN, 0);
+    let vaddr = ph(&elf, i, Elf::P_VADDR);
     assert_refused(
         "align-zero",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: p_align is not a power of two")),
+        invalid(format!(
+            "phdr[{i}].p_vaddr is outside of memory range \
+             (align_down with {vaddr} (p_vaddr) and 0 (p_align) failed)"
+        )),
     );
 }
 
@@ -344,9 +433,7 @@ fn write_and_exec_segment_is_refused() {
         "wx",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!(
-            "phdr[{i}]: segment requests WRITE and EXEC permissions"
-        )),
+        invalid(format!("phdr[{i}] requests WRITE and EXEC permissions")),
     );
 }
 
@@ -360,7 +447,11 @@ fn p_memsz_below_p_filesz_is_refused() {
         "memsz-small",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: p_memsz is smaller than p_filesz")),
+        invalid(format!(
+            "phdr[{i}] program memory segment falls outside of valid range \
+             ({} (p_memsz) < {filesz} (p_filesz))",
+            filesz - 1
+        )),
     );
 }
 
@@ -373,7 +464,11 @@ fn segment_address_past_the_end_of_memory_is_refused() {
         "seg-past-mem",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: segment is outside guest memory")),
+        invalid(format!(
+            "phdr[{i}] program file segment falls outside of valid range \
+             ({} >= {MEM} (mem_size))",
+            0x1000_0000
+        )),
     );
 }
 
@@ -381,12 +476,16 @@ fn segment_address_past_the_end_of_memory_is_refused() {
 fn segment_address_near_u64_max_is_refused() {
     let mut elf = hello();
     let i = *loaded(&elf).last().unwrap();
-    set_ph(&mut elf, i, Elf::P_VADDR, 0xffff_ffff_ffff_f000);
+    let vaddr = 0xffff_ffff_ffff_f000u64;
+    set_ph(&mut elf, i, Elf::P_VADDR, vaddr);
     assert_refused(
         "seg-u64max",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!("phdr[{i}]: segment is outside guest memory")),
+        invalid(format!(
+            "phdr[{i}] program file segment falls outside of valid range \
+             ({vaddr} >= {MEM} (mem_size))"
+        )),
     );
 }
 
@@ -395,12 +494,14 @@ fn segment_memory_size_past_the_end_of_memory_is_refused() {
     let mut elf = hello();
     let i = *loaded(&elf).last().unwrap();
     set_ph(&mut elf, i, Elf::P_MEMSZ, 0x20_0000);
+    let end = (ph(&elf, i, Elf::P_VADDR) + 0x20_0000).next_multiple_of(ph(&elf, i, Elf::P_ALIGN));
     assert_refused(
         "memsz-past-mem",
         &elf.bytes,
         &["--mem=2"],
         invalid(format!(
-            "phdr[{i}]: segment memory size is outside guest memory"
+            "phdr[{i}] program memory segment falls outside of valid range \
+             ({end} (p_vaddr + p_memsz) > {MEM} (mem_size))"
         )),
     );
 }
@@ -410,12 +511,34 @@ fn segment_memory_size_that_overflows_is_refused() {
     let mut elf = hello();
     let i = *loaded(&elf).last().unwrap();
     set_ph(&mut elf, i, Elf::P_MEMSZ, u64::MAX);
+    let vaddr = ph(&elf, i, Elf::P_VADDR);
     assert_refused(
         "memsz-overflow",
         &elf.bytes,
         &["--mem=2"],
         invalid(format!(
-            "phdr[{i}]: segment memory size is outside guest memory"
+            "phdr[{i}] program memory segment falls outside of valid range \
+             ({vaddr} (p_vaddr) + {} (p_memsz) overflow)",
+            u64::MAX
+        )),
+    );
+}
+
+#[test]
+fn segment_end_that_overflows_when_aligned_is_refused() {
+    let mut elf = hello();
+    let i = *loaded(&elf).last().unwrap();
+    let vaddr = ph(&elf, i, Elf::P_VADDR);
+    set_ph(&mut elf, i, Elf::P_MEMSZ, u64::MAX - vaddr);
+    let align = ph(&elf, i, Elf::P_ALIGN);
+    assert_refused(
+        "memsz-align-overflow",
+        &elf.bytes,
+        &["--mem=2"],
+        invalid(format!(
+            "phdr[{i}] program memory segment falls outside of valid range \
+             (align_up with {} (p_vaddr_end) and {align} (p_align) failed)",
+            u64::MAX
         )),
     );
 }
@@ -424,14 +547,17 @@ fn segment_memory_size_that_overflows_is_refused() {
 fn segment_file_size_that_overflows_is_refused() {
     let mut elf = hello();
     let i = *loaded(&elf).last().unwrap();
-    set_ph(&mut elf, i, Elf::P_FILESZ, u64::MAX - 0x100);
-    set_ph(&mut elf, i, Elf::P_MEMSZ, u64::MAX - 0x100);
+    let filesz = u64::MAX - 0x100;
+    set_ph(&mut elf, i, Elf::P_FILESZ, filesz);
+    set_ph(&mut elf, i, Elf::P_MEMSZ, filesz);
+    let vaddr = ph(&elf, i, Elf::P_VADDR);
     assert_refused(
         "filesz-overflow",
         &elf.bytes,
         &["--mem=2"],
         invalid(format!(
-            "phdr[{i}]: segment file size is outside guest memory"
+            "phdr[{i}] program file segment falls outside of valid range \
+             ({vaddr} (p_vaddr) + {filesz} (p_filesz) overflow)"
         )),
     );
 }
@@ -442,13 +568,28 @@ fn segment_offset_past_the_end_of_the_file_is_refused() {
     let i = *loaded(&elf).last().unwrap();
     let offset = elf.bytes.len() as u64 + 0x1000;
     set_ph(&mut elf, i, Elf::P_OFFSET, offset);
+    let filesz = ph(&elf, i, Elf::P_FILESZ);
     assert_refused(
         "offset-past-eof",
         &elf.bytes,
         &["--mem=2"],
-        invalid(format!(
-            "phdr[{i}]: segment data lies past the end of the file"
+        named(format!(
+            "phdr[{i}] host file segment mismatched \
+             (pread_in_full returned 0 != {filesz} (p_filesz))"
         )),
+    );
+}
+
+#[test]
+fn segment_offset_the_kernel_cannot_read_at_is_refused() {
+    let mut elf = hello();
+    let i = *loaded(&elf).last().unwrap();
+    set_ph(&mut elf, i, Elf::P_OFFSET, 1 << 63);
+    assert_refused(
+        "offset-huge",
+        &elf.bytes,
+        &["--mem=2"],
+        named(format!("phdr[{i}] pread_in_full returned {READ_FAILED}")),
     );
 }
 
@@ -461,12 +602,14 @@ fn segment_larger_than_the_file_is_refused() {
     let filesz = 0xf000_0000u64;
     set_ph(&mut elf, i, Elf::P_FILESZ, filesz);
     set_ph(&mut elf, i, Elf::P_MEMSZ, filesz);
+    let in_file = elf.bytes.len() as u64 - ph(&elf, i, Elf::P_OFFSET);
     assert_refused(
         "filesz-past-eof",
         &elf.bytes,
         &["--mem=4096"],
-        invalid(format!(
-            "phdr[{i}]: segment data lies past the end of the file"
+        named(format!(
+            "phdr[{i}] host file segment mismatched \
+             (pread_in_full returned {in_file} != {filesz} (p_filesz))"
         )),
     );
 }
@@ -490,7 +633,7 @@ fn missing_abi_note_is_refused() {
         "no-abi",
         &elf.bytes,
         &[],
-        plain("No Solo5 ABI information found in executable"),
+        named("No Solo5 ABI information found in executable".into()),
     );
 }
 
@@ -503,7 +646,7 @@ fn abi_note_with_another_owner_is_not_found() {
         "abi-owner",
         &elf.bytes,
         &[],
-        plain("No Solo5 ABI information found in executable"),
+        named("No Solo5 ABI information found in executable".into()),
     );
 }
 
@@ -516,7 +659,7 @@ fn abi_note_for_another_target_is_refused() {
         "abi-target",
         &elf.bytes,
         &[],
-        plain("Executable is not for the solo5-hvt target"),
+        named("Executable is not for the solo5-hvt target".into()),
     );
 }
 
@@ -530,7 +673,7 @@ fn abi_version_3_is_refused() {
         "abi-version",
         &elf.bytes,
         &[],
-        plain(&format!(
+        named(format!(
             "Executable requests unsupported ABI version {version}"
         )),
     );
@@ -576,7 +719,8 @@ fn abi_note_descsz_beyond_its_segment_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz {ABI1_NOTE_MAX_DESCSZ}, p_filesz {filesz})"
+            "phdr[{i}] note does not fall within valid size ({filesz} < {})",
+            SOLO5_NOTE_HEADER_SIZE + u64::from(ABI1_NOTE_MAX_DESCSZ)
         )),
     );
 }
@@ -595,7 +739,8 @@ fn abi_note_descsz_above_its_maximum_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz {descsz}, p_filesz {filesz})"
+            "phdr[{i}] note does not fall within valid size \
+             ({descsz} < 1 || {descsz} > {ABI1_NOTE_MAX_DESCSZ})"
         )),
     );
 }
@@ -605,14 +750,14 @@ fn abi_note_descsz_zero_is_refused() {
     let mut elf = hello();
     let i = elf.note_phdr(ABI1_NOTE_TYPE);
     let off = elf.note_offset(ABI1_NOTE_TYPE);
-    let filesz = ph(&elf, i, Elf::P_FILESZ);
     elf.set_u32(off + NOTE_DESCSZ, 0);
     assert_refused(
         "abi-descsz-zero",
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz 0, p_filesz {filesz})"
+            "phdr[{i}] note does not fall within valid size \
+             (0 < 1 || 0 > {ABI1_NOTE_MAX_DESCSZ})"
         )),
     );
 }
@@ -634,9 +779,33 @@ fn manifest_note_descsz_above_its_maximum_is_refused() {
         &elf.bytes,
         &[],
         invalid(format!(
-            "phdr[{i}] note does not fall within valid size (descsz {descsz}, p_filesz {filesz})"
+            "phdr[{i}] note does not fall within valid size \
+             ({descsz} < 1 || {descsz} > {MFT1_NOTE_MAX_DESCSZ})"
         )),
     );
+}
+
+/// A manifest descriptor no longer than the padding before the manifest:
+/// upstream's size check, its size wrapped as an unsigned size, and its
+/// message ("INV_EXE" as it prints it).
+#[test]
+fn manifest_note_no_longer_than_its_padding_is_refused() {
+    for descsz in [1u32, 3, 4] {
+        let mut elf = hello();
+        let i = elf.note_phdr(MFT1_NOTE_TYPE);
+        let off = elf.note_offset(MFT1_NOTE_TYPE);
+        elf.set_u32(off + NOTE_DESCSZ, descsz);
+        let size = u64::from(descsz).wrapping_sub(NOTE_MFT_PAD as u64);
+        assert_refused(
+            &format!("mft-descsz-{descsz}"),
+            &elf.bytes,
+            &[],
+            named(format!(
+                "INV_EXE: phdr[{i}] note does not fall within valid size \
+                 ({size} <= 0 || {size} > {descsz})"
+            )),
+        );
+    }
 }
 
 #[test]
@@ -649,8 +818,44 @@ fn note_offset_past_the_end_of_the_file_is_refused() {
         "note-past-eof",
         &elf.bytes,
         &[],
-        invalid(format!(
-            "read of {SOLO5_NOTE_HEADER_SIZE} bytes at offset 0x{offset:x} is past the end of the file"
+        named(format!(
+            "phdr[{i}] bytes read mismatches note size (0 != {SOLO5_NOTE_HEADER_SIZE})"
+        )),
+    );
+}
+
+#[test]
+fn note_offset_the_kernel_cannot_read_at_is_refused() {
+    let mut elf = hello();
+    let i = elf.note_phdr(ABI1_NOTE_TYPE);
+    set_ph(&mut elf, i, Elf::P_OFFSET, 1 << 63);
+    assert_refused(
+        "note-offset-huge",
+        &elf.bytes,
+        &[],
+        named(format!("phdr[{i}] pread_in_full returned {READ_FAILED}")),
+    );
+}
+
+/// A note whose header is in the file but whose descriptor is not: not
+/// found, as upstream reads it (its segment then ends past the file).
+#[test]
+fn manifest_descriptor_past_the_end_of_the_file_is_a_short_read() {
+    let mut elf = hello();
+    let i = elf.note_phdr(MFT1_NOTE_TYPE);
+    let offset = elf.bytes.len() as u64 - SOLO5_NOTE_HEADER_SIZE;
+    let header = elf.note_offset(MFT1_NOTE_TYPE);
+    let note: Vec<u8> = elf.bytes[header..header + 20].to_vec();
+    let end = elf.bytes.len();
+    elf.bytes[end - 20..].copy_from_slice(&note);
+    set_ph(&mut elf, i, Elf::P_OFFSET, offset);
+    let size = u64::from(elf.u32_at(end - 20 + NOTE_DESCSZ)) - NOTE_MFT_PAD as u64;
+    assert_refused(
+        "mft-desc-past-eof",
+        &elf.bytes,
+        &[],
+        named(format!(
+            "phdr[{i}] bytes read mismatches note size (0 != {size})"
         )),
     );
 }
@@ -735,7 +940,12 @@ fn manifest_version_2_is_invalid() {
     let mut elf = hello();
     let off = mft(&elf) + offset_of!(MftHeader, version);
     elf.set_u32(off, MFT_VERSION + 1);
-    assert_refused("mft-version", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-version",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
@@ -743,7 +953,7 @@ fn manifest_entry_count_not_matching_its_size_is_invalid() {
     let mut elf = hello();
     let off = mft(&elf) + offset_of!(MftHeader, entries);
     elf.set_u32(off, 2);
-    assert_refused("mft-size", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused("mft-size", &elf.bytes, &[], named(MANIFEST_INVALID.into()));
 }
 
 #[test]
@@ -751,7 +961,7 @@ fn manifest_with_zero_entries_is_invalid() {
     let mut elf = hello();
     let off = mft(&elf) + offset_of!(MftHeader, entries);
     elf.set_u32(off, 0);
-    assert_refused("mft-zero", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused("mft-zero", &elf.bytes, &[], named(MANIFEST_INVALID.into()));
 }
 
 #[test]
@@ -760,7 +970,7 @@ fn manifest_note_shorter_than_its_header_is_invalid() {
     let off = elf.note_offset(MFT1_NOTE_TYPE);
     let descsz = NOTE_MFT_PAD + size_of::<MftHeader>() - 1;
     elf.set_u32(off + NOTE_DESCSZ, u32::try_from(descsz).unwrap());
-    assert_refused("mft-short", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused("mft-short", &elf.bytes, &[], named(MANIFEST_INVALID.into()));
 }
 
 #[test]
@@ -769,7 +979,12 @@ fn manifest_first_entry_not_reserved_is_invalid() {
     let off = mft_entry(&elf, 0) + ENTRY_KIND;
     assert_eq!(elf.u32_at(off), MFT_RESERVED_FIRST);
     elf.set_u32(off, MFT_DEV_BLOCK_BASIC);
-    assert_refused("mft-first-type", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-first-type",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
@@ -777,7 +992,12 @@ fn manifest_first_entry_with_a_name_is_invalid() {
     let mut elf = hello();
     let off = mft_entry(&elf, 0) + ENTRY_NAME;
     elf.bytes[off] = b'x';
-    assert_refused("mft-first-name", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-first-name",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
@@ -785,7 +1005,12 @@ fn manifest_reserved_entry_attached_is_invalid() {
     let mut elf = hello();
     let off = mft_entry(&elf, 0) + ENTRY_ATTACHED;
     elf.bytes[off] = 1;
-    assert_refused("mft-attached0", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-attached0",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
@@ -794,14 +1019,24 @@ fn manifest_device_entry_attached_is_invalid() {
     let mut device = entry(b"disk", MFT_DEV_BLOCK_BASIC);
     device[ENTRY_ATTACHED] = 1;
     add_entry(&mut elf, device);
-    assert_refused("mft-attached1", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-attached1",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
 fn manifest_unterminated_name_is_invalid() {
     let mut elf = hello();
     add_entry(&mut elf, entry(&[b'a'; MFT_NAME_SIZE], MFT_DEV_BLOCK_BASIC));
-    assert_refused("mft-unterminated", &elf.bytes, &[], plain(MANIFEST_INVALID));
+    assert_refused(
+        "mft-unterminated",
+        &elf.bytes,
+        &[],
+        named(MANIFEST_INVALID.into()),
+    );
 }
 
 #[test]
@@ -813,6 +1048,6 @@ fn missing_manifest_note_is_refused() {
         "no-mft",
         &elf.bytes,
         &[],
-        plain("No Solo5 manifest found in executable"),
+        named("No Solo5 manifest found in executable".into()),
     );
 }

@@ -115,28 +115,27 @@ fn bad_images_are_refused_with_upstreams_messages() {
         assert_eq!(run.stderr, message, "{options:?}");
     }
     // A sector size that is not a power of two of at least 512: upstream's
-    // reason, then "Invalid option" and the usage; not a number: only the
-    // latter two.
-    const SIZE: &str = "Block size must be a multiple of 2 greater than or equal 512\n";
-    for (size, reason) in [
-        ("1000", SIZE),
-        ("256", SIZE),
-        ("0", SIZE),
-        ("65536", SIZE),
-        ("4k", ""),
+    // warning, then the option is invalid and the usage text follows; not
+    // a number: only the latter. (`%hu`: "4096k" is 4096, "65536" is 0.)
+    let size = "Block size must be a multiple of 2 greater than or equal 512\ntender: ";
+    for (value, why) in [
+        ("1000", size),
+        ("256", size),
+        ("0", size),
+        ("65536", size),
+        ("k4", ""),
     ] {
-        let option = format!("--block-sector-size:storage={size}");
+        let option = format!("--block-sector-size:storage={value}");
         let run = refused([
             option.as_str(),
             &format!("--block:storage={}", path(&small)),
             &blockhold(),
         ]);
-        let reason = reason.replace('\n', "\ntender: ");
         assert!(
             run.stderr.starts_with(&format!(
-                "tender: {reason}Invalid option: `{option}'\nusage: tender "
+                "tender: {why}Invalid option: `{option}'\nusage: tender "
             )),
-            "{size}: {}",
+            "{value}: {}",
             run.stderr
         );
     }

@@ -590,6 +590,7 @@ fn the_last_of_two_options_for_a_device_wins() {
 
 #[test]
 fn declared_device_without_a_tap_is_not_attached() {
+    // Both lines under the program's name, as upstream prints them.
     let message = "Device 'service0' of type NET_BASIC declared but not attached.\n\
                    tender: All declared devices must be attached. See --help for syntax.";
     let run = tender([&netprobe()]);

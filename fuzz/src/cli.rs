@@ -5,6 +5,8 @@
 //! (devices are in-memory: the options never open a tap or a file) and the
 //! boot information with the guest's command line.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 
 use hvt_abi::layout::{CMDLINE_SIZE, MAX_MEM_SIZE, MEM_GRANULE};
@@ -51,16 +53,20 @@ pub fn cli(data: &[u8]) {
     let Some((&variant, rest)) = data.split_first() else {
         return;
     };
-    let args: Vec<String> = rest
+    // Arguments are bytes, as the tender takes them from its argv.
+    let args: Vec<OsString> = rest
         .split(|&b| b == 0)
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .map(|arg| OsString::from_vec(arg.to_vec()))
         .collect();
     let invocation = match cli::parse(&args) {
         Ok(Command::Run(invocation)) => invocation,
         Ok(Command::Help | Command::Version) | Err(_) => return,
     };
-    assert!(invocation.cmdline.len() < CMDLINE_SIZE);
-    assert!(invocation.options.iter().all(|o| o.starts_with("--")));
+    assert!(invocation
+        .options
+        .iter()
+        .all(|o| o.as_bytes().starts_with(b"-") && o.as_bytes() != b"--"));
+    let cmdline = invocation.cmdline();
 
     // Interfaces tap0..tap3 (two wires) and images: one good, one whose
     // size is no whole number of sectors, one of 4 KiB sectors only.
@@ -107,6 +113,7 @@ pub fn cli(data: &[u8]) {
     rig.manifest
         .check_all_attached()
         .expect("set-up succeeded: every device is attached");
-    tender_core::boot_info::write(&rig.ram, rig.info, &rig.manifest, &invocation.cmdline)
-        .expect("the boot information fits");
+    // The command line's length is checked here, last, as upstream does.
+    let written = tender_core::boot_info::write(&rig.ram, rig.info, &rig.manifest, &cmdline);
+    assert_eq!(written.is_ok(), cmdline.len() < CMDLINE_SIZE, "{written:?}");
 }

@@ -105,7 +105,7 @@ fn check(path: &Path, data: &[u8]) {
             mem_size: MEM,
             ..BootInfo::default()
         };
-        tender_core::boot_info::write(&ram, info, &manifest, "fuzz")
+        tender_core::boot_info::write(&ram, info, &manifest, b"fuzz")
             .expect("the boot information fits below the image");
     }
 }

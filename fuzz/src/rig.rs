@@ -80,7 +80,7 @@ impl Rig {
     pub fn build(
         mut modules: ModuleSet,
         mut manifest: Manifest,
-        options: &[String],
+        options: &[impl AsRef<std::ffi::OsStr>],
         ioeventfd: bool,
         extensions: bool,
     ) -> Result<Rig> {

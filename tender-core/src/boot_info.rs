@@ -9,8 +9,15 @@ use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 
 /// Writes `info` (whose `cmdline` and `mft` are filled in here), then the
-/// manifest right after it, then the command line right after that.
-pub fn write(ram: &GuestRam, mut info: BootInfo, manifest: &Manifest, cmdline: &str) -> Result<()> {
+/// manifest right after it, then the command line right after that. The
+/// command line is bytes as given (not necessarily UTF-8); at most 8191 of
+/// them fit, as upstream counts.
+pub fn write(
+    ram: &GuestRam,
+    mut info: BootInfo,
+    manifest: &Manifest,
+    cmdline: &[u8],
+) -> Result<()> {
     let mft = manifest.to_bytes();
     let mft_gpa = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     let cmdline_gpa = mft_gpa + mft.len() as u64;
@@ -25,5 +32,5 @@ pub fn write(ram: &GuestRam, mut info: BootInfo, manifest: &Manifest, cmdline: &
     ram.write_obj(BOOT_INFO_BASE, &info)?;
     ram.write_bytes(mft_gpa, &mft)?;
     // The area after the command line is still zero: NUL-terminated.
-    ram.write_bytes(cmdline_gpa, cmdline.as_bytes())
+    ram.write_bytes(cmdline_gpa, cmdline)
 }

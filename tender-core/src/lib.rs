@@ -11,12 +11,15 @@
 //!   as traits the KVM tender and the mock implement;
 //! * [`modules`]: core, block and net, each the whole story of one device;
 //! * [`devices`]: the host back-ends modules are built from (console, poll
-//!   set, tap, in-memory wire).
+//!   set, tap, in-memory wire);
+//! * [`error`] and [`diag`]: every failure, and the lines on stderr under
+//!   the program's name.
 //!
 //! Section numbers (§N) refer to the ABI reference, `docs/abi.md`.
 
 pub mod boot_info;
 pub mod devices;
+pub mod diag;
 pub mod error;
 pub mod hypercall;
 pub mod lifecycle;

@@ -2,6 +2,7 @@
 //! [`crate::module`]). It names no device: the tender and the mock tender
 //! both build their guest's devices through it, so the wiring exists once.
 
+use std::ffi::OsStr;
 use std::rc::Rc;
 
 use hvt_abi::boot::BootInfo;
@@ -50,42 +51,67 @@ impl ModuleSet {
         self.modules.iter().map(|m| &**m)
     }
 
-    /// The `--help` text: core's options, then every other module's.
+    /// The `--help` text, under the program's name (`crate::diag`): core's
+    /// options, then every other module's. The lines upstream prints too
+    /// are upstream's, so that what compares them finds them.
     pub fn usage(&self) -> String {
-        let mut text = String::from(
-            "usage: tender [ CORE OPTIONS ] [ MODULE OPTIONS ] [ -- ] KERNEL [ ARGS ]\n\
+        let program = String::from_utf8_lossy(crate::diag::program_name());
+        let mut text = format!(
+            "usage: {program} [ CORE OPTIONS ] [ MODULE OPTIONS ] [ -- ] KERNEL [ ARGS ]\n\
              KERNEL is the filename of the unikernel to run.\n\
-             ARGS are optional arguments passed to KERNEL.\nCore options:\n",
+             ARGS are optional arguments passed to the unikernel.\nCore options:\n",
         );
         let (core, others): (Vec<_>, Vec<_>) = self.iter().partition(|m| m.name() == "core");
+        // Core's text lists --help and --version after --mem, as upstream.
         for module in &core {
             text.push_str(module.usage());
         }
-        text.push_str(
-            "  [ --help ] (display this help)\n  [ --version ] (display version information)\n",
-        );
-        let names: Vec<&str> = self.iter().map(|m| m.name()).collect();
-        text.push_str(&format!("Compiled-in modules: {}\n", names.join(" ")));
-        text.push_str("Compiled-in module options:\n");
+        text.push_str("Compiled-in modules: ");
+        for module in self.iter() {
+            text.push_str(module.name());
+            text.push(' ');
+        }
+        text.push_str("\nCompiled-in module options:\n");
         for module in &others {
             text.push_str(module.usage());
         }
         text
     }
 
-    /// Stage 1: offers each option to the modules in turn; an option no
-    /// module takes is a usage error.
-    pub fn parse_options(&mut self, options: &[String], manifest: &mut Manifest) -> Result<()> {
+    /// Stage 1: offers each option, in order, to the modules in turn; the
+    /// first option no module takes is a usage error. Modules see options
+    /// as text: bytes that are not UTF-8 reach them as U+FFFD (so a value
+    /// that names a host file must be UTF-8), and an option no module
+    /// takes is reported as it was given.
+    pub fn parse_options<S: AsRef<OsStr>>(
+        &mut self,
+        options: &[S],
+        manifest: &mut Manifest,
+    ) -> Result<()> {
         for option in options {
+            let option = option.as_ref();
+            let text = option.to_string_lossy();
             let mut taken = false;
             for module in &mut self.modules {
-                if module.parse_option(option, manifest)? {
-                    taken = true;
-                    break;
+                match module.parse_option(&text, manifest) {
+                    Ok(false) => continue,
+                    Ok(true) => taken = true,
+                    // The module's refusal names the option as it was given.
+                    Err(Error::InvalidOption { why, .. }) => {
+                        return Err(Error::InvalidOption {
+                            option: option.to_owned(),
+                            why,
+                        })
+                    }
+                    Err(e) => return Err(e),
                 }
+                break;
             }
             if !taken {
-                return Err(Error::Usage(format!("Invalid option: `{option}'")));
+                return Err(Error::InvalidOption {
+                    option: option.to_owned(),
+                    why: None,
+                });
             }
         }
         Ok(())
@@ -96,11 +122,20 @@ impl ModuleSet {
     /// carved from the top, each only while at least 2 MiB stay visible to
     /// the guest (a module whose reservation does not fit gets none).
     pub fn allocate_memory(&mut self, manifest: &Manifest) -> Result<GuestRam> {
-        let guest = self
+        let requested = self
             .modules
             .iter()
             .find_map(|m| m.guest_memory())
             .unwrap_or(DEFAULT_MEM_SIZE);
+        let (guest, adjusted) = size_guest_memory(requested);
+        if adjusted {
+            crate::diag::warn(format!("adjusting memory to {guest} bytes"));
+        }
+        if guest > MAX_MEM_SIZE {
+            return Err(Error::Argument(format!(
+                "guest memory size {guest} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
+            )));
+        }
         let wanted: Vec<u64> = self
             .modules
             .iter()
@@ -230,6 +265,15 @@ impl ModuleSet {
     }
 }
 
+/// The guest's memory for a request of `requested` bytes, as upstream sizes
+/// it (§3.1): rounded down to 2 MiB, at least 2 MiB; true when that changed
+/// the request. A size above the maximum is the caller's to refuse, after
+/// the adjustment is reported (upstream reports both).
+pub fn size_guest_memory(requested: u64) -> (u64, bool) {
+    let size = (requested & !(MEM_GRANULE - 1)).max(MEM_GRANULE);
+    (size, size != requested)
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -301,14 +345,25 @@ mod tests {
     fn each_option_goes_to_the_first_module_that_takes_it() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut set = ModuleSet::new(vec![Probe::boxed("a", &log), Probe::boxed("b", &log)]);
-        let options = ["--b".to_owned(), "--a".to_owned()];
+        let options = ["--b", "--a"];
         set.parse_options(&options, &mut manifest()).unwrap();
         assert_eq!(*log.borrow(), ["b took --b", "a took --a"]);
         let err = set
-            .parse_options(&["--c".to_owned()], &mut manifest())
+            .parse_options(&["--c", "--b"], &mut manifest())
             .unwrap_err();
         assert_eq!(err.to_string(), "Invalid option: `--c'");
         assert!(err.shows_usage());
+        assert_eq!(log.borrow().len(), 2, "nothing after the first bad option");
+    }
+
+    #[test]
+    fn guest_memory_is_sized_like_upstream() {
+        assert_eq!(size_guest_memory(512 << 20), (512 << 20, false));
+        assert_eq!(size_guest_memory(3 << 20), (2 << 20, true));
+        assert_eq!(size_guest_memory(1 << 20), (2 << 20, true));
+        assert_eq!(size_guest_memory(MAX_MEM_SIZE), (MAX_MEM_SIZE, false));
+        // A wrapped negative request stays huge: the caller refuses it.
+        assert_eq!(size_guest_memory(u64::MAX << 20), (u64::MAX << 21, true));
     }
 
     #[test]
@@ -383,6 +438,6 @@ mod tests {
         ];
         expected.sort_unstable();
         assert_eq!(vcpu.syscalls(), expected);
-        assert!(set.usage().contains("Compiled-in modules: a b\n"));
+        assert!(set.usage().contains("Compiled-in modules: a b \n"));
     }
 }

@@ -92,7 +92,11 @@ pub trait Module {
     }
 
     /// Offered every option before the kernel. Returns `Ok(true)` if the
-    /// option is this module's, `Err` if it is but is malformed.
+    /// option is this module's, `Err` if it is but is malformed. As
+    /// upstream's modules do, a module refuses one of its options with
+    /// `Error::InvalidOption` and its reason (`why`, printed first, then
+    /// "Invalid option: `X'" and the usage); another error ends the tender
+    /// with its own message.
     fn parse_option(&mut self, _option: &str, _manifest: &mut Manifest) -> Result<bool> {
         Ok(false)
     }

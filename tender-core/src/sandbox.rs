@@ -322,8 +322,9 @@ fn put_text(buffer: &mut [u8], mut at: usize, text: &[u8]) -> usize {
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Only async-signal-safe work: format into a stack buffer, write, sync,
     // _exit (all of which every filter allows).
-    let mut line = [0u8; 160];
-    let mut at = put_text(&mut line, 0, b"tender: seccomp: thread '");
+    let mut line = [0u8; 512];
+    let mut at = put_text(&mut line, 0, crate::diag::program_name());
+    at = put_text(&mut line, at, b": seccomp: thread '");
     let thread = THREAD.try_with(Cell::get).unwrap_or("?");
     at = put_text(&mut line, at, thread.as_bytes());
     at = put_text(&mut line, at, b"' made a forbidden system call: ");
@@ -342,7 +343,8 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 fn install_panic_report() {
     std::panic::set_hook(Box::new(|info| {
         let thread = THREAD.try_with(Cell::get).unwrap_or("?");
-        let line = format!("tender: thread '{thread}' panicked: {info}\n");
+        let program = String::from_utf8_lossy(crate::diag::program_name());
+        let line = format!("{program}: thread '{thread}' panicked: {info}\n");
         // SAFETY: write(2) of our own buffer to stderr.
         unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), line.len()) };
         crate::devices::exit_sync::sync_all();

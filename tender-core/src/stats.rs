@@ -32,7 +32,7 @@ pub fn enable(counters: Vec<(&'static str, Counter)>) {
     let _ = PRINTED.set(counters);
 }
 
-/// Writes `tender: stats: NAME=VALUE ...` to stderr if [`enable`] was
+/// Writes `PROGRAM: stats: NAME=VALUE ...` to stderr if [`enable`] was
 /// called. Async-signal-safe.
 pub fn print() {
     let Some(counters) = PRINTED.get() else {
@@ -45,7 +45,8 @@ pub fn print() {
         line[len..len + n].copy_from_slice(&bytes[..n]);
         len += n;
     };
-    push(b"tender: stats:");
+    push(crate::diag::program_name());
+    push(b": stats:");
     for (name, counter) in counters {
         push(b" ");
         push(name.as_bytes());

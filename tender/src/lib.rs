@@ -20,8 +20,8 @@ pub mod signals;
 pub mod vstate;
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::os::fd::RawFd;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ use elf::{ElfFile, LoadedImage};
 use hvt_abi::boot::BootInfo;
 use sandbox::Confinement;
 use tender_core::devices::poller::Poller;
+use tender_core::diag;
 use tender_core::error::{Error, FatalHandler, Result, TENDER_ERROR_EXIT};
 use tender_core::hypercall::Hypercalls;
 use tender_core::lifecycle::{ModuleSet, SetupEnv};
@@ -46,44 +47,39 @@ use vstate::vm::Vm;
 /// Exit code for a fault in an unprivileged guest (§12).
 pub const GUEST_FAULT_EXIT: i32 = hvt_abi::hypercall::exit::ABORT;
 
+/// `--version`: upstream's two lines, under the program's name; the
+/// version says which tender this is.
 fn version() -> String {
     format!(
-        "tender {} (Solo5 hvt compatible)\nABI version {}",
+        "{} tender, version v{}-tender\nABI version {}\n",
+        String::from_utf8_lossy(diag::program_name()),
         env!("CARGO_PKG_VERSION"),
         hvt_abi::note::HVT_ABI_VERSION
     )
 }
 
 /// Runs the tender with `args` (without the program name) and returns the
-/// process exit code. Diagnostics go to stderr, guest console to stdout.
-pub fn main_with_args(args: &[String]) -> i32 {
+/// process exit code. Diagnostics go to stderr, each line under the
+/// program's name (`tender_core::diag`), guest console to stdout.
+pub fn main_with_args<S: AsRef<OsStr>>(args: &[S]) -> i32 {
     main_with_modules(args, modules::all(Host::system()))
 }
 
 /// [`main_with_args`] with another set of modules: a tender with a device
 /// of its own is this call with one more module in the list.
-pub fn main_with_modules(args: &[String], modules: Vec<Box<dyn Module>>) -> i32 {
+pub fn main_with_modules<S: AsRef<OsStr>>(args: &[S], modules: Vec<Box<dyn Module>>) -> i32 {
     // What the parent passed on, before the tender opens anything.
     let inherited = sandbox::open_fds();
     let mut modules = ModuleSet::new(modules);
     match run(args, &mut modules, &inherited) {
         Ok(code) => code,
         Err(err) => {
-            print_error(&err);
+            diag::warn(err.to_bytes());
             if err.shows_usage() {
-                eprint!("{}", modules.usage());
+                diag::print(modules.usage());
             }
             TENDER_ERROR_EXIT
         }
-    }
-}
-
-/// Prints `err` on stderr, each of its lines after the tender's name, as
-/// upstream prints each of its messages (`Resource not declared ...`, then
-/// `Invalid option: ...`).
-fn print_error(err: &Error) {
-    for line in err.to_string().lines() {
-        eprintln!("tender: {line}");
     }
 }
 
@@ -92,31 +88,39 @@ fn print_error(err: &Error) {
 fn exit_on_fatal() -> FatalHandler {
     Arc::new(|error: Error| {
         tender_core::devices::exit_sync::sync_all();
-        eprintln!("tender: {error}");
+        diag::warn(error.to_bytes());
         std::process::exit(TENDER_ERROR_EXIT)
     })
 }
 
-fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) -> Result<i32> {
-    let Invocation {
-        mut options,
-        kernel,
-        cmdline,
-    } = match cli::parse(args)? {
+fn run<S: AsRef<OsStr>>(
+    args: &[S],
+    modules: &mut ModuleSet,
+    inherited: &BTreeSet<RawFd>,
+) -> Result<i32> {
+    let invocation = match cli::parse(args)? {
         Command::Help => {
-            eprint!("{}", modules.usage());
+            diag::print(modules.usage());
             return Ok(TENDER_ERROR_EXIT);
         }
         Command::Version => {
-            eprintln!("{}", version());
+            diag::print(version());
             return Ok(0);
         }
         Command::Run(invocation) => invocation,
     };
+    let cmdline = invocation.cmdline();
+    let Invocation {
+        mut options,
+        kernel,
+        ..
+    } = invocation;
 
-    let elf = ElfFile::open(Path::new(&kernel))?;
+    // As upstream: the kernel's notes are read before any option is
+    // looked at (module options name the manifest's devices).
+    let elf = ElfFile::open(&kernel)?;
     elf::find_abi_note(&elf)?;
-    let mut manifest = Manifest::parse(&elf::find_manifest_note(&elf)?)?;
+    let mut manifest = elf::read_manifest(&elf)?;
     let privilege = if elf::is_unprivileged(&elf) {
         Privilege::User
     } else {
@@ -191,12 +195,12 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
     let code = match stop {
         Ok(Stop::Halt(code)) => code,
         Ok(Stop::GuestFault(report)) => {
-            eprintln!("tender: {report}");
+            diag::warn(report);
             GUEST_FAULT_EXIT
         }
         Err(err) if seccomp == SeccompMode::Off => return Err(err),
         Err(err) => {
-            print_error(&err);
+            diag::warn(err.to_bytes());
             TENDER_ERROR_EXIT
         }
     };
@@ -213,7 +217,7 @@ fn run(args: &[String], modules: &mut ModuleSet, inherited: &BTreeSet<RawFd>) ->
 /// What the modules' set-up needs to know of the guest.
 struct GuestTerms<'a> {
     image: &'a LoadedImage,
-    cmdline: &'a str,
+    cmdline: &'a [u8],
     /// The guest carries our note (§12).
     extensions: bool,
 }

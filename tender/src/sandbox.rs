@@ -14,7 +14,7 @@
 //!    started.
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, RawFd};
 
 use kvm_bindings::KVMIO;
@@ -49,10 +49,11 @@ impl Default for Confinement {
 impl Confinement {
     /// Takes the tender's own options out of `options`; the rest are the
     /// modules'.
-    pub fn take_options(options: &mut Vec<String>) -> Result<Confinement> {
+    pub fn take_options(options: &mut Vec<OsString>) -> Result<Confinement> {
         let mut confinement = Confinement::default();
         let mut rest = Vec::with_capacity(options.len());
-        for option in options.drain(..) {
+        for raw in options.drain(..) {
+            let option = raw.to_string_lossy();
             if let Some(mode) = option.strip_prefix("--seccomp=") {
                 confinement.seccomp = SeccompMode::parse(mode)
                     .ok_or_else(|| Error::Usage(format!("Invalid option: `{option}'")))?;
@@ -67,7 +68,7 @@ impl Confinement {
                 }
                 confinement.chroot = Some(dir.to_owned());
             } else {
-                rest.push(option);
+                rest.push(raw);
             }
         }
         *options = rest;
@@ -212,14 +213,14 @@ mod tests {
 
     #[test]
     fn options_are_taken_and_checked() {
-        let mut options: Vec<String> = ["--mem=64", "--seccomp=log", "--net:a=b"]
+        let mut options: Vec<OsString> = ["--mem=64", "--seccomp=log", "--net:a=b"]
             .iter()
-            .map(|s| s.to_string())
+            .map(OsString::from)
             .collect();
         let confinement = Confinement::take_options(&mut options).unwrap();
         assert_eq!(confinement.seccomp, SeccompMode::Log);
         assert_eq!(options, ["--mem=64", "--net:a=b"]);
-        let mut bad = vec!["--seccomp=maybe".to_string()];
+        let mut bad = vec![OsString::from("--seccomp=maybe")];
         assert_eq!(
             Confinement::take_options(&mut bad).unwrap_err().to_string(),
             "Invalid option: `--seccomp=maybe'"

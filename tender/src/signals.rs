@@ -1,30 +1,21 @@
-//! SIGINT and SIGTERM end the tender with "Exiting on signal N", exit 1 (§8).
+//! SIGINT and SIGTERM end the tender with "NAME: Exiting on signal N",
+//! exit 1 (§8).
 
 use tender_core::error::{Error, Result, TENDER_ERROR_EXIT};
 use vmm_sys_util::signal::register_signal_handler;
 
 extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Only async-signal-safe calls here: format into a stack buffer, write,
-    // _exit. The number in decimal, as upstream's "%d" prints it.
-    const PREFIX: &[u8] = b"tender: Exiting on signal ";
-    let mut message = [0u8; PREFIX.len() + 21];
-    message[..PREFIX.len()].copy_from_slice(PREFIX);
+    // Only async-signal-safe calls here: sync, one write from a stack
+    // buffer, _exit. The number in decimal, as upstream's "%d" prints it.
     let mut digits = [0; 20];
     let number = tender_core::stats::decimal(u64::try_from(signal).unwrap_or(0), &mut digits);
-    let mut len = PREFIX.len() + number.len();
-    message[PREFIX.len()..len].copy_from_slice(number);
-    message[len] = b'\n';
-    len += 1;
     // Writable images are made durable before the tender goes.
     tender_core::devices::exit_sync::sync_all();
     // The counters of `TENDER_STATS=1`, if asked for.
     tender_core::stats::print();
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours
-    // and `len` is within it.
-    unsafe {
-        libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), len);
-        libc::_exit(TENDER_ERROR_EXIT);
-    }
+    tender_core::diag::write_line(&[b"Exiting on signal ", number]);
+    // SAFETY: _exit(2) is async-signal-safe.
+    unsafe { libc::_exit(TENDER_ERROR_EXIT) };
 }
 
 /// Installs the handler for SIGINT and SIGTERM.

@@ -5,11 +5,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use hvt_abi::hypercall::{nr, Halt, Poll, Puts, Walltime, HALT_COOKIE_MAX};
-use hvt_abi::layout::{MAX_MEM_SIZE, MEM_GRANULE};
 
 use crate::devices::console::Console;
 use crate::devices::poller::PollSet;
-use crate::error::{Error, Result};
+use crate::error::{os_error_text, Error, Result};
 use crate::hypercall::{Action, Fault, Hypercalls};
 use crate::manifest::Manifest;
 use crate::module::{Module, SetupContext};
@@ -19,7 +18,8 @@ pub struct Core {
     console: Arc<Console>,
     /// The poll set, once set up (its descriptors go into the sandbox).
     poll: Option<Rc<dyn PollSet>>,
-    /// `--mem`, in bytes; the lifecycle's default when not given.
+    /// The last `--mem`, in bytes as requested; the lifecycle's default
+    /// when not given. The lifecycle sizes it (`size_guest_memory`).
     mem_size: Option<u64>,
 }
 
@@ -40,7 +40,9 @@ impl Module for Core {
     }
 
     fn usage(&self) -> &'static str {
-        "  [ --mem=512 ] (guest memory in MB)\n  \
+        "  [ --mem=512 ] (guest memory in MB)\n    \
+         --help (display this help)\n    \
+         --version (display version information)\n  \
          [ --seccomp=on|log|off ] (the system-call filter: on (default); log refused calls \
          and go on, a diagnostic; off, for tests only)\n  \
          [ --user=UID[:GID] ] (run as this user once set up; root only)\n  \
@@ -51,11 +53,9 @@ impl Module for Core {
         let Some(value) = option.strip_prefix("--mem=") else {
             return Ok(false);
         };
-        let (size, warning) = parse_mem(value)?;
-        if let Some(warning) = warning {
-            eprintln!("tender: {warning}");
-        }
-        self.mem_size = Some(size);
+        // As upstream, the last one counts, and only a malformed value is
+        // refused here: the size is checked once every option is read.
+        self.mem_size = Some(parse_mem(value)?);
         Ok(true)
     }
 
@@ -90,29 +90,16 @@ impl Module for Core {
     }
 }
 
-/// A `--mem=` value, sized as upstream does (§3.1). Returns the size in
-/// bytes and, when it was adjusted, the warning to print.
-pub fn parse_mem(value: &str) -> Result<(u64, Option<String>)> {
-    let mib: i64 = value
-        .parse()
-        .ok()
-        .filter(|&n| n != 0)
-        .ok_or_else(|| Error::Argument("Malformed argument to --mem".into()))?;
-    // Upstream shifts a signed size: a negative value wraps to a huge size
-    // and fails the maximum check, as does one whose shift overflows.
-    let requested = (mib as u64).saturating_mul(1 << 20);
-    let mut size = requested & !(MEM_GRANULE - 1);
-    if size == 0 {
-        size = MEM_GRANULE;
-    }
-    if size > MAX_MEM_SIZE {
-        // Upstream reports the size after rounding down to 2 MiB.
-        return Err(Error::Argument(format!(
-            "guest memory size {size} bytes exceeds the max size {MAX_MEM_SIZE} bytes"
-        )));
-    }
-    let warning = (size != requested).then(|| format!("adjusting memory to {size} bytes"));
-    Ok((size, warning))
+/// A `--mem=` value in bytes, read as upstream reads it: the number at
+/// its start as C's `sscanf("%zd")` takes it ([`super::scan::signed`]), in
+/// MiB, shifted into bytes in 64 bits (a negative number wraps to a huge
+/// size, refused later as too large). No number, or a size that is 0 once
+/// shifted, is malformed.
+pub fn parse_mem(value: &str) -> Result<u64> {
+    super::scan::signed(value)
+        .map(|mib| u64::from_ne_bytes(mib.to_ne_bytes()).wrapping_shl(20))
+        .filter(|&size| size != 0)
+        .ok_or_else(|| Error::Argument("Malformed argument to --mem".into()))
 }
 
 fn now_realtime_ns() -> u64 {
@@ -144,7 +131,8 @@ fn register(
             let bytes = ram.slice(arg.data, arg.len)?;
             console.write(bytes).map_err(|e| {
                 Fault::Fatal(Error::Device(format!(
-                    "Fatal error writing the guest console: {e}"
+                    "Fatal error writing the guest console: {}",
+                    os_error_text(&e)
                 )))
             })?;
             Ok(Action::Continue)
@@ -179,31 +167,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_is_sized_like_upstream() {
-        assert_eq!(parse_mem("512").unwrap(), (512 << 20, None));
+    fn mem_values_are_read_like_upstream() {
+        assert_eq!(parse_mem("512").unwrap(), 512 << 20);
+        assert_eq!(parse_mem("12x").unwrap(), 12 << 20);
+        assert_eq!(parse_mem(" 4").unwrap(), 4 << 20);
+        assert_eq!(parse_mem("4098").unwrap(), 4098 << 20);
+        // Negative and huge values wrap or clamp, for the size check to refuse.
+        assert_eq!(parse_mem("-1").unwrap(), u64::MAX << 20);
         assert_eq!(
-            parse_mem("3").unwrap(),
-            (2 << 20, Some("adjusting memory to 2097152 bytes".into()))
+            parse_mem("99999999999999999999").unwrap(),
+            u64::MAX >> 1 << 20
         );
-        assert_eq!(parse_mem("1").unwrap().0, 2 << 20);
-        assert_eq!(parse_mem("4097").unwrap().0, 4 << 30);
-        for bad in ["0", "x", "", "12x"] {
+        // 2^44 MiB is 2^64 bytes: 0 once shifted, as are 0 and no number.
+        for bad in ["0", "x", "", "-", "17592186044416", "-17592186044416", "-0"] {
             assert_eq!(
                 parse_mem(bad).unwrap_err().to_string(),
-                "Malformed argument to --mem"
+                "Malformed argument to --mem",
+                "{bad:?}"
             );
         }
-        assert!(parse_mem("4098")
-            .unwrap_err()
-            .to_string()
-            .contains("exceeds the max size 4294967296 bytes"));
-        assert!(parse_mem("-1")
-            .unwrap_err()
-            .to_string()
-            .contains("exceeds the max size"));
-        assert!(parse_mem("99999999999999999")
-            .unwrap_err()
-            .to_string()
-            .contains("exceeds the max size"));
+    }
+
+    #[test]
+    fn the_last_mem_option_counts() {
+        let mut core = Core::new(Arc::new(Console::captured()));
+        let mut manifest = Manifest {
+            entries: vec![hvt_abi::manifest::MftEntry::RESERVED_FIRST],
+        };
+        assert!(core.parse_option("--mem=9999", &mut manifest).unwrap());
+        assert!(core.parse_option("--mem=64", &mut manifest).unwrap());
+        assert_eq!(core.guest_memory(), Some(64 << 20));
+        assert!(!core.parse_option("--memory=1", &mut manifest).unwrap());
     }
 }

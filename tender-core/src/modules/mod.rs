@@ -8,6 +8,7 @@ pub mod block;
 pub mod clock;
 pub mod core;
 pub mod net;
+pub mod scan;
 
 use std::sync::Arc;
 
@@ -60,11 +61,10 @@ pub fn named_option<'a>(option: &'a str, prefix: &str) -> Option<(&'a str, &'a s
 /// module's `reason` if it gives one, then ``Invalid option: `OPTION'``;
 /// the usage text follows.
 pub fn invalid_option(option: &str, reason: Option<String>) -> Error {
-    let invalid = format!("Invalid option: `{option}'");
-    Error::Usage(match reason {
-        Some(reason) => format!("{reason}\n{invalid}"),
-        None => invalid,
-    })
+    Error::InvalidOption {
+        option: option.into(),
+        why: reason,
+    }
 }
 
 /// A device name must be 1-67 characters of `[A-Za-z0-9]` (§4.5).

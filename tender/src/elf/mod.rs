@@ -9,4 +9,4 @@ mod notes;
 
 pub use header::{ElfFile, ProgramHeader, PT_LOAD, PT_NOTE};
 pub use load::{load_segments, LoadedImage};
-pub use notes::{find_abi_note, find_manifest_note, is_unprivileged};
+pub use notes::{find_abi_note, find_manifest_note, is_unprivileged, read_manifest};

@@ -12,6 +12,7 @@ use tender_core::stats::Counter;
 use tender_core::vm::{ExitAction, Vcpu, VmExit};
 
 use super::vcpu::KvmVcpu;
+use super::vm::kvm_error;
 use crate::arch::x86_64::Privilege;
 
 /// How a run ends when the tender itself does not fail.
@@ -92,7 +93,7 @@ pub fn run(
                     rip(vcpu)
                 )))
             }
-            Err(e) => return Err(Error::Kvm(format!("KVM_RUN failed: {e}"))),
+            Err(e) => return Err(kvm_error("ioctl (RUN)", e)),
         };
         modules.guest_exit()?;
         let exit = match exit {
@@ -161,8 +162,8 @@ fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<S
         // A write to a page the host maps read-only (guest text or rodata)
         // surfaces as MMIO on shadow-paging KVM: the same guest fault as
         // EFAULT on hardware KVM (§11).
-        VmExit::Mmio { gpa, .. } => Error::Kvm(format!(
-            "host/guest translation fault: rip=0x{:x}, gpa=0x{gpa:x}",
+        VmExit::Mmio { .. } => Error::Kvm(format!(
+            "host/guest translation fault: rip=0x{:x}",
             rip(vcpu)
         )),
         VmExit::Shutdown if privilege == Privilege::User => {

@@ -90,7 +90,7 @@ impl Vcpu for KvmVcpu {
         let read = self
             .fd
             .get_msrs(&mut msrs)
-            .map_err(|e| kvm_error("KVM_GET_MSRS failed", e))?;
+            .map_err(|e| kvm_error("ioctl (GET_MSRS)", e))?;
         match msrs.as_slice().first() {
             Some(entry) if read == 1 => Ok(entry.data),
             _ => Err(tender_core::error::Error::Kvm(
@@ -103,7 +103,7 @@ impl Vcpu for KvmVcpu {
         let r = self
             .fd
             .get_regs()
-            .map_err(|e| kvm_error("KVM_GET_REGS failed", e))?;
+            .map_err(|e| kvm_error("ioctl (GET_REGS)", e))?;
         Ok(Registers {
             rax: r.rax,
             rbx: r.rbx,
@@ -149,14 +149,14 @@ impl Vcpu for KvmVcpu {
         };
         self.fd
             .set_regs(&regs)
-            .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
+            .map_err(|e| kvm_error("ioctl (SET_REGS)", e))
     }
 
     fn special_registers(&self) -> Result<SpecialRegisters> {
         let s = self
             .fd
             .get_sregs()
-            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+            .map_err(|e| kvm_error("ioctl (GET_SREGS)", e))?;
         Ok(SpecialRegisters {
             cs: segment_from_kvm(&s.cs),
             ds: segment_from_kvm(&s.ds),
@@ -183,7 +183,7 @@ impl Vcpu for KvmVcpu {
         let mut s: kvm_sregs = self
             .fd
             .get_sregs()
-            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+            .map_err(|e| kvm_error("ioctl (GET_SREGS)", e))?;
         s.cs = segment_to_kvm(&r.cs);
         s.ds = segment_to_kvm(&r.ds);
         s.es = segment_to_kvm(&r.es);
@@ -202,7 +202,7 @@ impl Vcpu for KvmVcpu {
         s.efer = r.efer;
         self.fd
             .set_sregs(&s)
-            .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))
+            .map_err(|e| kvm_error("ioctl (SET_SREGS)", e))
     }
 
     fn set_debug(&mut self, control: &DebugControl) -> Result<()> {
@@ -230,7 +230,7 @@ impl Vcpu for KvmVcpu {
         }
         self.fd
             .set_guest_debug(&debug)
-            .map_err(|e| kvm_error("KVM_SET_GUEST_DEBUG failed", e))
+            .map_err(|e| kvm_error("ioctl (SET_GUEST_DEBUG)", e))
     }
 }
 

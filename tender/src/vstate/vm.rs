@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hvt_abi::layout::CR4_FSGSBASE;
 use kvm_bindings::{kvm_sregs, kvm_userspace_memory_region, KVM_MEM_READONLY};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
-use tender_core::error::{Error, Result};
+use tender_core::error::{errno_text, Error, Result};
 use tender_core::memory::GuestRam;
 use tender_core::vm::{Extension, VmOps};
 use vm_memory::{GuestMemoryRegion, GuestRegionMmap};
@@ -27,19 +27,27 @@ pub struct Vm {
     extra_regions: Vec<Arc<GuestRegionMmap>>,
 }
 
-pub fn kvm_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Kvm(format!("{what}: {e}"))
+/// "KVM: WHAT failed: <strerror>", as upstream words a failed ioctl
+/// (WHAT is "ioctl (NAME)").
+pub fn kvm_error(what: &str, e: vmm_sys_util::errno::Error) -> Error {
+    Error::Kvm(format!("{what} failed: {}", errno_text(e.errno())))
 }
 
 impl Vm {
     /// Opens /dev/kvm, checks what the tender needs, and creates the VM with
     /// `ram` as slot 0 at GPA 0 and one vCPU.
     pub fn new(ram: &GuestRam) -> Result<Vm> {
-        let kvm = Kvm::new().map_err(|e| kvm_error("could not open /dev/kvm", e))?;
+        let kvm = Kvm::new().map_err(|e| {
+            Error::Other(format!(
+                "Could not open: /dev/kvm: {}",
+                errno_text(e.errno())
+            ))
+        })?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
             return Err(Error::Kvm(format!(
-                "API version is {version}, {KVM_API_VERSION} required"
+                "API version is {version}, {} requires version {KVM_API_VERSION}",
+                String::from_utf8_lossy(tender_core::diag::program_name())
             )));
         }
         for (cap, name) in [
@@ -47,12 +55,12 @@ impl Vm {
             (Cap::GetTscKhz, "KVM_CAP_GET_TSC_KHZ"),
         ] {
             if !kvm.check_extension(cap) {
-                return Err(Error::Kvm(format!("extension {name} is required")));
+                return Err(Error::Kvm(format!("host does not support {name}")));
             }
         }
         let fd = kvm
             .create_vm()
-            .map_err(|e| kvm_error("KVM_CREATE_VM failed", e))?;
+            .map_err(|e| kvm_error("ioctl (CREATE_VM)", e))?;
         let (host, size) = ram.host_mapping();
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -64,10 +72,10 @@ impl Vm {
         // SAFETY: the region is our own mapping, which outlives the VM (the
         // caller keeps `ram` alive for as long as the VM runs).
         unsafe { fd.set_user_memory_region(region) }
-            .map_err(|e| kvm_error("KVM_SET_USER_MEMORY_REGION failed", e))?;
+            .map_err(|e| kvm_error("ioctl (SET_USER_MEMORY_REGION)", e))?;
         let vcpu = fd
             .create_vcpu(0)
-            .map_err(|e| kvm_error("KVM_CREATE_VCPU failed", e))?;
+            .map_err(|e| kvm_error("ioctl (CREATE_VCPU)", e))?;
         Ok(Vm {
             kvm: Some(kvm),
             fd,
@@ -89,7 +97,7 @@ impl Vm {
             Err(e) if e.errno() == libc::EIO => {
                 Err(Error::Kvm("host TSC is unstable, cannot continue".into()))
             }
-            Err(e) => Err(kvm_error("KVM_GET_TSC_KHZ failed", e)),
+            Err(e) => Err(kvm_error("ioctl (KVM_GET_TSC_KHZ)", e)),
         }
     }
 
@@ -110,7 +118,7 @@ impl Vm {
         cpuid::passthrough(kvm, vcpu)?;
         let sregs = vcpu
             .get_sregs()
-            .map_err(|e| kvm_error("KVM_GET_SREGS failed", e))?;
+            .map_err(|e| kvm_error("ioctl (GET_SREGS)", e))?;
         let initial = regs::initial_sregs(sregs, privilege);
         // A CPL 3 guest sets its thread pointer with `wrfsbase` (the C API's
         // solo5_set_tls_base), allowed once CR4.FSGSBASE is set. KVM refuses
@@ -122,10 +130,10 @@ impl Vm {
         };
         if privilege != Privilege::User || vcpu.set_sregs(&with_fsgsbase).is_err() {
             vcpu.set_sregs(&initial)
-                .map_err(|e| kvm_error("KVM_SET_SREGS failed", e))?;
+                .map_err(|e| kvm_error("ioctl (SET_SREGS)", e))?;
         }
         vcpu.set_regs(&regs::initial_regs(entry, ram.visible_size(), privilege))
-            .map_err(|e| kvm_error("KVM_SET_REGS failed", e))
+            .map_err(|e| kvm_error("ioctl (SET_REGS)", e))
     }
 }
 
@@ -143,7 +151,7 @@ impl VmOps for Vm {
     fn register_ioevent(&mut self, eventfd: &EventFd, port: u16, datamatch: u32) -> Result<()> {
         self.fd
             .register_ioevent(eventfd, &IoEventAddress::Pio(u64::from(port)), datamatch)
-            .map_err(|e| kvm_error("KVM_IOEVENTFD failed", e))
+            .map_err(|e| kvm_error("ioctl (IOEVENTFD)", e))
     }
 
     fn add_memory_region(&mut self, region: Arc<GuestRegionMmap>, read_only: bool) -> Result<()> {
@@ -152,7 +160,7 @@ impl VmOps for Vm {
             .map_err(|_| Error::Kvm("too many memory regions".into()))?;
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
-            .map_err(|e| kvm_error("memory region has no host mapping", e))?;
+            .map_err(|e| Error::Kvm(format!("memory region has no host mapping: {e}")))?;
         let kvm_region = kvm_userspace_memory_region {
             slot,
             flags: if read_only { KVM_MEM_READONLY } else { 0 },
@@ -163,7 +171,7 @@ impl VmOps for Vm {
         // SAFETY: the region is mapped for as long as the VM exists: the VM
         // keeps an `Arc` of it in `extra_regions`.
         unsafe { self.fd.set_user_memory_region(kvm_region) }
-            .map_err(|e| kvm_error("KVM_SET_USER_MEMORY_REGION failed", e))?;
+            .map_err(|e| kvm_error("ioctl (SET_USER_MEMORY_REGION)", e))?;
         self.extra_regions.push(region);
         Ok(())
     }

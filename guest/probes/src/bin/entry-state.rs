@@ -39,12 +39,25 @@ fn main(start: &StartInfo) -> i32 {
         );
     }
     println!("cmdline={}", start.cmdline);
+    cmdline_bytes(info.cmdline);
     println!("heap_start=0x{:x}", start.heap_start);
     low_memory(info.cmdline);
     if start::entry_registers()[17] & 3 == 0 {
         control_registers();
     }
     0
+}
+
+/// The command line as the tender wrote it, in hex: bytes that are not
+/// UTF-8 too (the bindings hand the application an empty line then).
+fn cmdline_bytes(cmdline: u64) {
+    // SAFETY: the tender wrote a NUL-terminated command line there.
+    let bytes = unsafe { core::ffi::CStr::from_ptr(cmdline as *const core::ffi::c_char) };
+    print!("cmdline.hex=");
+    for byte in bytes.to_bytes() {
+        print!("{byte:02x}");
+    }
+    println!();
 }
 
 /// What low memory holds apart from the boot info, manifest and command

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use hvt_abi::manifest::{MftBlockBasic, MFT_BLOCK_READ_ONLY, MFT_DEV_BLOCK_BASIC};
 
-use super::{invalid_option, named_option, only_device, valid_device_name};
+use super::{invalid_option, named_option, only_device, scan, valid_device_name};
 use crate::devices::disk::{BlockBackend, FileDisk};
 use crate::devices::exit_sync;
 use crate::error::{Error, Result};
@@ -66,20 +66,17 @@ impl Block {
     }
 }
 
-/// `N` of `--block-sector-size:NAME=N`: a power of two of at least 512
-/// that fits the manifest's 16 bits. Not a number: upstream's bare
-/// "Invalid option"; any other number: its reason first.
+/// `N` of `--block-sector-size:NAME=N`, read as upstream's `%hu` reads it
+/// (a number at the start, cut to 16 bits): a power of two of at least 512.
 fn parse_block_size(option: &str, value: &str) -> Result<u16> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid_option(option, None));
-    }
-    match value.parse::<u16>() {
-        Ok(size) if size >= 512 && size.is_power_of_two() => Ok(size),
-        _ => Err(invalid_option(
+    let size = scan::unsigned_short(value).ok_or_else(|| invalid_option(option, None))?;
+    if size < 512 || !size.is_power_of_two() {
+        return Err(invalid_option(
             option,
             Some("Block size must be a multiple of 2 greater than or equal 512".into()),
-        )),
+        ));
     }
+    Ok(size)
 }
 
 impl Module for Block {
@@ -88,10 +85,10 @@ impl Module for Block {
     }
 
     fn usage(&self) -> &'static str {
-        "  [ --block:NAME=PATH ] (attach block device/file at PATH as block storage NAME)\n  \
+        "    --block:NAME=PATH (attach block device/file at PATH as block storage NAME)\n  \
+         [ --block-sector-size:NAME=SECTORSIZE ] (set sector size for block device NAME; \
+         must be a power of two greater than or equal 512)\n  \
          [ --block-ro:NAME=PATH ] (attach it read-only: the guest's writes fail, the file is not changed)\n  \
-         [ --block-sector-size:NAME=N ] (set sector size for block storage NAME; \
-         a power of two of at least 512)\n  \
          [ --block=PATH ] (when the manifest declares one block device)\n"
     }
 
@@ -115,8 +112,9 @@ impl Module for Block {
         } else {
             return Ok(false);
         };
-        // Upstream's order: the option's syntax (the size's value
-        // included), then the device's name in the manifest.
+        // As upstream: a name that is not 1-67 of [A-Za-z0-9], or no value,
+        // is a malformed option; the sector size is checked before the
+        // name is looked up.
         if !valid_device_name(&name) || value.is_empty() {
             return Err(invalid_option(option, None));
         }
@@ -208,7 +206,7 @@ impl Module for Block {
         // The back-ends stay open: a confined tender closes nothing.
         for backend in &self.attached {
             if let Err(e) = backend.sync() {
-                eprintln!("tender: {}: fdatasync failed: {e}", backend.name());
+                crate::diag::warn(format!("{}: fdatasync failed: {e}", backend.name()));
             }
             if let Some(fd) = backend.sync_fd() {
                 exit_sync::unregister(fd);
@@ -243,55 +241,50 @@ mod tests {
 
     #[test]
     fn option_errors_are_upstreams() {
-        const SIZE: &str = "Block size must be a multiple of 2 greater than or equal 512";
-        for (option, reason) in [
-            (
-                "--block:eth=x",
-                Some("Resource not declared in manifest: 'eth'"),
-            ),
-            (
-                "--block-sector-size:nosuch=512",
-                Some("Resource not declared in manifest: 'nosuch'"),
-            ),
-            // The size is checked before the name, as upstream does.
-            ("--block-sector-size:nosuch=1000", Some(SIZE)),
-            ("--block-sector-size:disk=1000", Some(SIZE)),
-            ("--block-sector-size:disk=256", Some(SIZE)),
-            ("--block-sector-size:disk=65536", Some(SIZE)),
-            ("--block-sector-size:disk=70000", Some(SIZE)),
-            ("--block-sector-size:disk=x4", None),
-            ("--block:disk=", None),
-            ("--block:di-sk=x", None),
-            ("--block:=x", None),
-        ] {
-            let invalid = format!("Invalid option: `{option}'");
-            let expected = match reason {
-                Some(reason) => format!("{reason}\n{invalid}"),
-                None => invalid,
-            };
-            let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
-            let err = block.parse_option(option, &mut manifest()).unwrap_err();
-            assert_eq!(err.to_string(), expected, "{option}");
-            assert!(err.shows_usage(), "{option}");
-        }
-        // Ours: its own message, then the usage.
-        let mut two = manifest();
-        two.entries
-            .push(MftEntry::new("disk2", MFT_DEV_BLOCK_BASIC));
-        let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
-        let err = block.parse_option("--block=x", &mut two).unwrap_err();
+        let invalid = |option: &str| format!("Invalid option: `{option}'");
+        let size = "Block size must be a multiple of 2 greater than or equal 512";
         assert_eq!(
-            err.to_string(),
-            "--block=PATH needs exactly one block device in the manifest"
+            refused("--block:eth=x"),
+            format!(
+                "Resource not declared in manifest: 'eth'\n{}",
+                invalid("--block:eth=x")
+            )
         );
-        assert!(err.shows_usage());
-        // An image that cannot be opened: the device's own error, no usage.
+        // The size is checked before the name is looked up.
+        for option in [
+            "--block-sector-size:disk=1000",
+            "--block-sector-size:disk=256",
+            "--block-sector-size:eth=256",
+            // %hu keeps the low 16 bits: 0.
+            "--block-sector-size:disk=65536",
+        ] {
+            assert_eq!(refused(option), format!("{size}\n{}", invalid(option)));
+        }
+        // What upstream's sscanf does not match: no warning.
+        for option in [
+            "--block-sector-size:disk=x4",
+            "--block-sector-size:disk=",
+            "--block:disk=",
+            "--block:=x",
+            "--block:di-sk=x",
+            "--block-ro:disk=",
+        ] {
+            assert_eq!(refused(option), invalid(option));
+        }
         assert_eq!(refused("--block:disk=x"), "no");
         let mut block = Block::new(Box::new(|_, _| Err(Error::Device("no".into()))));
         assert!(!block.parse_option("--net:eth=x", &mut manifest()).unwrap());
-        assert!(block
-            .parse_option("--block-sector-size:disk=32768", &mut manifest())
-            .unwrap());
+        for option in [
+            "--block-sector-size:disk=32768",
+            "--block-sector-size:disk=4096x",
+            "--block-sector-size:disk= 512",
+            "--block-sector-size:disk=66048",
+        ] {
+            assert!(
+                block.parse_option(option, &mut manifest()).unwrap(),
+                "{option}"
+            );
+        }
     }
 
     #[test]

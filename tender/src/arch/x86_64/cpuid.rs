@@ -17,7 +17,9 @@
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use tender_core::error::{Error, Result};
+use tender_core::error::Result;
+
+use crate::vstate::vm::kvm_error;
 
 /// Upstream asks KVM for at most this many entries.
 const MAX_CPUID_ENTRIES: usize = 100;
@@ -26,7 +28,7 @@ const MAX_CPUID_ENTRIES: usize = 100;
 pub fn passthrough(kvm: &Kvm, vcpu: &VcpuFd) -> Result<()> {
     let cpuid = supported(kvm)?;
     vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| Error::Kvm(format!("KVM_SET_CPUID2 failed: {e}")))
+        .map_err(|e| kvm_error("ioctl (SET_CPUID2)", e))
 }
 
 /// What KVM supports: from the cache when it is current, else from KVM
@@ -43,7 +45,7 @@ fn supported(kvm: &Kvm) -> Result<CpuId> {
     }
     let cpuid = kvm
         .get_supported_cpuid(MAX_CPUID_ENTRIES)
-        .map_err(|e| Error::Kvm(format!("KVM_GET_SUPPORTED_CPUID failed: {e}")))?;
+        .map_err(|e| kvm_error("ioctl (GET_SUPPORTED_CPUID)", e))?;
     if let (Some(dir), Some(key)) = (&dir, &key) {
         cache::store(dir, key, cpuid.as_slice());
     }
