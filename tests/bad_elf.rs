@@ -930,7 +930,7 @@ fn added_device_is_declared_but_not_attached() {
         &["--mem=2"],
         plain(
             "Device 'eth0' of type NET_BASIC declared but not attached.\n\
-             tender: All declared devices must be attached. See --help for syntax.",
+             All declared devices must be attached. See --help for syntax.",
         ),
     );
 }

@@ -117,10 +117,17 @@ pub fn check_attached(manifest: &[MftEntry], taps: &[(String, String)]) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// Ends the process as the tender does on an error: one line on stderr,
-/// exit 1.
+/// Ends the process as the tender does on an error: the message on stderr,
+/// each of its lines under the tender's name, exit 1.
 fn fail(message: &str) -> ! {
-    finish_with(|| eprintln!("tender: {message}"), TENDER_ERROR_EXIT)
+    finish_with(
+        || {
+            for line in message.lines() {
+                eprintln!("tender: {line}");
+            }
+        },
+        TENDER_ERROR_EXIT,
+    )
 }
 
 /// Stops the mock tender (its modules halt as the tender's do at exit),

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use vm_memory::VolatileSlice;
 
-use super::tap::error_text;
+use crate::error::os_error_text;
 use crate::error::{Error, Result};
 
 /// One block device's storage.
@@ -88,7 +88,7 @@ impl FileDisk {
             .map_err(|e| {
                 Error::Device(format!(
                     "Could not open block device: {path}: {}",
-                    error_text(&e)
+                    os_error_text(&e)
                 ))
             })?;
         lock(&file, read_only).map_err(|e| {
@@ -99,14 +99,14 @@ impl FileDisk {
                     "it is in use by another process".to_owned()
                 }
             } else {
-                error_text(&e)
+                os_error_text(&e)
             };
             Error::Device(format!("Could not lock block device: {path}: {why}"))
         })?;
         let capacity = (&file).seek(SeekFrom::End(0)).map_err(|e| {
             Error::Device(format!(
                 "{path}: Could not determine capacity: {}",
-                error_text(&e)
+                os_error_text(&e)
             ))
         })?;
         Ok(FileDisk {

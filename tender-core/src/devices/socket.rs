@@ -20,7 +20,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use vm_memory::{ReadVolatile, VolatileSlice};
 
 use super::frame::{peer_gone, FrameBackend, Readiness};
-use super::tap::{check, error_text, volatile_error};
+use super::tap::{check, volatile_error};
+use crate::error::os_error_text;
 use crate::sandbox::Allowlist;
 
 /// The MTU of a socket device, without the 14-byte Ethernet header: the
@@ -176,7 +177,7 @@ impl FrameBackend for FrameSocket {
             Some(libc::EPIPE | libc::ECONNREFUSED | libc::ECONNRESET | libc::ENOTCONN) => {
                 Err(peer_gone(&format!(
                     "{} (the socket's other end is closed)",
-                    error_text(&err)
+                    os_error_text(&err)
                 )))
             }
             _ => Err(err),

@@ -34,16 +34,6 @@ pub struct Tap {
     mtu: u16,
 }
 
-/// `strerror` text of an I/O error, without Rust's " (os error N)" suffix,
-/// as upstream prints it.
-pub fn error_text(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.rsplit_once(" (os error ") {
-        Some((message, _)) if err.raw_os_error().is_some() => message.to_owned(),
-        _ => text,
-    }
-}
-
 fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
@@ -331,13 +321,6 @@ impl AsRawFd for Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_text_is_the_strerror_text() {
-        assert_eq!(error_text(&errno(libc::ENODEV)), "No such device");
-        assert_eq!(error_text(&errno(libc::ENETDOWN)), "Network is down");
-        assert_eq!(error_text(&io::Error::other("plain")), "plain");
-    }
 
     #[test]
     fn names_must_fit_ifnamsiz() {

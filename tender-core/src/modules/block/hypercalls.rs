@@ -9,7 +9,7 @@ use hvt_abi::hypercall::{nr, result, BlockIo};
 
 use super::Backends;
 use crate::devices::disk::BlockBackend;
-use crate::devices::tap::error_text;
+use crate::error::os_error_text;
 use crate::error::{Error, Result};
 use crate::hypercall::{Action, Fault, HypercallResult, Hypercalls};
 use crate::memory::GuestRam;
@@ -70,7 +70,7 @@ fn block_write(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult
                 Err(e) => {
                     return Err(fatal(format!(
                         "Fatal error when writing: {}",
-                        error_text(&e)
+                        os_error_text(&e)
                     )))
                 }
             }
@@ -98,7 +98,7 @@ fn block_read(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult 
                 Err(e) => {
                     return Err(fatal(format!(
                         "Fatal error when reading: {}",
-                        error_text(&e)
+                        os_error_text(&e)
                     )))
                 }
             }

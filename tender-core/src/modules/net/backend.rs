@@ -79,7 +79,7 @@ fn open_descriptor(fd: RawFd) -> io::Result<Arc<dyn FrameBackend>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tap::error_text;
+    use crate::error::os_error_text;
     use std::os::fd::AsRawFd;
 
     #[test]
@@ -103,7 +103,7 @@ mod tests {
     fn refused(value: &str) -> String {
         match open_host(value) {
             Ok(backend) => panic!("{value} accepted as {}", backend.name()),
-            Err(e) => error_text(&e),
+            Err(e) => os_error_text(&e),
         }
     }
 

@@ -9,7 +9,7 @@ use hvt_abi::hypercall::{nr, result, NetIo};
 
 use super::Backends;
 use crate::devices::frame::FrameBackend;
-use crate::devices::tap::error_text;
+use crate::error::os_error_text;
 use crate::error::{Error, Result};
 use crate::hypercall::{Action, Fault, HypercallResult, Hypercalls};
 use crate::memory::GuestRam;
@@ -59,7 +59,7 @@ fn net_write(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
                     return Err(Fault::Fatal(Error::Device(format!(
                         "Fatal error when writing to {}: {}",
                         device.name(),
-                        error_text(&e)
+                        os_error_text(&e)
                     ))))
                 }
             }
@@ -96,7 +96,7 @@ fn net_read(backends: &Backends, ram: &GuestRam, gpa: u64) -> HypercallResult {
                     return Err(Fault::Fatal(Error::Device(format!(
                         "Fatal error when reading from {}: {}",
                         device.name(),
-                        error_text(&e)
+                        os_error_text(&e)
                     ))))
                 }
             }

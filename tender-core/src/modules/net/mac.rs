@@ -6,18 +6,31 @@ use std::io;
 /// An Ethernet address.
 pub type Mac = [u8; 6];
 
-/// Parses `xx:xx:xx:xx:xx:xx` (six groups of one or two hex digits).
+/// Reads `xx:xx:xx:xx:xx:xx` as upstream's `sscanf("%02hhx:...")` reads
+/// it: six groups of one or two hex digits (white space before each
+/// allowed), separated by colons; whatever follows the sixth is ignored.
 pub fn parse_mac(text: &str) -> Option<Mac> {
     let mut mac = [0u8; 6];
-    let mut groups = text.split(':');
-    for byte in &mut mac {
-        let group = groups.next()?;
-        if !(1..=2).contains(&group.len()) || !group.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let mut rest = text.as_bytes();
+    for (i, byte) in mac.iter_mut().enumerate() {
+        if i > 0 {
+            rest = rest.strip_prefix(b":")?;
+        }
+        let start = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        rest = &rest[start..];
+        let digits = rest
+            .iter()
+            .take(2)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        if digits == 0 {
             return None;
         }
+        let group = std::str::from_utf8(&rest[..digits]).ok()?;
         *byte = u8::from_str_radix(group, 16).ok()?;
+        rest = &rest[digits..];
     }
-    groups.next().is_none().then_some(mac)
+    Some(mac)
 }
 
 /// `mac` with the multicast bit cleared and the locally-administered bit
@@ -67,16 +80,19 @@ mod tests {
             Some([0x02, 0xaa, 0xbb, 0x0c, 0xdd, 0xee])
         );
         assert_eq!(parse_mac("2:0:0:0:0:1"), Some([2, 0, 0, 0, 0, 1]));
+        // As sscanf: white space before a group, anything after the sixth.
+        let one = Some([2, 0, 0, 0, 0, 1]);
+        assert_eq!(parse_mac(" 02: 00:00:00:00:01"), one);
+        assert_eq!(parse_mac("02:00:00:00:00:01 "), one);
+        assert_eq!(parse_mac("02:00:00:00:00:01:07"), one);
+        assert_eq!(parse_mac("02:00:00:00:00:012"), one);
         for bad in [
             "",
             "02:00:00:00:00",
-            "02:00:00:00:00:00:00",
             "02:00:00:00:00:",
-            "02:00:00:00:00:001",
-            "02:00:00:00:00:0g",
+            "02:00:00:00:00:g0",
             "02-00-00-00-00-01",
-            " 02:00:00:00:00:01",
-            "02:00:00:00:00:01 ",
+            "020:00:00:00:00:01",
             "+2:00:00:00:00:01",
             "020000000001",
         ] {

@@ -41,7 +41,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 
 use super::Backends;
 use crate::devices::frame::{is_peer_gone, FrameBackend, Readiness};
-use crate::devices::tap::error_text;
+use crate::error::os_error_text;
 use crate::error::{Error, FatalHandler, Result};
 use crate::memory::{GuestRam, InvalidAccess};
 use crate::module::{Reservation, SetupContext};
@@ -592,7 +592,7 @@ impl Shared {
             Err(e) => Err(Error::Device(format!(
                 "Fatal error when writing to {} (ring): {}",
                 device.name(),
-                error_text(&e)
+                os_error_text(&e)
             ))),
         }
     }
@@ -625,7 +625,7 @@ impl Shared {
                         return Err(Error::Device(format!(
                             "Fatal error when reading from {} (ring): {}",
                             device.name(),
-                            error_text(&e)
+                            os_error_text(&e)
                         )))
                     }
                     Err(_) => (result::EINVAL, 0),
