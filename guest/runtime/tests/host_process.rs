@@ -118,8 +118,8 @@ fn a_declared_network_device_needs_its_variable() {
     assert_eq!(
         out.stderr,
         "tender: Device 'service' of type NET_BASIC declared but not attached.\n\
-         All declared devices must be attached. See --help for syntax.\n\
-         A host process attaches network device NAME to a tap with HVT_NET_NAME=TAP \
+         tender: All declared devices must be attached. See --help for syntax.\n\
+         tender: A host process attaches network device NAME to a tap with HVT_NET_NAME=TAP \
          (e.g. HVT_NET_service=tap0).\n"
     );
     let out: Run = Command::new(NET_PROBE)
