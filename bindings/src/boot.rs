@@ -6,7 +6,9 @@ use hvt_abi::manifest::{MftEntry, MftHeader};
 /// Handed to the application's entry point.
 #[derive(Debug, Clone, Copy)]
 pub struct StartInfo {
-    /// The command line with the `--solo5:` log options removed.
+    /// The command line with the `--solo5:` log options removed; empty if
+    /// the rest is not UTF-8 (upstream passes the tender's arguments as
+    /// bytes; Solo5's C API, `guest/solo5-c`, hands them over as they are).
     pub cmdline: &'static str,
     /// First free byte after the image, 4 KiB aligned.
     pub heap_start: usize,

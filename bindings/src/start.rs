@@ -3,7 +3,7 @@
 
 use hvt_abi::boot::BootInfo;
 
-use crate::cmdline::{strip_log_options, LogLevel};
+use crate::cmdline::{strip_log_options_bytes, LogLevel};
 use crate::{boot, clock, console, exit, StartInfo};
 
 /// Registers exactly as the tender left them at the first instruction:
@@ -81,7 +81,11 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
     // of a large image may lie beyond the end of guest memory.
     // SAFETY: the tender wrote a NUL-terminated command line at `cmdline`.
     let raw = unsafe { core::ffi::CStr::from_ptr(info.cmdline as *const core::ffi::c_char) };
-    let (level, cmdline) = strip_log_options(raw.to_str().unwrap_or(""));
+    // The log options count whatever follows them; a rest that is not
+    // UTF-8 reaches a Rust application as an empty line (the C API hands
+    // over the bytes).
+    let (level, rest) = strip_log_options_bytes(raw.to_bytes());
+    let cmdline = core::str::from_utf8(rest).unwrap_or("");
     console::set_log_level(level);
     let heap_start = (core::ptr::addr_of!(_end) as usize + 0xFFF) & !0xFFF;
     let mem_size = usize::try_from(info.mem_size).unwrap_or(usize::MAX);
