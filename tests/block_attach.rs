@@ -33,6 +33,20 @@ where
     run
 }
 
+/// `blockhold` run with `options` ends with 0 and prints what it was `told`
+/// of its device.
+fn assert_told(options: &[String], told: &str) {
+    let mut args = options.to_vec();
+    args.push(blockhold());
+    let run = tender(&args);
+    assert_eq!(run.code, 0, "{options:?}: {}", run.output());
+    assert!(
+        run.stdout.contains(&format!("blockhold: {told}\n")),
+        "{options:?}: {}",
+        run.output()
+    );
+}
+
 #[test]
 fn the_guest_is_told_capacity_block_size_and_read_only() {
     let image = write_image("attach", "disk.img", &[0u8; 64 << 10]);
@@ -57,15 +71,7 @@ fn the_guest_is_told_capacity_block_size_and_read_only() {
             "capacity 65536 block size 512 read-only true",
         ),
     ] {
-        let mut args = options.clone();
-        args.push(blockhold());
-        let run = tender(&args);
-        assert_eq!(run.code, 0, "{options:?}: {}", run.output());
-        assert!(
-            run.stdout.contains(&format!("blockhold: {told}\n")),
-            "{options:?}: {}",
-            run.stdout
-        );
+        assert_told(&options, told);
     }
 }
 
@@ -188,15 +194,7 @@ fn the_last_block_option_for_a_device_wins() {
             "capacity 8192 block size 2048 read-only true",
         ),
     ] {
-        let mut args = options.clone();
-        args.push(blockhold());
-        let run = tender(&args);
-        assert_eq!(run.code, 0, "{options:?}: {}", run.output());
-        assert!(
-            run.stdout.contains(&format!("blockhold: {told}\n")),
-            "{options:?}: {}",
-            run.output()
-        );
+        assert_told(&options, told);
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::{guest, scratch, tender, tender_bin, Run};
+use common::{guest, scratch, tender, tender_bin, ConsoleFifo, Run};
 use hvt_abi::layout::{CMDLINE_SIZE, MAX_MEM_SIZE};
 use hvt_abi::note::HVT_ABI_VERSION;
 
@@ -659,68 +659,22 @@ fn block_shortcut_without_a_block_device_is_refused() {
 /// last line is the program's "Exiting on signal 15", exit 1.
 #[test]
 fn sigterm_while_the_guest_sleeps_ends_with_exiting_on_signal_15() {
-    use std::io::Read;
-    let dir = scratch("cli-sigterm");
-    let fifo = dir.join("console.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: creates a FIFO at a path we own.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    // The reader first (non-blocking open), then the writer both streams
-    // share.
-    let mut reader = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .expect("open the FIFO to read")
-    };
-    let writer = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .expect("open the FIFO to write");
+    let mut console = ConsoleFifo::new(&scratch("cli-sigterm").join("console.fifo"));
     let link = solo5_hvt_link();
-    let mut child = Command::new(&link)
-        .arg(guest("sleeper"))
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().expect("dup"))
-        .stderr(writer)
-        .spawn()
-        .expect("start the tender");
+    let mut command = Command::new(&link);
+    command.arg(guest("sleeper"));
+    let mut child = console.spawn(command);
     // The guest sleeps five times a second; stop it during the first.
-    let mut output = Vec::new();
-    let started = std::time::Instant::now();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&output).contains("yield with a past deadline") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the guest never started: {}",
-            String::from_utf8_lossy(&output)
-        );
-        match reader.read(&mut chunk) {
-            Ok(n) => output.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("read the FIFO: {e}"),
-        }
-    }
+    console.wait_for(
+        "yield with a past deadline",
+        &mut child,
+        Duration::from_secs(20),
+    );
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: signals our own child, not reaped yet.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = child.wait().expect("wait");
-    // Every writer is gone: the FIFO reads to its end.
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => output.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("read the FIFO: {e}"),
-        }
-    }
-    let output = String::from_utf8_lossy(&output).into_owned();
+    let output = console.read_to_end();
     assert_eq!(status.code(), Some(1), "{status:?}: {output}");
     assert!(status.signal().is_none());
     assert!(

@@ -241,31 +241,9 @@ fn abort_and_panic_exit_255() {
 // boundaries; here are guest stores, faults, port I/O and guests that are
 // legal but unfriendly.
 
-/// A fault with no IDT (§6.6, §12.4): at CPL 3 the tender reports the
-/// registers and exits 255; at CPL 0 KVM's triple fault is an unhandled
-/// exit, exit 1. (This project's shadow-paging KVM ends some CPL 0 faults
-/// in its instruction emulator instead: an internal error exit, §8, §11.)
+/// [`common::assert_guest_fault`], and the script did not run to its end.
 fn assert_guest_fault(run: &Run, cpl3: bool, what: &str) {
-    if cpl3 {
-        assert_eq!(run.code, exit::ABORT, "{what}: {}", run.output());
-        assert!(
-            run.stderr
-                .contains("tender: Guest fault (triple fault at CPL 3): rip=0x"),
-            "{what}: {}",
-            run.output()
-        );
-    } else {
-        assert_eq!(run.code, 1, "{what}: {}", run.output());
-        assert!(
-            run.stderr
-                .contains("tender: KVM: unhandled exit: exit_reason=0x8, rip=0x")
-                || run
-                    .stderr
-                    .contains("tender: KVM: internal error exit: suberror=0x"),
-            "{what}: {}",
-            run.output()
-        );
-    }
+    common::assert_guest_fault(run, cpl3, what);
     assert!(
         !run.stdout.contains("script done"),
         "{what}: {}",

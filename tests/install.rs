@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{is_root, repo_root, scratch, tender_bin, NetNs};
+use common::{is_root, repo_root, scratch, tender_bin, ConsoleFifo, NetNs};
 
 /// The install script run into a scratch directory with this test's
 /// tender (`TENDER=`: no nested cargo build). Returns the directory.
@@ -153,26 +152,9 @@ fn albatross_shape_pinned_on_a_fifo_stops_on_sigterm() {
     let tap = ns.add_tap(None, true, Some("10.84.0.1/24"));
     let kernel = engine_guest("albatross", "storage");
     let disk = image("storage.img", 1 << 20);
-    let fifo = scratch("install").join("console.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().expect("UTF-8 path")).expect("no NUL");
-    // SAFETY: creates a FIFO at a path this test owns.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    // The console reader first (non-blocking open), then the one writer
-    // that stdout and stderr share.
-    let mut reader = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .expect("open the FIFO to read")
-    };
-    let writer = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .expect("open the FIFO to write");
-    let mut child = ns
-        .exec("taskset")
+    let mut console = ConsoleFifo::new(&scratch("install").join("console.fifo"));
+    let mut command = ns.exec("taskset");
+    command
         .args(["-c", "0"])
         .arg(installed().join("solo5-hvt"))
         .args([
@@ -184,48 +166,15 @@ fn albatross_shape_pinned_on_a_fifo_stops_on_sigterm() {
             "--".to_owned(),
         ])
         .arg(&kernel)
-        .arg("wait")
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().expect("dup"))
-        .stderr(writer)
-        .spawn()
-        .expect("start solo5-hvt");
-    let mut output = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let started = Instant::now();
-    while !String::from_utf8_lossy(&output).contains("waiting\n") {
-        if started.elapsed() > Duration::from_secs(30) || matches!(child.try_wait(), Ok(Some(_))) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the guest never waited: {}",
-                String::from_utf8_lossy(&output)
-            );
-        }
-        match reader.read(&mut chunk) {
-            Ok(n) => output.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("read the FIFO: {e}"),
-        }
-    }
+        .arg("wait");
+    let mut child = console.spawn(command);
+    console.wait_for("waiting\n", &mut child, Duration::from_secs(30));
     // `ip netns exec` and `taskset` exec the tender: the child is it.
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: signals our own child, not reaped yet.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = child.wait().expect("wait");
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => output.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("read the FIFO: {e}"),
-        }
-    }
-    let output = String::from_utf8_lossy(&output).into_owned();
+    let output = console.read_to_end();
     assert_eq!(status.code(), Some(1), "{status:?}: {output}");
     assert!(status.signal().is_none(), "{output}");
     assert!(

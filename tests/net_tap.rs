@@ -69,26 +69,6 @@ fn assert_refused(run: &Run, message: &str) {
     );
 }
 
-/// Refused as upstream refuses a module's option: `reason`, then
-/// "Invalid option: `OPTION'", then the usage; exit 1, nothing from a guest.
-fn assert_invalid_option(run: &Run, reason: &str, option: &str) {
-    assert_no_panic(run);
-    assert_eq!(run.code, 1, "{}", run.output());
-    assert_eq!(run.stdout, "", "{}", run.output());
-    let lines: Vec<&str> = run.stderr.lines().collect();
-    assert!(lines.len() > 3, "{}", run.stderr);
-    assert_eq!(
-        lines[..2],
-        [
-            format!("tender: {reason}"),
-            format!("tender: Invalid option: `{option}'"),
-        ],
-        "{}",
-        run.stderr
-    );
-    assert!(lines[2].starts_with("usage: tender "), "{}", run.stderr);
-}
-
 /// The MACs the probe printed, in device order.
 fn macs(run: &Run) -> Vec<[u8; 6]> {
     run.stdout
@@ -451,7 +431,7 @@ fn bad_descriptors_are_refused() {
     ] {
         let option = format!("--net:service0=@{fd}");
         let run = tender([&option, &netprobe()]);
-        assert_invalid_option(
+        common::assert_invalid_option(
             &run,
             &format!("Could not attach interface: @{fd}: {reason}"),
             &option,
@@ -469,7 +449,7 @@ fn missing_interface_is_refused_and_not_created() {
     let option = format!("--net:service0={missing}");
     let run = ns.tender(["--mem=64", &option, &netprobe()]);
     // Upstream's words: it looks for the name among the interfaces.
-    assert_invalid_option(
+    common::assert_invalid_option(
         &run,
         &format!("Could not attach interface: {missing}: No such file or directory"),
         &option,
@@ -491,7 +471,7 @@ fn down_interface_is_refused() {
     let tap = ns.add_tap(None, false, None);
     let option = format!("--net:service0={tap}");
     let run = ns.tender(["--mem=64", &option, &netprobe()]);
-    assert_invalid_option(
+    common::assert_invalid_option(
         &run,
         &format!("Could not attach interface: {tap}: Network is down"),
         &option,
@@ -506,7 +486,7 @@ fn interface_that_is_not_a_tap_is_refused() {
     let ns = NetNs::new();
     ns.ip(&["link", "set", "lo", "up"]);
     let run = ns.tender(["--mem=64", "--net:service0=lo", &netprobe()]);
-    assert_invalid_option(
+    common::assert_invalid_option(
         &run,
         "Could not attach interface: lo: Invalid argument",
         "--net:service0=lo",
@@ -517,7 +497,7 @@ fn interface_that_is_not_a_tap_is_refused() {
 fn long_interface_name_is_refused() {
     let option = "--net:service0=abcdefghijklmnop";
     let run = tender([option, &netprobe()]);
-    assert_invalid_option(
+    common::assert_invalid_option(
         &run,
         "Could not attach interface: abcdefghijklmnop: File name too long",
         option,
@@ -528,7 +508,7 @@ fn long_interface_name_is_refused() {
 fn undeclared_device_is_refused() {
     for option in ["--net:nosuch=tap0", "--net-mac:nosuch=02:00:00:00:00:01"] {
         let run = tender([option, &netprobe()]);
-        assert_invalid_option(&run, "Resource not declared in manifest: 'nosuch'", option);
+        common::assert_invalid_option(&run, "Resource not declared in manifest: 'nosuch'", option);
     }
 }
 
@@ -579,7 +559,7 @@ fn the_last_of_two_options_for_a_device_wins() {
     // The same tap twice: the second attach finds it busy, as upstream's.
     let option = format!("--net:service0={tap}");
     let run = ns.tender([option.as_str(), option.as_str(), &netprobe()]);
-    assert_invalid_option(
+    common::assert_invalid_option(
         &run,
         &format!("Could not attach interface: {tap}: Device or resource busy"),
         &option,

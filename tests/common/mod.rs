@@ -553,3 +553,150 @@ impl Drop for CpuHog {
         }
     }
 }
+
+/// A fault with no IDT (§6.6, §12.4): at CPL 3 (`cpl3`) the tender reports
+/// the registers and exits 255; at CPL 0 KVM's triple fault is an unhandled
+/// exit, exit 1. (This project's shadow-paging KVM ends some CPL 0 faults
+/// in its instruction emulator instead: an internal error exit, §8, §11.)
+pub fn assert_guest_fault(run: &Run, cpl3: bool, what: &str) {
+    if cpl3 {
+        assert_eq!(
+            run.code,
+            hvt_abi::hypercall::exit::ABORT,
+            "{what}: {}",
+            run.output()
+        );
+        assert!(
+            run.stderr
+                .contains("tender: Guest fault (triple fault at CPL 3): rip=0x"),
+            "{what}: {}",
+            run.output()
+        );
+    } else {
+        assert_eq!(run.code, 1, "{what}: {}", run.output());
+        assert!(
+            run.stderr
+                .contains("tender: KVM: unhandled exit: exit_reason=0x8, rip=0x")
+                || run
+                    .stderr
+                    .contains("tender: KVM: internal error exit: suberror=0x"),
+            "{what}: {}",
+            run.output()
+        );
+    }
+}
+
+/// A FIFO that a tender's stdout and stderr share, as Albatross runs it,
+/// and the test's non-blocking end to read it.
+pub struct ConsoleFifo {
+    reader: std::fs::File,
+    writer: Option<std::fs::File>,
+    pub output: Vec<u8>,
+}
+
+impl ConsoleFifo {
+    /// Makes the FIFO at `path` and opens both ends (the reader first, so
+    /// that opening the writer does not wait).
+    pub fn new(path: &Path) -> ConsoleFifo {
+        use std::os::unix::fs::OpenOptionsExt;
+        let c_path = std::ffi::CString::new(path.to_str().expect("UTF-8 path")).expect("no NUL");
+        // SAFETY: creates a FIFO at a path the test owns.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .expect("open the FIFO to read");
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("open the FIFO to write");
+        ConsoleFifo {
+            reader,
+            writer: Some(writer),
+            output: Vec::new(),
+        }
+    }
+
+    /// Starts `command` with the FIFO as its stdout and stderr, and no
+    /// stdin. The command (and with it the writer) is dropped once started:
+    /// the FIFO ends when the child has gone.
+    pub fn spawn(&mut self, mut command: Command) -> Child {
+        let writer = self.writer.take().expect("one child per FIFO");
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(writer.try_clone().expect("dup"))
+            .stderr(writer);
+        command.spawn().expect("start the command")
+    }
+
+    /// Reads what there is; false at the end of the FIFO.
+    fn read_some(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        match self.reader.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.output.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+                true
+            }
+            Err(e) => panic!("read the FIFO: {e}"),
+        }
+    }
+
+    /// Reads until `text` has come, panicking after `limit` or if `child`
+    /// ended first (it is then killed and reaped).
+    pub fn wait_for(&mut self, text: &str, child: &mut Child, limit: Duration) {
+        let started = std::time::Instant::now();
+        while !String::from_utf8_lossy(&self.output).contains(text) {
+            if started.elapsed() > limit || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{text:?} never came: {}",
+                    String::from_utf8_lossy(&self.output)
+                );
+            }
+            self.read_some();
+        }
+    }
+
+    /// Reads to the end (every writer gone, within 30 s) and returns all
+    /// the output.
+    pub fn read_to_end(&mut self) -> String {
+        let started = std::time::Instant::now();
+        while self.read_some() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the FIFO never ended: {}",
+                String::from_utf8_lossy(&self.output)
+            );
+        }
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+/// Refused as upstream refuses a module's option: `reason`, then
+/// "Invalid option: `OPTION'", then the usage; exit 1, no panic, nothing
+/// from a guest.
+pub fn assert_invalid_option(run: &Run, reason: &str, option: &str) {
+    assert_ne!(run.code, -1, "tender was killed: {}", run.output());
+    assert!(!run.stderr.contains("panicked"), "{}", run.output());
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert_eq!(run.stdout, "", "{}", run.output());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(lines.len() > 3, "{}", run.stderr);
+    assert_eq!(
+        lines[..2],
+        [
+            format!("tender: {reason}"),
+            format!("tender: Invalid option: `{option}'"),
+        ],
+        "{}",
+        run.stderr
+    );
+    assert!(lines[2].starts_with("usage: tender "), "{}", run.stderr);
+}

@@ -9,7 +9,7 @@ use hvt_bindings::abi::manifest::MFT_DEV_BLOCK_BASIC;
 use hvt_bindings::block::{self, BlockError};
 use hvt_bindings::boot::manifest_entries;
 
-use crate::net::device_name;
+use crate::acquire::acquire_device;
 use crate::Solo5Result;
 
 /// `struct solo5_block_info`.
@@ -57,26 +57,16 @@ pub unsafe extern "C" fn solo5_block_acquire(
     handle: *mut u64,
     info: *mut Solo5BlockInfo,
 ) -> Solo5Result {
-    // SAFETY: the caller's string.
-    let Some(name) = (unsafe { device_name(name) }) else {
-        return Solo5Result::Einval;
-    };
-    if handle.is_null() || info.is_null() {
-        return Solo5Result::Einval;
-    }
-    match block::acquire(name) {
-        Ok(device) => {
-            // SAFETY: the caller's pointers, checked for null.
-            unsafe {
-                handle.write(device.handle);
-                info.write(Solo5BlockInfo {
-                    capacity: device.capacity,
-                    block_size: device.block_size,
-                });
-            }
-            Solo5Result::Ok
-        }
-        Err(error) => result(error),
+    // SAFETY: the caller's pointers, as this function's contract says.
+    unsafe {
+        acquire_device(name, handle, info, |name| {
+            let device = block::acquire(name).map_err(result)?;
+            let info = Solo5BlockInfo {
+                capacity: device.capacity,
+                block_size: device.block_size,
+            };
+            Ok((device.handle, info))
+        })
     }
 }
 

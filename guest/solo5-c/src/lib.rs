@@ -11,6 +11,7 @@
 //! here. Every pointer a C caller passes is trusted as C trusts it.
 #![no_std]
 
+mod acquire;
 mod app;
 mod block;
 mod console;

@@ -1,10 +1,11 @@
 //! Network devices: `solo5_net_acquire`, `solo5_net_write`,
 //! `solo5_net_read` (the bindings' hypercalls).
 
-use core::ffi::{c_char, CStr};
+use core::ffi::c_char;
 
 use hvt_bindings::net::{self, NetError};
 
+use crate::acquire::acquire_device;
 use crate::Solo5Result;
 
 /// `struct solo5_net_info`.
@@ -22,19 +23,6 @@ fn result(error: NetError) -> Solo5Result {
     }
 }
 
-/// A C string as the bytes of a manifest name, or None for a null pointer
-/// or a name that is not UTF-8 (no manifest has one).
-///
-/// # Safety
-/// `name` is null or a NUL-terminated string.
-pub(crate) unsafe fn device_name<'a>(name: *const c_char) -> Option<&'a str> {
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: the caller's NUL-terminated string.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
-}
-
 /// # Safety
 /// `name` is a NUL-terminated string; `handle` and `info` are writable.
 #[no_mangle]
@@ -43,26 +31,16 @@ pub unsafe extern "C" fn solo5_net_acquire(
     handle: *mut u64,
     info: *mut Solo5NetInfo,
 ) -> Solo5Result {
-    // SAFETY: the caller's string.
-    let Some(name) = (unsafe { device_name(name) }) else {
-        return Solo5Result::Einval;
-    };
-    if handle.is_null() || info.is_null() {
-        return Solo5Result::Einval;
-    }
-    match net::acquire(name) {
-        Ok(device) => {
-            // SAFETY: the caller's pointers, checked for null.
-            unsafe {
-                handle.write(device.handle);
-                info.write(Solo5NetInfo {
-                    mac_address: device.mac,
-                    mtu: usize::from(device.mtu),
-                });
-            }
-            Solo5Result::Ok
-        }
-        Err(error) => result(error),
+    // SAFETY: the caller's pointers, as this function's contract says.
+    unsafe {
+        acquire_device(name, handle, info, |name| {
+            let device = net::acquire(name).map_err(result)?;
+            let info = Solo5NetInfo {
+                mac_address: device.mac,
+                mtu: usize::from(device.mtu),
+            };
+            Ok((device.handle, info))
+        })
     }
 }
 
