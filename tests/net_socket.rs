@@ -523,6 +523,17 @@ fn descriptors_that_do_not_carry_frames_are_refused() {
         "Transport endpoint is not connected",
     );
 
+    // A connected UDP socket: an ICMP error from the network would look
+    // like a peer gone, so only Unix-domain sockets are taken.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    udp.connect("127.0.0.1:9").expect("connect UDP");
+    let udp: OwnedFd = udp.into();
+    assert_refused(
+        &refused(udp.as_raw_fd()),
+        udp.as_raw_fd(),
+        "not a Unix-domain socket (a socketpair's end)",
+    );
+
     // Not open in the tender (nothing inherits 900).
     let run: Run = Command::new("timeout")
         .arg("60")

@@ -123,7 +123,18 @@ impl Allowlist {
             index,
             values: BTreeSet::new(),
         });
-        if let Args::Value { values: set, .. } = entry {
+        if let Args::Value {
+            index: rule_index,
+            values: set,
+        } = entry
+        {
+            // One argument per system call: a second rule on another
+            // argument would be merged into the first and check the wrong
+            // one.
+            assert_eq!(
+                *rule_index, index,
+                "system call {syscall}: rules on two of its arguments"
+            );
             set.extend(values);
         }
         self

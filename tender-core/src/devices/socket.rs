@@ -1,8 +1,9 @@
 //! The socket back-end of network devices: a connected `SOCK_SEQPACKET` or
 //! `SOCK_DGRAM` socket handed to the tender as `--net:NAME=@FD`, such as
 //! one end of a socketpair whose other end a user-space network (gvproxy's
-//! datagram link, a test) holds, or a connected UDP socket. Such a socket
-//! keeps messages apart, so one message is one Ethernet frame, as one
+//! datagram link, a test) holds. Only Unix-domain sockets: over a network
+//! (UDP) an ICMP error would surface as ECONNREFUSED on a later call and end
+//! the tender, though no peer went away. Such a socket keeps messages apart, so one message is one Ethernet frame, as one
 //! `read()` or `write()` of a tap is; a `SOCK_STREAM` socket does not and is
 //! refused.
 //!
@@ -52,15 +53,26 @@ fn type_name(kind: libc::c_int) -> String {
 
 /// The type of socket `fd` (`SO_TYPE`).
 fn socket_type(fd: RawFd) -> io::Result<libc::c_int> {
+    socket_option(fd, libc::SO_TYPE)
+}
+
+/// `SO_DOMAIN` of socket `fd` (ENOTSOCK for another descriptor).
+fn socket_domain(fd: RawFd) -> io::Result<libc::c_int> {
+    socket_option(fd, libc::SO_DOMAIN)
+}
+
+/// An integer socket option of the SOL_SOCKET level.
+fn socket_option(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
     let mut kind: libc::c_int = 0;
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: SO_TYPE writes one c_int into `kind`, whose size `len` gives.
+    // SAFETY: the integer options write one c_int into `kind`, whose size
+    // `len` gives.
     check(unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_TYPE,
+            option,
             (&mut kind as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -125,6 +137,12 @@ impl FrameSocket {
                 ))
             }
         };
+        if socket_domain(raw)? != libc::AF_UNIX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a Unix-domain socket (a socketpair's end)",
+            ));
+        }
         // Frames go to the peer: a socket without one could not send any.
         check_connected(raw)?;
         // SAFETY: F_GETFL only queries the descriptor, a socket.
