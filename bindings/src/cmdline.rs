@@ -10,7 +10,8 @@ pub enum LogLevel {
     Debug,
 }
 
-/// Strips leading `--solo5:LEVEL` tokens; the last one wins. Default INFO.
+/// Strips leading `--solo5:LEVEL` tokens, separated by white space as C's
+/// `isspace` knows it; the last one wins. Default INFO.
 pub fn strip_log_options(cmdline: &str) -> (LogLevel, &str) {
     let (level, rest) = strip_log_options_bytes(cmdline.as_bytes());
     // `rest` is a tail of `cmdline` that starts after a space: a character
@@ -26,7 +27,7 @@ pub fn strip_log_options_bytes(cmdline: &[u8]) -> (LogLevel, &[u8]) {
     let mut level = LogLevel::Info;
     let mut rest = trim_spaces(cmdline);
     loop {
-        let (token, tail) = match rest.iter().position(|&b| b == b' ') {
+        let (token, tail) = match rest.iter().position(|&b| is_c_space(b)) {
             Some(space) => (&rest[..space], &rest[space + 1..]),
             None => (rest, &rest[rest.len()..]),
         };
@@ -42,8 +43,16 @@ pub fn strip_log_options_bytes(cmdline: &[u8]) -> (LogLevel, &[u8]) {
     }
 }
 
+/// C's `isspace` in the C locale, which upstream's bindings split on.
+fn is_c_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
 fn trim_spaces(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|&b| !is_c_space(b))
+        .unwrap_or(bytes.len());
     &bytes[start..]
 }
 
@@ -68,6 +77,15 @@ mod tests {
             (LogLevel::Info, "--solo5:loud x")
         );
         assert_eq!(strip_log_options(""), (LogLevel::Info, ""));
+        // Any of C's white space separates, as upstream's isspace.
+        assert_eq!(
+            strip_log_options("--solo5:quiet\tx y"),
+            (LogLevel::Quiet, "x y")
+        );
+        assert_eq!(
+            strip_log_options("\n--solo5:warn\r\n--solo5:error\x0b\x0cz"),
+            (LogLevel::Error, "z")
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub fn exit(exit_status: i32) -> ! {
     halt(exit_status)
 }
 
-/// `solo5_abort`: halts with 255.
+/// `solo5_abort`: logs at INFO, as upstream, and halts with 255.
 pub fn abort() -> ! {
-    crate::log!(LogLevel::Error, "solo5_abort() called");
+    crate::log!(LogLevel::Info, "solo5_abort() called");
     halt(status::ABORT)
 }

@@ -60,14 +60,16 @@ pub fn parse(text: &str) -> Result<Vec<DeviceEntry>, String> {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!(".devices[...]: name is not alphanumeric: {name}"));
         }
-        if devices.iter().any(|d| d.name == name) {
-            return Err(format!(".devices[...]: name declared twice: {name}"));
-        }
         let kind = match device.kind.as_str() {
             "BLOCK_BASIC" => MFT_DEV_BLOCK_BASIC,
             "NET_BASIC" => MFT_DEV_NET_BASIC,
             other => return Err(format!(".devices[...]: unknown type: {other}")),
         };
+        // Acquiring looks a device up by name and type: a second one of
+        // both could never be acquired. (Upstream's tool lets it pass.)
+        if devices.iter().any(|d| d.name == name && d.kind == kind) {
+            return Err(format!(".devices[...]: name declared twice: {name}"));
+        }
         devices.push(DeviceEntry { name, kind });
     }
     Ok(devices)
@@ -112,6 +114,13 @@ mod tests {
                 .join(",")
         };
         assert!(parse(&manifest(&many(63))).is_ok());
+        // One name for a network and a block device: both can be acquired.
+        let both = format!(
+            "{},{}",
+            device("a", "NET_BASIC"),
+            device("a", "BLOCK_BASIC")
+        );
+        assert_eq!(parse(&manifest(&both)).unwrap().len(), 2);
         assert_eq!(
             parse(&manifest(&many(64))).unwrap_err(),
             ".devices[]: too many entries, maximum 63"
@@ -122,11 +131,7 @@ mod tests {
             (device("a-b", "NET_BASIC"), "name is not alphanumeric"),
             (device("a", "DISK"), "unknown type: DISK"),
             (
-                format!(
-                    "{},{}",
-                    device("a", "NET_BASIC"),
-                    device("a", "BLOCK_BASIC")
-                ),
+                format!("{},{}", device("a", "NET_BASIC"), device("a", "NET_BASIC")),
                 "name declared twice",
             ),
             (
