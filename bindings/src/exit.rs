@@ -7,10 +7,17 @@ use crate::hypercall::hypercall;
 
 /// Halts with `exit_status`; the tender exits with its low byte.
 pub fn halt(exit_status: i32) -> ! {
+    halt_with_cookie(exit_status, 0)
+}
+
+/// [`halt`] with a cookie (§6.6): the address of at least
+/// `HALT_COOKIE_MAX` (512) readable bytes that start with a trap frame
+/// (`cr2, error_code, rip, cs, rflags, rsp, ss`), for a core dump; or 0.
+pub fn halt_with_cookie(exit_status: i32, cookie: u64) -> ! {
     // Buffered console output goes out before the guest ends (§6.1).
     crate::console::flush();
     let mut arg = Halt {
-        cookie: 0,
+        cookie,
         exit_status,
         _pad: 0,
     };

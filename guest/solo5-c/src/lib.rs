@@ -18,6 +18,7 @@ mod console;
 mod net;
 mod stack_protector;
 mod tls;
+mod traps;
 
 /// `solo5_result_t`.
 #[repr(C)]

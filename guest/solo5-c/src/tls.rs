@@ -96,7 +96,8 @@ pub extern "C" fn solo5_set_tls_base(base: usize) -> Solo5Result {
     Solo5Result::Ok
 }
 
-fn current_privilege_level() -> u16 {
+/// CS's low bits: 0 on upstream `solo5-hvt`, 3 on `tender`.
+pub(crate) fn current_privilege_level() -> u16 {
     let cs: u16;
     // SAFETY: reading CS has no effect.
     unsafe {
