@@ -4,11 +4,18 @@
 //! The dispatcher knows nothing about KVM: the vCPU loop hands it the port
 //! access, and the mock tender of the guest runtime's tests calls it the
 //! same way, so both run exactly this code.
+//!
+//! An optional [`Observer`] (`--trace`) sees each call with its argument
+//! address, its result and the time it took; without one, dispatch pays
+//! one branch for it.
+
+use std::time::{Duration, Instant};
 
 use hvt_abi::hypercall::{arg_shape, name, nr, PIO_BASE};
 
-use crate::error::Error;
+use crate::error::{Error, Result as TenderResult};
 use crate::memory::{GuestRam, InvalidAccess};
+use crate::vm::{ExitAction, VmExit};
 
 /// What the vCPU loop does after a hypercall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +47,43 @@ pub type HypercallResult = Result<Action, Fault>;
 /// A handler receives guest memory and the argument GPA from EAX.
 pub type Handler = Box<dyn FnMut(&GuestRam, u64) -> HypercallResult>;
 
+/// Watches what the vCPU loop serves, for a trace: every hypercall that
+/// reached a valid port, and every other VM exit the loop hands to the
+/// modules. It only reads guest memory (through the checked accessors).
+pub trait Observer {
+    /// Before hypercall `number` is served (the guest's arguments are
+    /// still as it wrote them).
+    fn before(&mut self, ram: &GuestRam, number: u16, gpa: u64);
+    /// After it was served, with its outcome and the time it took.
+    fn after(
+        &mut self,
+        ram: &GuestRam,
+        number: u16,
+        gpa: u64,
+        result: &Result<Action, Error>,
+        elapsed: Duration,
+    );
+    /// A VM exit other than a hypercall, and what the modules made of it
+    /// (`Ok(None)`: none took it, the guest ends).
+    fn vm_exit(
+        &mut self,
+        exit: &VmExit,
+        served: &TenderResult<Option<ExitAction>>,
+        elapsed: Duration,
+    );
+}
+
 /// The table of registered hypercalls.
 pub struct Hypercalls {
     handlers: Vec<Option<Handler>>,
+    observer: Option<Box<dyn Observer>>,
 }
 
 impl Default for Hypercalls {
     fn default() -> Self {
         Hypercalls {
             handlers: (0..nr::MAX).map(|_| None).collect(),
+            observer: None,
         }
     }
 }
@@ -71,6 +106,18 @@ impl Hypercalls {
         }
     }
 
+    /// Installs the one observer of this table (`--trace`); a second
+    /// replaces the first.
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = Some(observer);
+    }
+
+    /// The observer, if one watches: the vCPU loop reports the other VM
+    /// exits to it.
+    pub fn observer(&mut self) -> Option<&mut (dyn Observer + 'static)> {
+        self.observer.as_deref_mut()
+    }
+
     /// Serves one port access from the guest. Only 32-bit OUTs to the
     /// hypercall ports are legal; everything else ends the guest.
     pub fn dispatch_pio(
@@ -85,28 +132,46 @@ impl Hypercalls {
         if !is_out || size != 4 || port < PIO_BASE || number >= nr::MAX {
             return Err(Error::invalid_port(port));
         }
-        let handler = self.handlers[usize::from(number)]
-            .as_mut()
-            .ok_or_else(|| Error::Guest(format!("Invalid guest hypercall: num={number}")))?;
         let gpa = u64::from(value);
-        // A call whose results cannot be written back is refused before it
-        // does anything: no device acts, no time passes, for a guest whose
-        // struct lies in memory the tender may not write.
-        if let Some(shape) = arg_shape(number).filter(|shape| shape.has_results) {
-            ram.check_access(gpa, shape.size as u64, true)
-                .map_err(|access| Error::GuestAccess {
-                    by: format!("hypercall {}", name(number)),
-                    access,
-                })?;
-        }
-        handler(ram, gpa).map_err(|fault| match fault {
-            Fault::Access(access) => Error::GuestAccess {
+        let Some(observer) = self.observer.as_deref_mut() else {
+            return serve(&mut self.handlers, ram, number, gpa);
+        };
+        observer.before(ram, number, gpa);
+        let start = Instant::now();
+        let result = serve(&mut self.handlers, ram, number, gpa);
+        let elapsed = start.elapsed();
+        observer.after(ram, number, gpa, &result, elapsed);
+        result
+    }
+}
+
+/// Runs the handler of hypercall `number` (a valid port's) on `gpa`.
+fn serve(
+    handlers: &mut [Option<Handler>],
+    ram: &GuestRam,
+    number: u16,
+    gpa: u64,
+) -> Result<Action, Error> {
+    let handler = handlers[usize::from(number)]
+        .as_mut()
+        .ok_or_else(|| Error::Guest(format!("Invalid guest hypercall: num={number}")))?;
+    // A call whose results cannot be written back is refused before it
+    // does anything: no device acts, no time passes, for a guest whose
+    // struct lies in memory the tender may not write.
+    if let Some(shape) = arg_shape(number).filter(|shape| shape.has_results) {
+        ram.check_access(gpa, shape.size as u64, true)
+            .map_err(|access| Error::GuestAccess {
                 by: format!("hypercall {}", name(number)),
                 access,
-            },
-            Fault::Fatal(error) => error,
-        })
+            })?;
     }
+    handler(ram, gpa).map_err(|fault| match fault {
+        Fault::Access(access) => Error::GuestAccess {
+            by: format!("hypercall {}", name(number)),
+            access,
+        },
+        Fault::Fatal(error) => error,
+    })
 }
 
 #[cfg(test)]

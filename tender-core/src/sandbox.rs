@@ -72,13 +72,19 @@ pub struct Allowlist {
 impl Allowlist {
     /// An allow-list for the thread called `thread` (in reports and docs),
     /// with what every thread needs: the SIGSYS and signal handlers' report
-    /// on stderr, their syncs of block images, and the exit.
+    /// on stderr (and in the `--trace` file), their syncs of block images,
+    /// and the exit.
     pub fn new(thread: &'static str) -> Allowlist {
         let mut list = Allowlist {
             thread,
             rules: BTreeMap::new(),
         };
         list.allow_fds(libc::SYS_write, &[libc::STDERR_FILENO]);
+        // The SIGINT/SIGTERM handler prints the `--trace=FILE` summary
+        // there, on whichever thread the signal lands.
+        if let Some(fd) = crate::modules::trace::signal_fd() {
+            list.allow_fds(libc::SYS_write, &[fd]);
+        }
         list.allow_fds(
             libc::SYS_fdatasync,
             &crate::devices::exit_sync::registered(),

@@ -13,6 +13,8 @@ extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut li
     tender_core::devices::exit_sync::sync_all();
     // The counters of `TENDER_STATS=1`, if asked for.
     tender_core::stats::print();
+    // The `--trace` summary, if tracing.
+    tender_core::modules::trace::print_on_signal();
     tender_core::diag::write_line(&[b"Exiting on signal ", number]);
     // SAFETY: _exit(2) is async-signal-safe.
     unsafe { libc::_exit(TENDER_ERROR_EXIT) };

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod core;
 pub mod net;
 pub mod scan;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub fn all(host: Host) -> Vec<Box<dyn Module>> {
         Box::new(net::Net::new(host.open_net)),
         // Last: it takes its handle on guest memory after every layout change.
         Box::new(clock::Clock::new()),
+        // Debugging: watches the hypercall table the others filled.
+        Box::new(trace::Trace::new()),
     ]
 }
 

@@ -147,7 +147,16 @@ pub fn run(
                 )));
             }
         };
-        match modules.vm_exit(&exit, vcpu, ram)? {
+        let served = match hypercalls.observer() {
+            None => modules.vm_exit(&exit, vcpu, ram),
+            Some(observer) => {
+                let start = std::time::Instant::now();
+                let served = modules.vm_exit(&exit, vcpu, ram);
+                observer.vm_exit(&exit, &served, start.elapsed());
+                served
+            }
+        };
+        match served? {
             Some(ExitAction::Resume) => continue,
             Some(ExitAction::Exit(code)) => return Ok(Stop::Halt(code)),
             None => return unserved(&exit, vcpu, privilege),
