@@ -222,12 +222,14 @@ fn usage_has_upstreams_lines_and_help_exits_1() {
         "{text}"
     );
     for line in [
-        "Compiled-in modules: core block net clock \n",
+        "Compiled-in modules: core block net clock trace \n",
         "Compiled-in module options:\n",
         "    --block:NAME=PATH (attach block device/file at PATH as block storage NAME)\n",
         "  [ --block-sector-size:NAME=SECTORSIZE ] (set sector size for block device NAME; \
          must be a power of two greater than or equal 512)\n",
         "  [ --net-mac:NAME=HWADDR ] (set HWADDR for network NAME)\n",
+        "  [ --trace[=FILE] ] (trace hypercalls and VM exits to stderr or FILE, \
+         with a summary at exit)\n",
     ] {
         assert!(text.contains(line), "{line:?} not in:\n{text}");
     }
