@@ -68,7 +68,10 @@ fn run(tender: &Path, options: &[String], hcloop: &Path, calls: usize) -> (f64, 
         out.status,
         String::from_utf8_lossy(&stderr[..stderr.len().min(2000)])
     );
-    (hcloop_ns(&String::from_utf8_lossy(&out.stdout)), stderr.len())
+    (
+        hcloop_ns(&String::from_utf8_lossy(&out.stdout)),
+        stderr.len(),
+    )
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -85,15 +88,7 @@ struct Nothing;
 
 impl Observer for Nothing {
     fn before(&mut self, _: &GuestRam, _: u16, _: u64) {}
-    fn after(
-        &mut self,
-        _: &GuestRam,
-        _: u16,
-        _: u64,
-        _: &Result<Action, Error>,
-        _: Duration,
-    ) {
-    }
+    fn after(&mut self, _: &GuestRam, _: u16, _: u64, _: &Result<Action, Error>, _: Duration) {}
     fn vm_exit(&mut self, _: &VmExit, _: &TenderResult<Option<ExitAction>>, _: Duration) {}
 }
 
