@@ -22,7 +22,14 @@ fn consoleprobe_debug() -> PathBuf {
         let target_dir = repo_root().join("target").join("guest-debug");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(repo_root().join("guest"))
-            .args(["build", "--release", "-p", "probes", "--bin", "consoleprobe"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "probes",
+                "--bin",
+                "consoleprobe",
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
@@ -32,7 +39,10 @@ fn consoleprobe_debug() -> PathBuf {
             .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo for the debug guest");
-        assert!(status.success(), "building consoleprobe with debug info failed");
+        assert!(
+            status.success(),
+            "building consoleprobe with debug info failed"
+        );
         target_dir
             .join("x86_64-unknown-none")
             .join("release")

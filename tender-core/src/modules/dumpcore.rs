@@ -24,7 +24,6 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-
 use hvt_abi::hypercall::{exit, nr, Halt, TrapFrame, PIO_BASE};
 
 use crate::error::{Error, Result};
@@ -244,13 +243,13 @@ impl NamePage {
 
 /// `NT_PRSTATUS`'s descriptor on x86_64 (`struct elf_prstatus`): 112
 /// bytes before the registers, 27 registers, `pr_fpvalid` and padding.
-const PRSTATUS_SIZE: usize = 336;
+const PRSTATUS_SIZE: u32 = 336;
 const PRSTATUS_REGS: usize = 112;
 const NOTE_NAME: &[u8; 8] = b"CORE\0\0\0\0";
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const NOTE_OFFSET: usize = EHDR_SIZE + 2 * PHDR_SIZE;
-const NOTE_SIZE: usize = 12 + NOTE_NAME.len() + PRSTATUS_SIZE;
+const EHDR_SIZE: u16 = 64;
+const PHDR_SIZE: u16 = 56;
+const NOTE_OFFSET: usize = EHDR_SIZE as usize + 2 * PHDR_SIZE as usize;
+const NOTE_SIZE: usize = 12 + NOTE_NAME.len() + PRSTATUS_SIZE as usize;
 /// Guest memory starts on a page of its own, so that skipped pages are
 /// whole holes in the file.
 const MEMORY_OFFSET: usize = (NOTE_OFFSET + NOTE_SIZE).next_multiple_of(PAGE);
@@ -330,11 +329,11 @@ fn headers(mem_size: u64, regs: &[u64; 27]) -> Vec<u8> {
     u16le(&mut out, 62); // EM_X86_64
     u32le(&mut out, 1); // EV_CURRENT
     u64le(&mut out, 0); // e_entry
-    u64le(&mut out, EHDR_SIZE as u64); // e_phoff
+    u64le(&mut out, u64::from(EHDR_SIZE)); // e_phoff
     u64le(&mut out, 0); // e_shoff
     u32le(&mut out, 0); // e_flags
-    u16le(&mut out, EHDR_SIZE as u16);
-    u16le(&mut out, PHDR_SIZE as u16);
+    u16le(&mut out, EHDR_SIZE);
+    u16le(&mut out, PHDR_SIZE);
     u16le(&mut out, 2); // e_phnum
     u16le(&mut out, 0); // e_shentsize
     u16le(&mut out, 0); // e_shnum
@@ -352,7 +351,7 @@ fn headers(mem_size: u64, regs: &[u64; 27]) -> Vec<u8> {
     phdr(&mut out, 4, 0, NOTE_OFFSET as u64, NOTE_SIZE as u64, 0); // PT_NOTE
     phdr(&mut out, 1, 7, MEMORY_OFFSET as u64, mem_size, PAGE as u64); // PT_LOAD, RWX
     u32le(&mut out, 5); // n_namesz: "CORE" and its NUL
-    u32le(&mut out, PRSTATUS_SIZE as u32);
+    u32le(&mut out, PRSTATUS_SIZE);
     u32le(&mut out, 1); // NT_PRSTATUS
     out.extend_from_slice(NOTE_NAME);
     let prstatus = out.len();
@@ -360,7 +359,7 @@ fn headers(mem_size: u64, regs: &[u64; 27]) -> Vec<u8> {
     for reg in regs {
         u64le(&mut out, *reg);
     }
-    out.resize(prstatus + PRSTATUS_SIZE, 0);
+    out.resize(prstatus + PRSTATUS_SIZE as usize, 0);
     out
 }
 
