@@ -222,7 +222,10 @@ fn usage_has_upstreams_lines_and_help_exits_1() {
         "{text}"
     );
     for line in [
-        "Compiled-in modules: core block net clock trace \n",
+        "Compiled-in modules: core block net dumpcore clock trace 
+",
+        "    --dumpcore=DIR (enable guest core dump on abort/trap)
+",
         "Compiled-in module options:\n",
         "    --block:NAME=PATH (attach block device/file at PATH as block storage NAME)\n",
         "  [ --block-sector-size:NAME=SECTORSIZE ] (set sector size for block device NAME; \

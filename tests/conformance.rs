@@ -352,6 +352,43 @@ fn exception_cpl0() {
     assert_page_fault(&run, Cpl::Zero, 0x4_0000_0000, "exception");
 }
 
+/// `--dumpcore` with the C API's trap frame as the HALT cookie (§6.6):
+/// the core's `rip` and `rsp` are the trap report's, not the HALT's.
+#[test]
+fn exception_cpl0_dumps_the_trap_frame() {
+    let dir = scratch("conformance-dumpcore");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let option = format!("--dumpcore={}", dir.display());
+    let run = run("exception", Cpl::Zero, &[&option], &[]);
+    assert_page_fault(&run, Cpl::Zero, 0x4_0000_0000, "exception");
+    let reported = |name: &str| {
+        let at = run
+            .stdout
+            .find(&format!(" {name}=0x"))
+            .expect("trap report")
+            + name.len()
+            + 4;
+        let digits: String = run.stdout[at..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        u64::from_str_radix(&digits, 16).unwrap()
+    };
+    let cores: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(cores.len(), 1, "{}", run.output());
+    let core = std::fs::read(cores[0].as_ref().unwrap().path()).unwrap();
+    // NT_PRSTATUS after the ELF header, two program headers, the note's
+    // header and name; its registers 112 bytes in (user_regs_struct).
+    let register = |index: usize| {
+        let at = 64 + 2 * 56 + 12 + 8 + 112 + 8 * index;
+        u64::from_le_bytes(core[at..at + 8].try_into().unwrap())
+    };
+    assert_eq!(register(16), reported("rip"), "rip");
+    assert_eq!(register(19), reported("rsp"), "rsp");
+    assert_eq!(register(18), reported("rflags"), "rflags");
+}
+
 #[test]
 fn zeropage_cpl3() {
     let run = run("zeropage", Cpl::Three, &[], &[]);

@@ -22,6 +22,7 @@ byte_valued!(
     crate::hypercall::BlockIo,
     crate::hypercall::NetIo,
     crate::hypercall::Halt,
+    crate::hypercall::TrapFrame,
     crate::manifest::MftHeader,
     crate::manifest::MftEntry,
     crate::ring::RingEntry,

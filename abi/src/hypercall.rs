@@ -98,12 +98,27 @@ pub struct Halt {
     pub _pad: u32,
 }
 
+/// The trap frame at the start of a HALT cookie (§6.6): what the x86_64
+/// bindings' trap handler saw, for a core dump's registers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapFrame {
+    pub cr2: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
 crate::assert_layout!(Walltime, size = 8, nsecs @ 0);
 crate::assert_layout!(Puts, size = 16, data @ 0, len @ 8);
 crate::assert_layout!(Poll, size = 24, timeout_nsecs @ 0, ready_set @ 8, ret @ 16);
 crate::assert_layout!(BlockIo, size = 40, handle @ 0, offset @ 8, data @ 16, len @ 24, ret @ 32);
 crate::assert_layout!(NetIo, size = 32, handle @ 0, data @ 8, len @ 16, ret @ 24);
 crate::assert_layout!(Halt, size = 16, cookie @ 0, exit_status @ 8);
+crate::assert_layout!(TrapFrame, size = 56, cr2 @ 0, error_code @ 8, rip @ 16, cs @ 24, rflags @ 32, rsp @ 40, ss @ 48);
 
 /// Upper-case name of hypercall `number`, as the tender's messages print it.
 pub fn name(number: u16) -> &'static str {

@@ -236,6 +236,14 @@ impl ModuleSet {
         Ok(None)
     }
 
+    /// Stage 8, when the guest itself ended the run: every module's
+    /// [`Module::guest_ended`], in order, with the stopped vCPU.
+    pub fn guest_ended(&mut self, ending: Ending, vcpu: &mut dyn Vcpu, ram: &GuestRam) {
+        for module in &mut self.modules {
+            module.guest_ended(ending, vcpu, ram);
+        }
+    }
+
     /// Stage 8: every module's halt hook, in reverse order of set-up.
     pub fn halt(&mut self, ending: Ending) {
         for module in self.modules.iter_mut().rev() {

@@ -17,7 +17,10 @@
 //! 6. [`Module::before_first_run`]: the last moment before the guest runs;
 //! 7. while the guest runs: its hypercalls, and [`Module::vm_exit`] for exits
 //!    the core does not serve;
-//! 8. [`Module::halt`]: the guest ended, however it ended.
+//! 8. [`Module::guest_ended`], when the guest itself ended the run (a HALT
+//!    or a fault; not a tender error): its vCPU and memory as they were at
+//!    the end (a core dump is written here); then [`Module::halt`]: the
+//!    guest ended, however it ended.
 //!
 //! For the sandbox (`crate::sandbox`), [`Module::vcpu_rules`] adds what the
 //! module's hypercalls and hooks need on the vCPU thread once set-up is
@@ -74,7 +77,9 @@ pub struct SetupContext<'a> {
 pub enum Ending {
     /// The guest called HALT (or a module ended it) with this exit code.
     Exit(i32),
-    /// The guest faulted (§12).
+    /// The guest faulted: a CPL 3 guest's fault (§12, exit 255), or, at
+    /// CPL 0, a CPU event the tender does not serve (a triple fault, `hlt`,
+    /// a write to memory the host maps read-only: exit 1 as upstream).
     GuestFault,
     /// The tender stopped the guest on an error.
     Error,
@@ -157,6 +162,14 @@ pub trait Module {
     ) -> Result<Option<ExitAction>> {
         Ok(None)
     }
+
+    /// The guest ended the run (a HALT or a fault, never a tender error),
+    /// and its vCPU is stopped where it ended: a module that records the
+    /// guest's last state (dumpcore) reads registers and memory here. It
+    /// runs on the vCPU thread under its filter (the module's
+    /// [`Module::vcpu_rules`]), before every module's [`Module::halt`]. The
+    /// mock tender has no vCPU and does not call it.
+    fn guest_ended(&mut self, _ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {}
 
     /// The guest ended: stop threads, flush, sync.
     fn halt(&mut self, _ending: Ending) {}

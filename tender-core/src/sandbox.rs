@@ -60,6 +60,18 @@ enum Args {
     Ioctl(BTreeSet<(RawFd, u64)>),
     /// One of these values as argument `index`.
     Value { index: u8, values: BTreeSet<u64> },
+    /// One of these sets of arguments, every argument of a set as given.
+    Exact(BTreeSet<Vec<ArgEq>>),
+}
+
+/// One argument of a call allowed only with exact arguments
+/// ([`Allowlist::allow_exact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ArgEq {
+    /// Argument `index`, a C `int` (descriptor, flags, mode): its low 32 bits.
+    Int(u8, u32),
+    /// Argument `index`, a pointer or a 64-bit value: all 64 bits.
+    Word(u8, u64),
 }
 
 /// The system calls one thread may make.
@@ -109,7 +121,7 @@ impl Allowlist {
         {
             Args::Fd(set) => set.extend(fds),
             // Already broader, or filtered on another argument: left as it is.
-            Args::Any | Args::Ioctl(_) | Args::Value { .. } => {}
+            Args::Any | Args::Ioctl(_) | Args::Value { .. } | Args::Exact(_) => {}
         }
         self
     }
@@ -146,6 +158,19 @@ impl Allowlist {
         self
     }
 
+    /// `syscall` with exactly the arguments `args` (those not named are
+    /// free); a second call adds another allowed set.
+    pub fn allow_exact(&mut self, syscall: libc::c_long, args: &[ArgEq]) -> &mut Self {
+        if let Args::Exact(sets) = self
+            .rules
+            .entry(syscall)
+            .or_insert_with(|| Args::Exact(BTreeSet::new()))
+        {
+            sets.insert(args.to_vec());
+        }
+        self
+    }
+
     /// `ioctl(fd, request)` for each of `requests`.
     pub fn allow_ioctls(&mut self, fd: RawFd, requests: &[u64]) -> &mut Self {
         let entry = self
@@ -167,6 +192,7 @@ impl Allowlist {
                 Args::Fd(fds) => !fds.is_empty(),
                 Args::Ioctl(pairs) => !pairs.is_empty(),
                 Args::Value { values, .. } => !values.is_empty(),
+                Args::Exact(sets) => !sets.is_empty(),
             })
             .map(|(&call, _)| call)
             .collect()
@@ -177,7 +203,7 @@ impl Allowlist {
         let mut fds = BTreeSet::new();
         for args in self.rules.values() {
             match args {
-                Args::Any | Args::Value { .. } => {}
+                Args::Any | Args::Value { .. } | Args::Exact(_) => {}
                 Args::Fd(set) => fds.extend(set),
                 Args::Ioctl(pairs) => fds.extend(pairs.iter().map(|&(fd, _)| fd)),
             }
@@ -200,6 +226,7 @@ impl Allowlist {
                 Args::Fd(fds) => fds.is_empty(),
                 Args::Ioctl(pairs) => pairs.is_empty(),
                 Args::Value { values, .. } => values.is_empty(),
+                Args::Exact(sets) => sets.is_empty(),
             };
             if empty {
                 continue;
@@ -218,6 +245,23 @@ impl Allowlist {
                     .map(|&value| {
                         SeccompRule::new(vec![arg(*index, SeccompCmpArgLen::Qword, value)?])
                             .map_err(bad)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                Args::Exact(sets) => sets
+                    .iter()
+                    .map(|set| {
+                        let conditions = set
+                            .iter()
+                            .map(|&eq| match eq {
+                                ArgEq::Int(index, value) => {
+                                    arg(index, SeccompCmpArgLen::Dword, u64::from(value))
+                                }
+                                ArgEq::Word(index, value) => {
+                                    arg(index, SeccompCmpArgLen::Qword, value)
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        SeccompRule::new(conditions).map_err(bad)
                     })
                     .collect::<Result<Vec<_>>>()?,
                 Args::Ioctl(pairs) => pairs

@@ -186,11 +186,15 @@ fn run<S: AsRef<OsStr>>(
             &kvm_run_returns,
         )
     });
-    modules.halt(match &stop {
+    let ending = match &stop {
         Ok(Stop::Halt(code)) => Ending::Exit(*code),
-        Ok(Stop::GuestFault(_)) => Ending::GuestFault,
+        Ok(Stop::GuestFault(_) | Stop::Unserved(_)) => Ending::GuestFault,
         Err(_) => Ending::Error,
-    });
+    };
+    if stop.is_ok() {
+        modules.guest_ended(ending, &mut vm.vcpu, &ram);
+    }
+    modules.halt(ending);
     tender_core::stats::print();
     let code = match stop {
         Ok(Stop::Halt(code)) => code,
@@ -198,8 +202,8 @@ fn run<S: AsRef<OsStr>>(
             diag::warn(report);
             GUEST_FAULT_EXIT
         }
-        Err(err) if seccomp == SeccompMode::Off => return Err(err),
-        Err(err) => {
+        Ok(Stop::Unserved(err)) | Err(err) if seccomp == SeccompMode::Off => return Err(err),
+        Ok(Stop::Unserved(err)) | Err(err) => {
             diag::warn(err.to_bytes());
             TENDER_ERROR_EXIT
         }

@@ -7,6 +7,7 @@
 pub mod block;
 pub mod clock;
 pub mod core;
+pub mod dumpcore;
 pub mod net;
 pub mod scan;
 pub mod trace;
@@ -45,6 +46,7 @@ pub fn all(host: Host) -> Vec<Box<dyn Module>> {
         Box::new(core::Core::new(host.console)),
         Box::new(block::Block::new(host.open_block)),
         Box::new(net::Net::new(host.open_net)),
+        Box::new(dumpcore::Dumpcore::new()),
         // Last: it takes its handle on guest memory after every layout change.
         Box::new(clock::Clock::new()),
         // Debugging: watches the hypercall table the others filled.

@@ -22,6 +22,11 @@ pub enum Stop {
     Halt(i32),
     /// An unprivileged guest faulted (§12): the message to print; exit 255.
     GuestFault(String),
+    /// A CPL 0 guest stopped the CPU in a way the tender does not serve (a
+    /// triple fault, `hlt`, a write to host read-only memory): the error
+    /// to report, exit 1 as upstream. Unlike [`Err`], the guest's state is
+    /// what it made it (a core dump may be written).
+    Unserved(Error),
 }
 
 fn rip(vcpu: &KvmVcpu) -> u64 {
@@ -88,10 +93,10 @@ pub fn run(
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) if e.errno() == libc::EFAULT => {
-                return Err(Error::Kvm(format!(
+                return Ok(Stop::Unserved(Error::Kvm(format!(
                     "host/guest translation fault: rip=0x{:x}",
                     rip(vcpu)
-                )))
+                ))))
             }
             Err(e) => return Err(kvm_error("ioctl (RUN)", e)),
         };
@@ -135,16 +140,16 @@ pub fn run(
             VcpuExit::InternalError => {
                 // SAFETY: the exit reason says the `internal` union member is valid.
                 let suberror = unsafe { vcpu.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                return Err(Error::Kvm(format!(
+                return Ok(Stop::Unserved(Error::Kvm(format!(
                     "internal error exit: suberror=0x{suberror:x}"
-                )));
+                ))));
             }
             _ => {
                 let reason = vcpu.fd.get_kvm_run().exit_reason;
-                return Err(Error::Kvm(format!(
+                return Ok(Stop::Unserved(Error::Kvm(format!(
                     "unhandled exit: exit_reason=0x{reason:x}, rip=0x{:x}",
                     rip(vcpu)
-                )));
+                ))));
             }
         };
         let served = match hypercalls.observer() {
@@ -167,7 +172,9 @@ pub fn run(
 /// The core's answer to an exit no module took.
 fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<Stop> {
     let error = match *exit {
-        VmExit::IoOut { port, .. } | VmExit::IoIn { port, .. } => Error::invalid_port(port),
+        VmExit::IoOut { port, .. } | VmExit::IoIn { port, .. } => {
+            return Err(Error::invalid_port(port))
+        }
         // A write to a page the host maps read-only (guest text or rodata)
         // surfaces as MMIO on shadow-paging KVM: the same guest fault as
         // EFAULT on hardware KVM (§11).
@@ -189,5 +196,5 @@ fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<S
             ))
         }
     };
-    Err(error)
+    Ok(Stop::Unserved(error))
 }
