@@ -202,8 +202,8 @@ fn assert_success(run: &Run, what: &str) {
     assert!(run.output().contains("SUCCESS"), "{what}: {}", run.output());
 }
 
-/// A page fault. At CPL 3 there is no IDT (§12.4): the tender reports the
-/// triple fault with the registers, `cr2` the faulting address, and exits
+/// A page fault. At CPL 3 the tender's trap path takes it (§12.4): the
+/// tender reports vector 14 with `cr2` the faulting address, and exits
 /// 255, the status of upstream's ABORT. At CPL 0 the C API's IDT takes it,
 /// as upstream's bindings do: the trap report with `cr2`, "ABORT", the
 /// HALT status 255.
@@ -212,6 +212,15 @@ fn assert_page_fault(run: &Run, cpl: Cpl, cr2: u64, what: &str) {
     match cpl {
         Cpl::Three => {
             common::assert_guest_fault(run, true, what);
+            // A user-mode access (error bit 2), read or write.
+            assert!(
+                run.stderr
+                    .contains("Guest fault: vector 14 (#PF) error=0x4 ")
+                    || run
+                        .stderr
+                        .contains("Guest fault: vector 14 (#PF) error=0x6 "),
+                "{what}: {out}"
+            );
             assert!(
                 run.stderr.contains(&format!(" cr2={cr2:#x} ")),
                 "{what}: {out}"

@@ -150,6 +150,36 @@ fn a_panic_at_cpl3_leaves_a_core_whose_backtrace_names_the_panicking_function() 
     }
 }
 
+/// A CPL 3 fault's core holds the guest's registers from the trap frame,
+/// not the trampoline's: gdb's backtrace starts in the faulting function.
+#[test]
+fn a_fault_at_cpl3_leaves_a_core_whose_backtrace_names_the_faulting_function() {
+    let image = consoleprobe_debug();
+    let dir = core_dir("fault-cpl3");
+    let (run, pid) = run_dumping(&dir, &[image.as_ref(), "fault".as_ref()]);
+    common::assert_guest_fault(&run, true, "fault");
+    assert!(
+        run.stderr
+            .contains("Guest fault: vector 14 (#PF) error=0x6 cr2=0x0 "),
+        "{}",
+        run.stderr
+    );
+    let core = the_core(&dir, pid, &run);
+    if have_gdb() {
+        let bt = gdb(&image, &core, &["bt"]);
+        // Frame #0 is the faulting store (`write_volatile`, inlined into
+        // `store_to_null`), then the function, at its line.
+        assert!(bt.starts_with("#0") || bt.contains("\n#0"), "{bt}");
+        assert!(
+            bt.contains("consoleprobe::store_to_null () at probes/src/bin/consoleprobe.rs:"),
+            "{bt}"
+        );
+        assert!(bt.contains("consoleprobe::main"), "{bt}");
+        let regs = gdb(&image, &core, &["info registers cs ss"]);
+        assert!(regs.contains("0xb") && regs.contains("0x13"), "{regs}");
+    }
+}
+
 #[test]
 fn an_abort_at_cpl0_dumps_too() {
     let image = cpl0_copy_of(&consoleprobe_debug());
@@ -173,8 +203,9 @@ fn a_fault_dumps_at_both_levels_and_keeps_its_status() {
         common::assert_guest_fault(&run, cpl3, "triple");
         let core = the_core(&dir, pid, &run);
         if have_gdb() {
-            // The registers are KVM's at the end: a CPL 3 guest's stop in
-            // the `ud2` of its `main` (the triple fault leaves RIP there).
+            // The registers are the guest's at the `ud2` of its `main`: at
+            // CPL 3 from the trap frame (§12.4), at CPL 0 KVM's after the
+            // triple fault.
             let regs = gdb(&image, &core, &["info registers rip"]);
             assert!(regs.contains("<hostile::main"), "{regs}");
         }

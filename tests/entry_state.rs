@@ -10,8 +10,9 @@ use common::{cpl0_copy, guest, tender};
 use hvt_abi::boot::{BootInfo, HOST_FEATURE_CLOCK_PAGE};
 use hvt_abi::clock::CLOCK_PAGE_VERSION;
 use hvt_abi::layout::{
-    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, DEFAULT_MEM_SIZE, EFER_INIT, GDT_CODE_INDEX,
-    GDT_DATA_INDEX, GUEST_MIN_BASE, PML4_BASE, RFLAGS_INIT, RFLAGS_IOPL3,
+    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, DEFAULT_MEM_SIZE, EFER_INIT, GDT_BASE,
+    GDT_CODE_INDEX, GDT_DATA_INDEX, GDT_LIMIT, GUEST_MIN_BASE, PML4_BASE, RFLAGS_INIT,
+    RFLAGS_IOPL3, TRAP_IDT_BASE, TRAP_IDT_LIMIT, TRAP_STACK_TOP, USER_GDT_LIMIT,
 };
 use hvt_abi::manifest::{mft_size, MFT_RESERVED_FIRST};
 
@@ -88,6 +89,12 @@ fn cpl0_entry_state_matches_upstream() {
     assert_eq!(hex(&map, "cr4"), CR4_INIT);
     assert_eq!(hex(&map, "efer"), EFER_INIT);
     assert_eq!(map["cmdline"], "one two");
+    // Upstream's tables: three descriptors, no IDT (§3.4), no trap path.
+    assert_eq!(hex(&map, "gdtr.base"), GDT_BASE);
+    assert_eq!(hex(&map, "gdtr.limit"), u64::from(GDT_LIMIT));
+    assert_eq!(hex(&map, "idtr.base"), 0);
+    assert_eq!(hex(&map, "idtr.limit"), 0);
+    assert!(!map.contains_key("tss.rsp0"));
 }
 
 #[test]
@@ -123,6 +130,15 @@ fn cpl3_entry_state_is_upstream_state_in_ring_3() {
     );
     // The log option is stripped before the application sees the line.
     assert_eq!(map["cmdline"], "a b c");
+    // The trap path (§12.4): a fourth descriptor (DPL 0 code for the
+    // gates), the IDT, and RSP0 at the top of the trap stack. (The GDT,
+    // IDT, trampoline and stack pages are supervisor-only:
+    // tests/hostile.rs `the_trap_path_pages_are_supervisor_only`.)
+    assert_eq!(hex(&map, "gdtr.base"), GDT_BASE);
+    assert_eq!(hex(&map, "gdtr.limit"), u64::from(USER_GDT_LIMIT));
+    assert_eq!(hex(&map, "idtr.base"), TRAP_IDT_BASE);
+    assert_eq!(hex(&map, "idtr.limit"), u64::from(TRAP_IDT_LIMIT));
+    assert_eq!(hex(&map, "tss.rsp0"), TRAP_STACK_TOP);
 }
 
 #[test]

@@ -75,6 +75,13 @@ fn ring_doorbell_without_a_ring() {
     assert_tender_stops("port-ring", &port_refused(RING_KICK_PIO_BASE));
 }
 
+/// The trap path's port (§12.4) answers only the tender's trampoline: a
+/// guest's own `out` there is refused like any other port, at CPL 3 too.
+#[test]
+fn the_trap_port_is_refused_to_the_guest() {
+    assert_tender_stops("port-trap", &port_refused(hvt_abi::layout::TRAP_PORT));
+}
+
 #[test]
 fn hypercall_number_0_is_invalid() {
     assert_tender_stops("hc0", "Invalid guest hypercall: num=0");
@@ -173,20 +180,40 @@ fn triple_fault_at_cpl0_is_an_unhandled_exit() {
     );
 }
 
-/// At CPL 3 both `hlt` (privileged: #GP) and `ud2` fault with no IDT: a
-/// triple fault reported with the registers, exit 255 (§12).
+/// At CPL 3 `hlt` (privileged: #GP(0)) and `ud2` (#UD) reach the trap
+/// path (§12.4): one line with the vector, error code, CR2, the guest's
+/// frame and registers, exit 255.
 #[test]
-fn faults_at_cpl3_report_registers_and_exit_255() {
-    for action in ["hlt", "triple"] {
+fn faults_at_cpl3_report_vector_and_registers_and_exit_255() {
+    for (action, vector) in [
+        ("hlt", "vector 13 (#GP) error=0x0 "),
+        ("triple", "vector 6 (#UD) error=0x0 "),
+    ] {
         let run = hostile(&guest("hostile"), action);
         assert_eq!(run.code, exit::ABORT, "{action}: {}", run.output());
-        assert!(
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("tender: Guest fault: "))
+            .unwrap_or_else(|| panic!("{action}: {}", run.stderr));
+        assert!(line.contains(vector), "{line}");
+        for field in [
+            " rip=0x10",
+            " rsp=0x",
+            " rflags=0x",
+            " cs=0xb ss=0x13 ",
+            " rax=0x",
+            " r15=0x",
+        ] {
+            assert!(line.contains(field), "{field}: {line}");
+        }
+        assert_eq!(
             run.stderr
-                .contains("Guest fault (triple fault at CPL 3): rip=0x"),
-            "{}",
-            run.stderr
+                .lines()
+                .filter(|l| l.contains("Guest fault"))
+                .count(),
+            1
         );
-        assert!(run.stderr.contains(" rsp=0x"), "{}", run.stderr);
     }
 }
 
@@ -278,6 +305,29 @@ fn guest_stores_and_loads_where_its_page_tables_forbid_them_fault() {
                     run.stderr
                 );
             }
+        }
+    }
+}
+
+/// The trap path's pages (§12.4: GDT, IDT, trampoline, trap stack) are
+/// mapped supervisor-only: a CPL 3 load there is a #PF with error 0x5
+/// (present, user, read) and a store 0x7.
+#[test]
+fn the_trap_path_pages_are_supervisor_only() {
+    for page in [0x1000u64, 0x9000, 0xA000, 0xB000] {
+        for (step, error) in [
+            (format!("r64:{page:#x}"), 5),
+            (format!("w8:{page:#x}:1"), 7),
+        ] {
+            let run = run_script(&guest("hostile"), MEM, &[&step]);
+            assert_guest_fault(&run, true, &step);
+            assert!(
+                run.stderr.contains(&format!(
+                    "Guest fault: vector 14 (#PF) error={error:#x} cr2={page:#x} "
+                )),
+                "{step}: {}",
+                run.stderr
+            );
         }
     }
 }

@@ -228,7 +228,8 @@ fn a_module_can_single_step_the_guest() {
     let _ = Extension::GuestDebug;
     let (modules, console, seen) = stepping_toy(20);
     // At CPL 0: a CPL 3 guest on shadow-paging KVM (PVM) gets the trap of a
-    // single step itself, and without an IDT that is a triple fault.
+    // single step itself, through its trap path to the tender's fault
+    // report (§12.4).
     let hostile = common::cpl0_copy("hostile");
     let code = tender::main_with_modules(&args(&[hostile.to_str().unwrap(), "exit", "7"]), modules);
     let output = String::from_utf8(console.captured_bytes()).unwrap();

@@ -74,6 +74,36 @@ pub const GDT_DATA_INDEX: u16 = 2;
 /// GDTR limit: three 8-byte descriptors, minus one.
 pub const GDT_LIMIT: u16 = 3 * 8 - 1;
 
+/// The trap path of a guest with our note (§12.4): its GDT gains a DPL 0
+/// code descriptor at this index (selector 0x18), the code segment of the
+/// exception gates; the GDTR limit grows to four descriptors.
+pub const GDT_TRAP_CODE_INDEX: u16 = 3;
+pub const GDT_TRAP_CODE_SELECTOR: u16 = GDT_TRAP_CODE_INDEX << 3;
+pub const USER_GDT_LIMIT: u16 = 4 * 8 - 1;
+/// GPA of the IDT of a guest with our note: [`TRAP_VECTORS`] 64-bit
+/// interrupt gates into the trampoline (§12.4). Below the boot information,
+/// in pages a CPL 3 guest cannot see (supervisor-only, read-only).
+pub const TRAP_IDT_BASE: u64 = 0x9000;
+/// Exceptions with a gate: vectors 0-31.
+pub const TRAP_VECTORS: u64 = 32;
+/// IDTR limit: 32 gates of 16 bytes, minus one.
+pub const TRAP_IDT_LIMIT: u16 = 32 * 16 - 1;
+/// GPA of the CPL 0 trampoline page (supervisor-only, read-only): one
+/// [`TRAP_STUB_SIZE`]-byte stub per vector, reporting on [`TRAP_PORT`].
+pub const TRAP_TRAMPOLINE_BASE: u64 = 0xA000;
+pub const TRAP_STUB_SIZE: u64 = 32;
+/// GPA of the trampoline's stack page (supervisor-only, writable); its top
+/// is the TSS's RSP0.
+pub const TRAP_STACK_BASE: u64 = 0xB000;
+pub const TRAP_STACK_TOP: u64 = TRAP_STACK_BASE + 0x1000;
+/// Offset of RSP0 in the TSS.
+pub const TSS_RSP0_OFFSET: u64 = 4;
+/// The port the trampoline reports a trap on; the tender accepts it only
+/// from the trampoline (CS [`GDT_TRAP_CODE_SELECTOR`], RIP in its page).
+pub const TRAP_PORT: u16 = 0x5FF;
+const _: () = assert!(TRAP_STACK_TOP <= BOOT_INFO_BASE && PT0_BASE < TRAP_IDT_BASE);
+const _: () = assert!(TRAP_IDT_LIMIT as u64 == TRAP_VECTORS * 16 - 1);
+
 /// Control register values at entry (§3.4).
 pub const CR0_PE: u64 = 1 << 0;
 pub const CR0_NE: u64 = 1 << 5;

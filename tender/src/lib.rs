@@ -184,15 +184,26 @@ fn run<S: AsRef<OsStr>>(
             modules,
             privilege,
             &kvm_run_returns,
+            &mut vstate::trap::EndOnTrap,
         )
     });
     let ending = match &stop {
         Ok(Stop::Halt(code)) => Ending::Exit(*code),
-        Ok(Stop::GuestFault(_) | Stop::Unserved(_)) => Ending::GuestFault,
+        Ok(Stop::GuestFault(_) | Stop::Trap(_) | Stop::Unserved(_)) => Ending::GuestFault,
         Err(_) => Ending::Error,
     };
-    if stop.is_ok() {
-        modules.guest_ended(ending, &mut vm.vcpu, &ram);
+    match &stop {
+        // The guest's registers are in the trap frame, not in KVM.
+        Ok(Stop::Trap(trap)) => modules.guest_ended(
+            ending,
+            &mut vstate::trap::TrappedVcpu {
+                vcpu: &mut vm.vcpu,
+                trap,
+            },
+            &ram,
+        ),
+        Ok(_) => modules.guest_ended(ending, &mut vm.vcpu, &ram),
+        Err(_) => {}
     }
     modules.halt(ending);
     tender_core::stats::print();
@@ -200,6 +211,10 @@ fn run<S: AsRef<OsStr>>(
         Ok(Stop::Halt(code)) => code,
         Ok(Stop::GuestFault(report)) => {
             diag::warn(report);
+            GUEST_FAULT_EXIT
+        }
+        Ok(Stop::Trap(trap)) => {
+            diag::warn(trap.report());
             GUEST_FAULT_EXIT
         }
         Ok(Stop::Unserved(err)) | Err(err) if seccomp == SeccompMode::Off => return Err(err),

@@ -1,5 +1,6 @@
 //! KVM state: the VM, its single vCPU, and the loop that runs it.
 
 pub mod run;
+pub mod trap;
 pub mod vcpu;
 pub mod vm;

@@ -3,6 +3,7 @@
 //! message of §8.
 
 use hvt_abi::hypercall::{nr, PIO_BASE};
+use hvt_abi::layout::TRAP_PORT;
 use kvm_ioctls::VcpuExit;
 use tender_core::error::{Error, Result};
 use tender_core::hypercall::{Action, Hypercalls};
@@ -11,6 +12,7 @@ use tender_core::memory::GuestRam;
 use tender_core::stats::Counter;
 use tender_core::vm::{ExitAction, Vcpu, VmExit};
 
+use super::trap::{Trap, TrapAction, TrapHandler};
 use super::vcpu::KvmVcpu;
 use super::vm::kvm_error;
 use crate::arch::x86_64::Privilege;
@@ -20,8 +22,11 @@ use crate::arch::x86_64::Privilege;
 pub enum Stop {
     /// HALT hypercall (or a module that ended the guest): the exit code.
     Halt(i32),
-    /// An unprivileged guest faulted (§12): the message to print; exit 255.
+    /// An unprivileged guest faulted without reaching its trap path (a
+    /// triple fault, §12.4): the message to print; exit 255.
     GuestFault(String),
+    /// A CPL 3 guest's trap ended it (§12.4): [`Trap::report`]; exit 255.
+    Trap(Box<Trap>),
     /// A CPL 0 guest stopped the CPU in a way the tender does not serve (a
     /// triple fault, `hlt`, a write to host read-only memory): the error
     /// to report, exit 1 as upstream. Unlike [`Err`], the guest's state is
@@ -70,7 +75,7 @@ fn io_size(vcpu: &mut KvmVcpu) -> u8 {
 
 /// Runs the guest until it halts or the tender must stop it. `returns`
 /// counts the returns from KVM_RUN (every exit the tender sees, for
-/// `TENDER_STATS`).
+/// `TENDER_STATS`); `traps` decides on each trap of a CPL 3 guest.
 pub fn run(
     vcpu: &mut KvmVcpu,
     ram: &GuestRam,
@@ -78,6 +83,7 @@ pub fn run(
     modules: &mut ModuleSet,
     privilege: Privilege,
     returns: &Counter,
+    traps: &mut dyn TrapHandler,
 ) -> Result<Stop> {
     // After an exit was served, not after a KVM_RUN that a signal cut
     // short (no exit of the guest's).
@@ -110,6 +116,17 @@ pub fn run(
                 // `data` spans count × size for string I/O; the access size
                 // is what counts (§5 ignores the count).
                 let size = io_size(vcpu);
+                if port == TRAP_PORT && privilege == Privilege::User {
+                    // Only the trampoline reports here (else: invalid port).
+                    let trap = Trap::read(vcpu, ram)?;
+                    match traps.trap(&trap, vcpu, ram)? {
+                        TrapAction::Stop => return Ok(Stop::Trap(Box::new(trap))),
+                        TrapAction::Resume(resume) => {
+                            trap.resume(ram, resume)?;
+                            continue;
+                        }
+                    }
+                }
                 if is_hypercall(port, size) {
                     match hypercalls.dispatch_pio(ram, port, true, 4, value)? {
                         Action::Continue => continue,

@@ -22,7 +22,7 @@ impl KvmVcpu {
     }
 }
 
-fn segment_from_kvm(s: &kvm_segment) -> Segment {
+pub(super) fn segment_from_kvm(s: &kvm_segment) -> Segment {
     Segment {
         base: s.base,
         limit: s.limit,

@@ -42,6 +42,7 @@ fn main(start: &StartInfo) -> i32 {
     cmdline_bytes(info.cmdline);
     println!("heap_start=0x{:x}", start.heap_start);
     low_memory(info.cmdline);
+    descriptor_tables();
     if start::entry_registers()[17] & 3 == 0 {
         control_registers();
     }
@@ -123,4 +124,32 @@ fn control_registers() {
         "efer=0x{:x}",
         (u64::from(efer_hi) << 32) | u64::from(efer_lo)
     );
+}
+
+/// GDTR, IDTR and TR (`sgdt`, `sidt`, `str`: allowed at CPL 3 without
+/// UMIP), and the RSP0 of the TSS at CPL 3 (§12.4).
+fn descriptor_tables() {
+    let mut gdtr = [0u8; 10];
+    let mut idtr = [0u8; 10];
+    let tr: u16;
+    // SAFETY: stores 10 bytes into each buffer and reads TR; nothing else.
+    unsafe {
+        core::arch::asm!("sgdt [{}]", in(reg) gdtr.as_mut_ptr());
+        core::arch::asm!("sidt [{}]", in(reg) idtr.as_mut_ptr());
+        core::arch::asm!("str {0:x}", out(reg) tr);
+    }
+    for (name, table) in [("gdtr", gdtr), ("idtr", idtr)] {
+        let limit = u16::from_le_bytes([table[0], table[1]]);
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&table[2..10]);
+        println!("{name}.base=0x{:x}", u64::from_le_bytes(base));
+        println!("{name}.limit=0x{limit:x}");
+    }
+    println!("tr=0x{tr:x}");
+    if start::entry_registers()[17] & 3 == 3 {
+        let at = hvt_bindings::abi::layout::USER_TSS_BASE + 4;
+        // SAFETY: the TSS is mapped (read-only) for a CPL 3 guest.
+        let rsp0 = unsafe { core::ptr::read_volatile(at as *const u64) };
+        println!("tss.rsp0=0x{rsp0:x}");
+    }
 }

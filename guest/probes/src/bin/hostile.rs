@@ -41,6 +41,8 @@ fn main(start: &StartInfo) -> i32 {
         "port-low" => outl(PIO_BASE - 1, scratch),
         "port-high" | "hc9" => outl(PIO_BASE + nr::MAX, scratch),
         "port-ring" => outl(RING_KICK_PIO_BASE, 0),
+        // The trap path's port (§12.4), reserved to the tender's trampoline.
+        "port-trap" => outl(hvt_bindings::abi::layout::TRAP_PORT, 0),
         "hc0" => outl(PIO_BASE, scratch),
         "in" => {
             let value: u32;

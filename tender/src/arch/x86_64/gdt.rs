@@ -2,8 +2,8 @@
 
 use hvt_abi::layout::{
     GDT_BASE, GDT_CODE_INDEX, GDT_CODE_KERNEL, GDT_CODE_USER, GDT_DATA_INDEX, GDT_DATA_KERNEL,
-    GDT_DATA_USER, GDT_NULL, USER_TSS_BASE, USER_TSS_IOMAP_OFFSET, USER_TSS_IOMAP_SIZE,
-    USER_TSS_LIMIT,
+    GDT_DATA_USER, GDT_LIMIT, GDT_NULL, USER_GDT_LIMIT, USER_TSS_BASE, USER_TSS_IOMAP_OFFSET,
+    USER_TSS_IOMAP_SIZE, USER_TSS_LIMIT,
 };
 use kvm_bindings::kvm_segment;
 
@@ -19,14 +19,33 @@ pub fn descriptors(privilege: Privilege) -> [u64; 3] {
     }
 }
 
+/// The GDT as written: the three descriptors, and for a CPL 3 guest the
+/// DPL 0 code descriptor of its trap path at index 3 (§12.4).
+pub fn table(privilege: Privilege) -> Vec<u64> {
+    let mut table = descriptors(privilege).to_vec();
+    if privilege == Privilege::User {
+        table.push(GDT_CODE_KERNEL);
+    }
+    table
+}
+
+/// GDTR limit for `privilege`.
+pub fn limit(privilege: Privilege) -> u16 {
+    match privilege {
+        Privilege::Kernel => GDT_LIMIT,
+        Privilege::User => USER_GDT_LIMIT,
+    }
+}
+
 pub fn write_gdt(ram: &GuestRam, privilege: Privilege) -> Result<()> {
-    let bytes: Vec<u8> = descriptors(privilege)
+    let bytes: Vec<u8> = table(privilege)
         .iter()
         .flat_map(|d| d.to_le_bytes())
         .collect();
     ram.write_bytes(GDT_BASE, &bytes)?;
     if privilege == Privilege::User {
         write_user_tss(ram)?;
+        super::traps::write_trap_path(ram)?;
     }
     Ok(())
 }
@@ -119,6 +138,16 @@ mod tests {
             (ds.s, ds.dpl, ds.present, ds.l, ds.db, ds.g),
             (1, 0, 1, 0, 1, 1)
         );
+    }
+
+    #[test]
+    fn only_cpl3_gets_the_trap_code_descriptor() {
+        assert_eq!(table(Privilege::Kernel), descriptors(Privilege::Kernel));
+        assert_eq!(limit(Privilege::Kernel), 23);
+        let user = table(Privilege::User);
+        assert_eq!(user.len() * 8 - 1, usize::from(limit(Privilege::User)));
+        let gates = segment_from_descriptor(3, user[3]);
+        assert_eq!((gates.selector, gates.dpl, gates.l), (0x18, 0, 1));
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod cpuid;
 pub mod gdt;
 pub mod paging;
 pub mod regs;
+pub mod traps;
 
 /// The privilege level the guest starts at (§12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

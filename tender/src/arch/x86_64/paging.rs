@@ -1,7 +1,8 @@
 //! Identity-mapped 4-level page tables (§3.3).
 
 use hvt_abi::layout::{
-    pte, BOOT_INFO_BASE, GUEST_MIN_BASE, PDPT_BASE, PD_BASE, PD_COUNT, PML4_BASE, PT0_BASE,
+    pte, BOOT_INFO_BASE, GDT_BASE, GUEST_MIN_BASE, PDPT_BASE, PD_BASE, PD_COUNT, PML4_BASE,
+    PT0_BASE, TRAP_IDT_BASE, TRAP_STACK_BASE, TRAP_TRAMPOLINE_BASE,
 };
 
 use super::Privilege;
@@ -59,6 +60,18 @@ pub fn write_page_tables(ram: &GuestRam, privilege: Privilege) -> Result<()> {
             addr | pte::PRESENT | pte::WRITABLE | user
         };
     }
+    if privilege == Privilege::User {
+        // The trap path (§12.4), supervisor-only: the CPU reads the GDT and
+        // the IDT, runs the trampoline and pushes on its stack at CPL 0.
+        for (addr, bits) in [
+            (GDT_BASE, pte::PRESENT),
+            (TRAP_IDT_BASE, pte::PRESENT),
+            (TRAP_TRAMPOLINE_BASE, pte::PRESENT),
+            (TRAP_STACK_BASE, pte::PRESENT | pte::WRITABLE),
+        ] {
+            pt0[host_len(addr / PAGE)] = addr | bits;
+        }
+    }
     ram.write_bytes(PT0_BASE, &table_bytes(&pt0))
 }
 
@@ -104,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn user_tables_add_only_the_user_bit() {
+    fn user_tables_add_the_user_bit_and_the_trap_path() {
         let kernel = GuestRam::new(8 << 20).unwrap();
         let user = GuestRam::new(8 << 20).unwrap();
         write_page_tables(&kernel, Privilege::Kernel).unwrap();
@@ -118,6 +131,12 @@ mod tests {
             for i in 0..count {
                 let k = entry(&kernel, table, i);
                 let u = entry(&user, table, i);
+                // The trap path's pages: supervisor-only, the stack writable.
+                if table == PT0_BASE && matches!(i, 1 | 9..=11) {
+                    let writable = if i == 11 { pte::WRITABLE } else { 0 };
+                    assert_eq!((k, u), (0, (i * PAGE) | pte::PRESENT | writable));
+                    continue;
+                }
                 let expected = if k == 0 { 0 } else { k | pte::USER };
                 assert_eq!(u, expected, "table 0x{table:x} entry {i}");
             }

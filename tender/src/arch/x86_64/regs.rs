@@ -1,8 +1,8 @@
 //! vCPU registers at the first instruction (§3.4, §12).
 
 use hvt_abi::layout::{
-    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, EFER_INIT, GDT_BASE, GDT_LIMIT, PML4_BASE,
-    RFLAGS_INIT, RFLAGS_IOPL3,
+    initial_rsp, BOOT_INFO_BASE, CR0_INIT, CR4_INIT, EFER_INIT, GDT_BASE, PML4_BASE, RFLAGS_INIT,
+    RFLAGS_IOPL3, TRAP_IDT_BASE, TRAP_IDT_LIMIT,
 };
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
@@ -23,9 +23,13 @@ pub fn initial_sregs(mut sregs: kvm_sregs, privilege: Privilege) -> kvm_sregs {
         ..Default::default()
     };
     sregs.gdt.base = GDT_BASE;
-    sregs.gdt.limit = GDT_LIMIT;
-    sregs.idt.base = 0;
-    sregs.idt.limit = 0;
+    sregs.gdt.limit = gdt::limit(privilege);
+    // A CPL 3 guest's exceptions go to the tender's trap path (§12.4); a
+    // CPL 0 guest has no IDT until it loads its own, as upstream.
+    (sregs.idt.base, sregs.idt.limit) = match privilege {
+        Privilege::Kernel => (0, 0),
+        Privilege::User => (TRAP_IDT_BASE, TRAP_IDT_LIMIT),
+    };
     sregs.cr0 = CR0_INIT;
     sregs.cr2 = 0;
     sregs.cr3 = PML4_BASE;

@@ -1,0 +1,239 @@
+//! A CPL 3 guest's trap, as the run loop receives it from the trampoline
+//! (§12.4, `arch::x86_64::traps`), and what may be done with it: end the
+//! guest with a precise report, or resume it, optionally with a changed
+//! frame. This is the interface a debugger builds on.
+//!
+//! At the trampoline's exit KVM's RIP, RSP, RFLAGS, CS, SS and RDX are the
+//! trampoline's; the guest's are in the frame on the trap stack. Every
+//! other register is the guest's, live in KVM. [`Trap::registers`] and
+//! [`TrappedVcpu`] give the merged view: the guest's registers at the trap.
+//!
+//! Resuming needs no KVM call: the tender rewrites the frame in guest
+//! memory and lets the stub `iretq` (so the vCPU thread's filter needs no
+//! `KVM_SET_REGS`/`KVM_SET_SREGS` for it).
+
+use hvt_abi::layout::GDT_DATA_INDEX;
+use tender_core::error::{Error, Result};
+use tender_core::memory::GuestRam;
+use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
+
+use super::vcpu::KvmVcpu;
+use crate::arch::x86_64::traps::{self, StackFrame, FRAME_RFLAGS, FRAME_RIP, FRAME_SIZE};
+use crate::arch::x86_64::{gdt, Privilege};
+use hvt_abi::layout::{GDT_CODE_INDEX, TRAP_PORT};
+
+/// RFLAGS.TF: one #DB after the next instruction.
+pub const RFLAGS_TF: u64 = 1 << 8;
+/// RFLAGS.RF: the CPU sets it in the frame of a fault; not the guest's.
+pub const RFLAGS_RF: u64 = 1 << 16;
+
+/// The guest's frame at the trap, as the CPU pushed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// The faulting instruction (a fault), or the next one (a trap: #BP
+    /// after `int3`, #DB after a step).
+    pub rip: u64,
+    /// The guest's selectors: 0x0B and 0x13.
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// One trap of a CPL 3 guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trap {
+    /// Exception vector, 0-31.
+    pub vector: u8,
+    /// Error code; 0 for vectors without one.
+    pub error: u64,
+    /// CR2 at the trap: the faulting address of a #PF.
+    pub cr2: u64,
+    pub frame: Frame,
+    /// The guest's registers at the trap (frame and KVM merged).
+    registers: Registers,
+    /// KVM's special registers at the trampoline's exit.
+    special: SpecialRegisters,
+    /// GPA of the stack frame (the trampoline's RSP).
+    frame_at: u64,
+}
+
+/// A resume: the frame the guest continues with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Where to continue (default: the frame's RIP).
+    pub rip: Option<u64>,
+    /// Set or clear RFLAGS.TF (a single step), or leave it.
+    pub single_step: Option<bool>,
+}
+
+/// What the run loop does with a trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapAction {
+    /// End the guest: [`super::run::Stop::Trap`], the report, exit 255.
+    Stop,
+    /// Return to the guest through the trampoline's `iretq`.
+    Resume(Resume),
+}
+
+/// Decides on each trap of a CPL 3 guest; the run loop calls it on the
+/// vCPU thread, at the trampoline's exit (a debugger's stub implements
+/// it; [`EndOnTrap`] is the default).
+pub trait TrapHandler {
+    fn trap(&mut self, trap: &Trap, vcpu: &mut KvmVcpu, ram: &GuestRam) -> Result<TrapAction>;
+}
+
+/// Without a debugger every trap ends the guest.
+pub struct EndOnTrap;
+
+impl TrapHandler for EndOnTrap {
+    fn trap(&mut self, _: &Trap, _: &mut KvmVcpu, _: &GuestRam) -> Result<TrapAction> {
+        Ok(TrapAction::Stop)
+    }
+}
+
+impl Trap {
+    /// Reads the trap at an exit on [`TRAP_PORT`]: the registers with
+    /// `KVM_GET_REGS`/`KVM_GET_SREGS` (already on the vCPU thread's
+    /// list), the frame from the trap stack. An `out` to the port from
+    /// anywhere but the trampoline is an invalid port access.
+    pub fn read(vcpu: &KvmVcpu, ram: &GuestRam) -> Result<Trap> {
+        let kvm = vcpu.registers()?;
+        let special = vcpu.special_registers()?;
+        if !traps::in_trampoline(special.cs.selector, kvm.rip) {
+            return Err(Error::invalid_port(TRAP_PORT));
+        }
+        let mut bytes = [0u8; FRAME_SIZE];
+        ram.read_bytes(kvm.rsp, &mut bytes)?;
+        let stack = StackFrame::from_bytes(&bytes);
+        let frame = Frame {
+            rip: stack.rip,
+            cs: stack.cs,
+            rflags: stack.rflags,
+            rsp: stack.rsp,
+            ss: stack.ss,
+        };
+        let registers = Registers {
+            rip: frame.rip,
+            rsp: frame.rsp,
+            rflags: frame.rflags & !RFLAGS_RF,
+            rdx: stack.rdx,
+            ..kvm
+        };
+        Ok(Trap {
+            vector: u8::try_from(stack.vector).unwrap_or(u8::MAX),
+            error: stack.error,
+            cr2: special.cr2,
+            frame,
+            registers,
+            special,
+            frame_at: kvm.rsp,
+        })
+    }
+
+    /// The guest's general registers, RIP and RFLAGS (RF masked) at the
+    /// trap.
+    pub fn registers(&self) -> Registers {
+        self.registers
+    }
+
+    /// The guest's special registers at the trap: CS and SS its own
+    /// (§12), CR2 the trap's, the rest KVM's.
+    pub fn special_registers(&self) -> SpecialRegisters {
+        let (code, data) = gdt::code_and_data(Privilege::User);
+        let mut special = self.special;
+        special.cs = super::vcpu::segment_from_kvm(&code);
+        special.ss = super::vcpu::segment_from_kvm(&data);
+        debug_assert_eq!(special.cs.selector, (GDT_CODE_INDEX << 3) | 3);
+        debug_assert_eq!(special.ss.selector, (GDT_DATA_INDEX << 3) | 3);
+        special
+    }
+
+    /// Lets the guest continue from this trap: writes the changed RIP and
+    /// RFLAGS into the frame (the trampoline's `iretq` loads them). Call
+    /// before the next `KVM_RUN`.
+    pub fn resume(&self, ram: &GuestRam, resume: Resume) -> Result<()> {
+        if let Some(rip) = resume.rip {
+            ram.write_bytes(self.frame_at + FRAME_RIP, &rip.to_le_bytes())?;
+        }
+        if let Some(step) = resume.single_step {
+            let rflags = if step {
+                self.frame.rflags | RFLAGS_TF
+            } else {
+                self.frame.rflags & !RFLAGS_TF
+            };
+            ram.write_bytes(self.frame_at + FRAME_RFLAGS, &rflags.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The one-line report of a trap that ends the guest.
+    pub fn report(&self) -> String {
+        let f = &self.frame;
+        let r = &self.registers;
+        format!(
+            "Guest fault: vector {} ({}) error=0x{:x} cr2=0x{:x} rip=0x{:x} rsp=0x{:x} \
+             rflags=0x{:x} cs=0x{:x} ss=0x{:x} rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} \
+             rsi=0x{:x} rdi=0x{:x} rbp=0x{:x} r8=0x{:x} r9=0x{:x} r10=0x{:x} r11=0x{:x} \
+             r12=0x{:x} r13=0x{:x} r14=0x{:x} r15=0x{:x}",
+            self.vector,
+            traps::vector_name(u64::from(self.vector)),
+            self.error,
+            self.cr2,
+            f.rip,
+            f.rsp,
+            f.rflags,
+            f.cs,
+            f.ss,
+            r.rax,
+            r.rbx,
+            r.rcx,
+            r.rdx,
+            r.rsi,
+            r.rdi,
+            r.rbp,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.r13,
+            r.r14,
+            r.r15
+        )
+    }
+}
+
+/// The vCPU as the guest left it at a trap: what modules that record the
+/// guest's last state (dumpcore) read. Register reads give the trap's
+/// view; writes and debug controls go to KVM unchanged.
+pub struct TrappedVcpu<'a> {
+    pub vcpu: &'a mut KvmVcpu,
+    pub trap: &'a Trap,
+}
+
+impl Vcpu for TrappedVcpu<'_> {
+    fn registers(&self) -> Result<Registers> {
+        Ok(self.trap.registers())
+    }
+
+    fn set_registers(&mut self, registers: &Registers) -> Result<()> {
+        self.vcpu.set_registers(registers)
+    }
+
+    fn special_registers(&self) -> Result<SpecialRegisters> {
+        Ok(self.trap.special_registers())
+    }
+
+    fn set_special_registers(&mut self, registers: &SpecialRegisters) -> Result<()> {
+        self.vcpu.set_special_registers(registers)
+    }
+
+    fn set_debug(&mut self, control: &DebugControl) -> Result<()> {
+        self.vcpu.set_debug(control)
+    }
+
+    fn guest_tsc(&self) -> Result<u64> {
+        self.vcpu.guest_tsc()
+    }
+}
