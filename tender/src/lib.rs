@@ -68,10 +68,21 @@ pub fn main_with_args<S: AsRef<OsStr>>(args: &[S]) -> i32 {
 /// [`main_with_args`] with another set of modules: a tender with a device
 /// of its own is this call with one more module in the list.
 pub fn main_with_modules<S: AsRef<OsStr>>(args: &[S], modules: Vec<Box<dyn Module>>) -> i32 {
+    main_with_traps(args, modules, &mut vstate::trap::EndOnTrap)
+}
+
+/// [`main_with_modules`] with a handler for the traps of a CPL 3 guest
+/// (`vstate::trap`, §12.4): a debugger decides there whether the guest
+/// goes on. Without one ([`main_with_modules`]) every trap ends the guest.
+pub fn main_with_traps<S: AsRef<OsStr>>(
+    args: &[S],
+    modules: Vec<Box<dyn Module>>,
+    traps: &mut dyn vstate::trap::TrapHandler,
+) -> i32 {
     // What the parent passed on, before the tender opens anything.
     let inherited = sandbox::open_fds();
     let mut modules = ModuleSet::new(modules);
-    match run(args, &mut modules, &inherited) {
+    match run(args, &mut modules, &inherited, traps) {
         Ok(code) => code,
         Err(err) => {
             diag::warn(err.to_bytes());
@@ -97,6 +108,7 @@ fn run<S: AsRef<OsStr>>(
     args: &[S],
     modules: &mut ModuleSet,
     inherited: &BTreeSet<RawFd>,
+    traps: &mut dyn vstate::trap::TrapHandler,
 ) -> Result<i32> {
     let invocation = match cli::parse(args)? {
         Command::Help => {
@@ -184,7 +196,7 @@ fn run<S: AsRef<OsStr>>(
             modules,
             privilege,
             &kvm_run_returns,
-            &mut vstate::trap::EndOnTrap,
+            traps,
         )
     });
     let ending = match &stop {
