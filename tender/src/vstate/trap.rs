@@ -12,7 +12,7 @@
 //! memory and lets the stub `iretq` (so the vCPU thread's filter needs no
 //! `KVM_SET_REGS`/`KVM_SET_SREGS` for it).
 
-use hvt_abi::layout::GDT_DATA_INDEX;
+use hvt_abi::layout::{GDT_CODE_INDEX, GDT_DATA_INDEX, TRAP_PORT};
 use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
 use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
@@ -20,7 +20,6 @@ use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
 use super::vcpu::KvmVcpu;
 use crate::arch::x86_64::traps::{self, StackFrame, FRAME_RFLAGS, FRAME_RIP, FRAME_SIZE};
 use crate::arch::x86_64::{gdt, Privilege};
-use hvt_abi::layout::{GDT_CODE_INDEX, TRAP_PORT};
 
 /// RFLAGS.TF: one #DB after the next instruction.
 pub const RFLAGS_TF: u64 = 1 << 8;

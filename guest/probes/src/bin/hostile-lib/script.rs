@@ -440,7 +440,8 @@ fn identity_map_4g(symbols: &Symbols) {
 /// Executes the instruction `name` stands for; most never return.
 fn fault_on(name: &str) -> Result<(), &'static str> {
     match name {
-        // SAFETY: #UD on purpose; with no IDT the guest cannot come back.
+        // SAFETY: #UD on purpose; the guest does not come back (at CPL 3 the
+        // tender's trap path ends it, at CPL 0 there is no IDT).
         "ud2" => unsafe { asm!("ud2") },
         // SAFETY: #BP on purpose, as above.
         "int3" => unsafe { asm!("int3") },
