@@ -267,6 +267,12 @@ impl ModuleSet {
         }
     }
 
+    /// Whether a module drives the vCPU's debug state (`--gdb`): the vCPU
+    /// thread may then also set registers and KVM's guest debug controls.
+    pub fn vcpu_debug(&self) -> bool {
+        self.modules.iter().any(|m| m.vcpu_debug())
+    }
+
     /// The allow-lists of every thread the modules started.
     pub fn thread_rules(&self) -> Vec<Allowlist> {
         self.modules.iter().flat_map(|m| m.thread_rules()).collect()

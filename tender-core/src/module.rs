@@ -184,6 +184,13 @@ pub trait Module {
     fn vcpu_rules(&self, _vcpu: &mut Allowlist) {}
 
     /// The allow-lists of the threads this module started during set-up.
+    /// Whether this module sets the vCPU's registers and KVM's guest debug
+    /// controls once the sandbox is on (a debugger): the tender then allows
+    /// `KVM_SET_REGS`, `KVM_SET_SREGS` and `KVM_SET_GUEST_DEBUG` on the vCPU.
+    fn vcpu_debug(&self) -> bool {
+        false
+    }
+
     fn thread_rules(&self) -> Vec<Allowlist> {
         Vec::new()
     }
