@@ -156,6 +156,10 @@ fn a_hardware_watchpoint_is_set_at_cpl0_and_fires_where_the_host_delivers_it() {
         &gdbprobe_debug(),
         port,
         &[
+            // Text the host maps read-only is writable for the debugger
+            // (the entry point's first byte has run already).
+            "set {unsigned char}0x100000 = 0x90",
+            "print/x {unsigned char}0x100000",
             "watch *(unsigned long *)&gdbprobe::TOTAL",
             "continue",
             "continue",
@@ -164,6 +168,7 @@ fn a_hardware_watchpoint_is_set_at_cpl0_and_fires_where_the_host_delivers_it() {
         ],
     );
     let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x90"), "{out}");
     assert!(
         out.contains("Hardware watchpoint 1: *(unsigned long *)&gdbprobe::TOTAL"),
         "{out}"
@@ -235,4 +240,58 @@ fn a_cpl3_guest_is_refused_with_one_line() {
         stderr.contains("--gdb is not supported yet for guests at CPL 3"),
         "{stderr}"
     );
+}
+
+/// gdb's Ctrl-C (SIGINT to gdb, which sends 0x03) stops a guest that never
+/// exits; gdb reads its counter; `kill` ends the tender with exit 1.
+#[test]
+fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it() {
+    if !have_gdb() {
+        return;
+    }
+    let image = cpl0_copy_of(&gdbprobe_debug());
+    let port = port();
+    let mut tender = Command::new(tender_bin())
+        .arg("--gdb")
+        .arg(format!("--gdb-port={port}"))
+        .arg(&image)
+        .arg("spin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tender");
+    let mut stderr = BufReader::new(tender.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("the tender says where it listens");
+    let gdb = Command::new("gdb")
+        .args(["-batch", "-nx"])
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args([
+            "-ex",
+            "continue",
+            "-ex",
+            "print gdbprobe::SPINS > 0",
+            "-ex",
+            "kill",
+        ])
+        .arg(gdbprobe_debug())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gdb");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gdb.id() as libc::pid_t, libc::SIGINT) };
+    let out = gdb.wait_with_output().expect("gdb ends");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let status = tender.wait().expect("the tender ends");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert!(out.contains("Program received signal SIGINT"), "{out}");
+    assert!(out.contains("$1 = true"), "{out}");
+    assert!(rest.contains("gdb: guest killed by the debugger"), "{rest}");
+    assert_eq!(status.code(), Some(1));
 }

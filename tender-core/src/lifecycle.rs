@@ -236,6 +236,17 @@ impl ModuleSet {
         Ok(None)
     }
 
+    /// Stage 7, when `KVM_RUN` returned for a signal rather than a guest
+    /// exit: the first module that takes it decides (a debugger's Ctrl-C).
+    pub fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        for module in &mut self.modules {
+            if let Some(action) = module.interrupted(vcpu)? {
+                return Ok(Some(action));
+            }
+        }
+        Ok(None)
+    }
+
     /// Stage 8, when the guest itself ended the run: every module's
     /// [`Module::guest_ended`], in order, with the stopped vCPU.
     pub fn guest_ended(&mut self, ending: Ending, vcpu: &mut dyn Vcpu, ram: &GuestRam) {

@@ -108,6 +108,64 @@ struct Stub {
     hardware_first: bool,
 }
 
+/// A byte gdb sent, if one is waiting (never blocks).
+fn pending_byte(conn: &TcpStream) -> Option<u8> {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte receive into a local, on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            std::ptr::addr_of_mut!(byte).cast(),
+            1,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    (n == 1).then_some(byte)
+}
+
+/// `fcntl(F_SETOWN_EX)` and its `struct f_owner_ex` (linux/fcntl.h; not
+/// in the libc crate): signals go to one thread, not the process.
+const F_SETOWN_EX: libc::c_int = 15;
+const F_OWNER_TID: libc::c_int = 0;
+#[repr(C)]
+struct FOwnerEx {
+    type_: libc::c_int,
+    pid: libc::pid_t,
+}
+
+/// SIGIO's handler: nothing; its arrival makes `KVM_RUN` return (EINTR).
+extern "C" fn on_sigio(_: libc::c_int) {}
+
+/// Makes the kernel signal this thread (SIGIO) when gdb sends a byte while
+/// the guest runs: `KVM_RUN` then returns, and the stub reads the Ctrl-C.
+fn signal_on_input(conn: &TcpStream) -> Result<()> {
+    let fd = conn.as_raw_fd();
+    // SAFETY: a handler that does nothing (async-signal-safe), installed
+    // with SA_RESTART so that only calls that always fail with EINTR
+    // (KVM_RUN, epoll_wait) see the signal; fcntl on our own socket.
+    let ok = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigio as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        let owner = FOwnerEx {
+            type_: F_OWNER_TID,
+            pid: libc::gettid(),
+        };
+        libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut()) == 0
+            && libc::fcntl(fd, F_SETOWN_EX, &owner) == 0
+            && libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_ASYNC,
+            ) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(gdb_error(std::io::Error::last_os_error()))
+    }
+}
+
 fn gdb_error(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("gdb: {e}"))
 }
@@ -257,9 +315,9 @@ impl Module for Gdb {
     }
 
     fn usage(&self) -> &'static str {
-        "    --gdb (wait for a gdb connection before the guest runs; CPL 0 guests)\n    \
-         --gdb-port=N (its TCP port, default 1234)\n    \
-         --gdb-addr=ADDR (its address, default 127.0.0.1; unsafe on other interfaces)\n"
+        "    --gdb (optional flag for running in a gdb debug session; CPL 0 guests)\n  \
+         [ --gdb-port=1234 ] (port to use)\n  \
+         [ --gdb-addr=127.0.0.1 ] (address to listen on; unsafe on other interfaces)\n"
     }
 
     fn parse_option(&mut self, option: &str, _manifest: &mut Manifest) -> Result<bool> {
@@ -324,6 +382,7 @@ impl Module for Gdb {
         let mut conn = conn;
         // Before the sandbox: gdbstub's session start (TCP_NODELAY).
         conn.on_session_start().map_err(gdb_error)?;
+        signal_on_input(&conn)?;
         let target = self.target.as_mut().expect("checked above");
         let machine = GdbStub::new(conn)
             .run_state_machine(target)
@@ -364,6 +423,38 @@ impl Module for Gdb {
         }))
     }
 
+    fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(None);
+        };
+        let target = self.target.as_mut().expect("a machine has a target");
+        // What gdb sent while the guest ran (its Ctrl-C is one byte, 0x03).
+        let mut machine = GdbStubStateMachine::Running(inner);
+        loop {
+            let GdbStubStateMachine::Running(mut running) = machine else {
+                break;
+            };
+            let Some(byte) = pending_byte(running.borrow_conn()) else {
+                machine = GdbStubStateMachine::Running(running);
+                break;
+            };
+            machine = running.incoming_data(target, byte).map_err(gdb_error)?;
+        }
+        if let GdbStubStateMachine::CtrlCInterrupt(interrupted) = machine {
+            self.machine = Some(
+                interrupted
+                    .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+                    .map_err(gdb_error)?,
+            );
+            return Ok(Some(match self.serve(vcpu)? {
+                None => ExitAction::Resume,
+                Some(code) => ExitAction::Exit(code),
+            }));
+        }
+        self.machine = Some(machine);
+        Ok(None)
+    }
+
     fn guest_ended(&mut self, ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {
         let (Some(target), Some(GdbStubStateMachine::Running(inner))) =
             (self.target.as_mut(), self.machine.take())
@@ -393,7 +484,8 @@ impl Module for Gdb {
         };
         vcpu.allow_fds(libc::SYS_recvfrom, &[fd])
             .allow_fds(libc::SYS_sendto, &[fd])
-            .allow(libc::SYS_mprotect);
+            .allow(libc::SYS_mprotect)
+            .allow(libc::SYS_rt_sigreturn);
     }
 }
 

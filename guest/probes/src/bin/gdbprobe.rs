@@ -1,6 +1,7 @@
 //! A guest for `--gdb` (tests/gdb.rs): `accumulate` adds twice its
 //! argument to the global `TOTAL` five times (steps 1 to 5); the guest
-//! exits with `TOTAL`, 30.
+//! exits with `TOTAL`, 30. With the argument `spin` it then counts in
+//! `SPINS` for ever (for gdb's Ctrl-C).
 #![no_std]
 #![no_main]
 
@@ -8,6 +9,9 @@ use hvt_bindings::StartInfo;
 
 hvt_bindings::manifest!();
 hvt_bindings::entry!(main);
+
+/// Counted by `spin`.
+static mut SPINS: u64 = 0;
 
 /// What gdb reads as a global and watches.
 static mut TOTAL: u64 = 0;
@@ -23,9 +27,18 @@ fn accumulate(step: u64) -> u64 {
     doubled
 }
 
-fn main(_start: &StartInfo) -> i32 {
+fn main(start: &StartInfo) -> i32 {
     for step in 1..=5 {
         core::hint::black_box(accumulate(core::hint::black_box(step)));
+    }
+    if start.cmdline.trim() == "spin" {
+        loop {
+            // SAFETY: one thread.
+            unsafe {
+                let spins = core::ptr::addr_of_mut!(SPINS);
+                spins.write_volatile(spins.read_volatile() + 1);
+            }
+        }
     }
     // SAFETY: one thread.
     unsafe { core::ptr::addr_of!(TOTAL).read_volatile() as i32 }
