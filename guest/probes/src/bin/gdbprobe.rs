@@ -41,5 +41,6 @@ fn main(start: &StartInfo) -> i32 {
         }
     }
     // SAFETY: one thread.
-    unsafe { core::ptr::addr_of!(TOTAL).read_volatile() as i32 }
+    let total = unsafe { core::ptr::addr_of!(TOTAL).read_volatile() };
+    i32::try_from(total).unwrap_or(1)
 }
