@@ -222,11 +222,12 @@ fn usage_has_upstreams_lines_and_help_exits_1() {
         "{text}"
     );
     for line in [
-        "Compiled-in modules: core block net dumpcore clock trace 
+        "Compiled-in modules: core block net dumpcore clock trace gdb 
 ",
         "    --dumpcore=DIR (enable guest core dump on abort/trap)
 ",
         "Compiled-in module options:\n",
+        "  [ --gdb-port=1234 ] (port to use)\n",
         "    --block:NAME=PATH (attach block device/file at PATH as block storage NAME)\n",
         "  [ --block-sector-size:NAME=SECTORSIZE ] (set sector size for block device NAME; \
          must be a power of two greater than or equal 512)\n",

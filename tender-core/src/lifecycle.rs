@@ -236,6 +236,17 @@ impl ModuleSet {
         Ok(None)
     }
 
+    /// Stage 7, when `KVM_RUN` returned for a signal rather than a guest
+    /// exit: the first module that takes it decides (a debugger's Ctrl-C).
+    pub fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        for module in &mut self.modules {
+            if let Some(action) = module.interrupted(vcpu)? {
+                return Ok(Some(action));
+            }
+        }
+        Ok(None)
+    }
+
     /// Stage 8, when the guest itself ended the run: every module's
     /// [`Module::guest_ended`], in order, with the stopped vCPU.
     pub fn guest_ended(&mut self, ending: Ending, vcpu: &mut dyn Vcpu, ram: &GuestRam) {
@@ -265,6 +276,12 @@ impl ModuleSet {
         for module in &self.modules {
             module.vcpu_rules(vcpu);
         }
+    }
+
+    /// Whether a module drives the vCPU's debug state (`--gdb`): the vCPU
+    /// thread may then also set registers and KVM's guest debug controls.
+    pub fn vcpu_debug(&self) -> bool {
+        self.modules.iter().any(|m| m.vcpu_debug())
     }
 
     /// The allow-lists of every thread the modules started.

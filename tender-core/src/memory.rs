@@ -288,6 +288,66 @@ impl GuestRam {
         self.write_bytes(gpa, value.as_slice())
     }
 
+    /// A debugger's access to `[gpa, gpa + len)` (`--gdb`): anywhere below the
+    /// guest-visible size, whatever the host protection. Pages the host maps
+    /// read-only (guest text, where software breakpoints go) or not at all are
+    /// made accessible for the copy and get their protection back after it.
+    pub fn debugger_access(&self, gpa: u64, bytes: &mut [u8], write: bool) -> Result<()> {
+        let len = bytes.len() as u64;
+        check_range(gpa, len, self.layout.visible_size)
+            .map_err(|e| Error::Memory(e.to_string()))?;
+        let end = gpa + len;
+        let (host, _) = self.host_mapping();
+        let needed = if write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let opened: Vec<Protected> = self
+            .layout
+            .protected
+            .iter()
+            .filter(|p| gpa < p.end && end > p.start && p.prot & needed != needed)
+            .map(|p| Protected {
+                start: p.start.max(gpa) & !4095,
+                end: p.end.min(end.next_multiple_of(4096)),
+                prot: p.prot,
+            })
+            .collect();
+        let set = |p: &Protected, prot: libc::c_int| {
+            // SAFETY: `[start, end)` lies inside our own mapping (below the
+            // visible size, page-aligned); only its protection changes, and
+            // no Rust reference into guest memory is outstanding.
+            let rc = unsafe {
+                libc::mprotect(
+                    host.add(host_len(p.start)).cast(),
+                    host_len(p.end - p.start),
+                    prot,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(Error::Memory(format!(
+                    "mprotect of guest memory failed: {}",
+                    std::io::Error::last_os_error()
+                )))
+            }
+        };
+        for p in &opened {
+            set(p, needed)?;
+        }
+        let copied = if write {
+            self.write_bytes(gpa, bytes)
+        } else {
+            self.read_bytes(gpa, bytes)
+        };
+        for p in &opened {
+            set(p, p.prot)?;
+        }
+        copied
+    }
+
     /// Refuses the tender's own writes into `[start, end)` on the guest's
     /// behalf (hypercall results, device reads), without changing the host
     /// mapping (KVM itself may still need to write there, e.g. accessed

@@ -169,6 +169,12 @@ pub trait Module {
     /// runs on the vCPU thread under its filter (the module's
     /// [`Module::vcpu_rules`]), before every module's [`Module::halt`]. The
     /// mock tender has no vCPU and does not call it.
+    /// `KVM_RUN` returned because a signal arrived, not for an exit of the
+    /// guest's (`--gdb`'s Ctrl-C arrives so); `None` runs the guest on.
+    fn interrupted(&mut self, _vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        Ok(None)
+    }
+
     fn guest_ended(&mut self, _ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {}
 
     /// The guest ended: stop threads, flush, sync.
@@ -184,6 +190,13 @@ pub trait Module {
     fn vcpu_rules(&self, _vcpu: &mut Allowlist) {}
 
     /// The allow-lists of the threads this module started during set-up.
+    /// Whether this module sets the vCPU's registers and KVM's guest debug
+    /// controls once the sandbox is on (a debugger): the tender then allows
+    /// `KVM_SET_REGS`, `KVM_SET_SREGS` and `KVM_SET_GUEST_DEBUG` on the vCPU.
+    fn vcpu_debug(&self) -> bool {
+        false
+    }
+
     fn thread_rules(&self) -> Vec<Allowlist> {
         Vec::new()
     }

@@ -115,9 +115,21 @@ pub struct DebugControl {
     pub software_breakpoints: bool,
     /// Up to four instruction breakpoints in the debug registers.
     pub hardware_breakpoints: [Option<u64>; 4],
+    /// Hardware watchpoints (DR0-DR3 after the breakpoints' slots, DR7's
+    /// R/W and LEN bits): address, length (1, 2, 4 or 8) and whether reads
+    /// also trigger. A slot holds a breakpoint or a watchpoint, not both.
+    pub watchpoints: [Option<Watchpoint>; 4],
 }
 
 /// The vCPU, as a module sees it.
+/// A hardware watchpoint of [`DebugControl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watchpoint {
+    pub address: u64,
+    pub len: u8,
+    pub reads: bool,
+}
+
 pub trait Vcpu {
     fn registers(&self) -> Result<Registers>;
     fn set_registers(&mut self, registers: &Registers) -> Result<()>;

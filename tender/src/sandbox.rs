@@ -22,7 +22,7 @@ use tender_core::error::{Error, Result};
 use tender_core::lifecycle::ModuleSet;
 use tender_core::sandbox::{Allowlist, SeccompMode};
 use vmm_sys_util::ioctl::ioctl_expr;
-use vmm_sys_util::ioctl::{_IOC_NONE, _IOC_READ};
+use vmm_sys_util::ioctl::{_IOC_NONE, _IOC_READ, _IOC_WRITE};
 
 use crate::vstate::vcpu::KvmVcpu;
 
@@ -129,6 +129,32 @@ fn vcpu_ioctls() -> [u64; 3] {
     ]
 }
 
+/// `KVM_SET_REGS`, `KVM_SET_SREGS` and `KVM_SET_GUEST_DEBUG`: what a
+/// debugger module (`--gdb`) asks of KVM at a stop.
+fn vcpu_debug_ioctls() -> [u64; 3] {
+    let size = |bytes: usize| u32::try_from(bytes).unwrap_or(0);
+    [
+        ioctl_expr(
+            _IOC_WRITE,
+            KVMIO,
+            0x82,
+            size(std::mem::size_of::<kvm_bindings::kvm_regs>()),
+        ),
+        ioctl_expr(
+            _IOC_WRITE,
+            KVMIO,
+            0x84,
+            size(std::mem::size_of::<kvm_bindings::kvm_sregs>()),
+        ),
+        ioctl_expr(
+            _IOC_WRITE,
+            KVMIO,
+            0x9b,
+            size(std::mem::size_of::<kvm_bindings::kvm_guest_debug>()),
+        ),
+    ]
+}
+
 /// The vCPU thread's allow-list: the KVM ioctls, the heap's growth (error
 /// messages are formatted after the sandbox is on), and every module's
 /// rules.
@@ -136,6 +162,9 @@ pub fn vcpu_allowlist(vcpu: &KvmVcpu, modules: &ModuleSet) -> Allowlist {
     let mut list = Allowlist::new("vcpu");
     list.allow_ioctls(vcpu.fd.as_raw_fd(), &vcpu_ioctls())
         .allow(libc::SYS_brk);
+    if modules.vcpu_debug() {
+        list.allow_ioctls(vcpu.fd.as_raw_fd(), &vcpu_debug_ioctls());
+    }
     modules.vcpu_rules(&mut list);
     list
 }

@@ -8,6 +8,7 @@ pub mod block;
 pub mod clock;
 pub mod core;
 pub mod dumpcore;
+pub mod gdb;
 pub mod net;
 pub mod scan;
 pub mod trace;
@@ -51,6 +52,8 @@ pub fn all(host: Host) -> Vec<Box<dyn Module>> {
         Box::new(clock::Clock::new()),
         // Debugging: watches the hypercall table the others filled.
         Box::new(trace::Trace::new()),
+        // Last: its handle on guest memory sees the final layout.
+        Box::new(gdb::Gdb::new()),
     ]
 }
 

@@ -97,7 +97,12 @@ pub fn run(
         exited = exit.is_ok();
         let exit = match exit {
             Ok(exit) => exit,
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                match modules.interrupted(vcpu)? {
+                    Some(ExitAction::Exit(code)) => return Ok(Stop::Halt(code)),
+                    Some(ExitAction::Resume) | None => continue,
+                }
+            }
             Err(e) if e.errno() == libc::EFAULT => {
                 return Ok(Stop::Unserved(Error::Kvm(format!(
                     "host/guest translation fault: rip=0x{:x}",

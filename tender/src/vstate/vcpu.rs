@@ -7,7 +7,9 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VcpuFd;
 use tender_core::error::Result;
-use tender_core::vm::{DebugControl, DescriptorTable, Registers, Segment, SpecialRegisters, Vcpu};
+use tender_core::vm::{
+    DebugControl, DescriptorTable, Registers, Segment, SpecialRegisters, Vcpu, Watchpoint,
+};
 
 use super::vm::kvm_error;
 
@@ -75,6 +77,19 @@ fn table_to_kvm(t: &DescriptorTable) -> kvm_dtable {
 /// Bit of DR7 that enables breakpoint `index` locally.
 fn dr7_local_enable(index: usize) -> u64 {
     1 << (2 * index)
+}
+
+/// DR7's R/W (write: 01, read or write: 11) and LEN (1: 00, 2: 01, 8: 10,
+/// 4: 11) bits of slot `index`.
+fn dr7_watch_bits(index: usize, watch: &Watchpoint) -> u64 {
+    let rw: u64 = if watch.reads { 0b11 } else { 0b01 };
+    let len: u64 = match watch.len {
+        1 => 0b00,
+        2 => 0b01,
+        8 => 0b10,
+        _ => 0b11,
+    };
+    (rw | len << 2) << (16 + 4 * index)
 }
 
 /// `IA32_TSC`.
@@ -221,6 +236,12 @@ impl Vcpu for KvmVcpu {
                     // Execute breakpoints: R/W and LEN bits stay 0.
                     debug.arch.debugreg[index] = *address;
                     dr7 |= dr7_local_enable(index);
+                }
+            }
+            for (index, watch) in control.watchpoints.iter().enumerate() {
+                if let Some(watch) = watch {
+                    debug.arch.debugreg[index] = watch.address;
+                    dr7 |= dr7_local_enable(index) | dr7_watch_bits(index, watch);
                 }
             }
             if dr7 != 0 {

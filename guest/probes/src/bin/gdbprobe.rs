@@ -1,0 +1,46 @@
+//! A guest for `--gdb` (tests/gdb.rs): `accumulate` adds twice its
+//! argument to the global `TOTAL` five times (steps 1 to 5); the guest
+//! exits with `TOTAL`, 30. With the argument `spin` it then counts in
+//! `SPINS` for ever (for gdb's Ctrl-C).
+#![no_std]
+#![no_main]
+
+use hvt_bindings::StartInfo;
+
+hvt_bindings::manifest!();
+hvt_bindings::entry!(main);
+
+/// Counted by `spin`.
+static mut SPINS: u64 = 0;
+
+/// What gdb reads as a global and watches.
+static mut TOTAL: u64 = 0;
+
+#[inline(never)]
+fn accumulate(step: u64) -> u64 {
+    let doubled = core::hint::black_box(step * 2);
+    // SAFETY: one thread; volatile so that every store happens.
+    unsafe {
+        let total = core::ptr::addr_of_mut!(TOTAL);
+        total.write_volatile(total.read_volatile() + doubled);
+    }
+    doubled
+}
+
+fn main(start: &StartInfo) -> i32 {
+    for step in 1..=5 {
+        core::hint::black_box(accumulate(core::hint::black_box(step)));
+    }
+    if start.cmdline.trim() == "spin" {
+        loop {
+            // SAFETY: one thread.
+            unsafe {
+                let spins = core::ptr::addr_of_mut!(SPINS);
+                spins.write_volatile(spins.read_volatile() + 1);
+            }
+        }
+    }
+    // SAFETY: one thread.
+    let total = unsafe { core::ptr::addr_of!(TOTAL).read_volatile() };
+    i32::try_from(total).unwrap_or(1)
+}

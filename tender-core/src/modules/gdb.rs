@@ -1,0 +1,734 @@
+//! `--gdb`: a GDB remote-protocol stub (the `gdbstub` crate) on the vCPU
+//! thread, for guests at CPL 0 (docs/debugging.md).
+//!
+//! Before the guest's first instruction the tender listens on
+//! `--gdb-addr` (127.0.0.1 unless told otherwise) port `--gdb-port`
+//! (1234), waits for one connection and serves gdb until it continues or
+//! steps. The guest then runs under KVM's guest debug controls: software
+//! breakpoints (`int3` patched in by the stub, `KVM_GUESTDBG_USE_SW_BP`),
+//! single-step (`KVM_GUESTDBG_SINGLESTEP`) and up to four hardware
+//! breakpoints or watchpoints (DR0-DR3, DR7). Every debug exit is a stop
+//! reported to gdb; the guest's end is reported as its exit status.
+//!
+//! Registers are read once at a stop and written back, if gdb changed
+//! them, before the guest resumes. Memory is read and written through
+//! [`GuestRam::debugger_access`]: anywhere below the guest's visible size,
+//! including the text the host maps read-only.
+//!
+//! CPL 3 guests are refused: on this host KVM's debug controls do not
+//! reach them (docs/debugging.md).
+//!
+//! Sandbox ([`Gdb::vcpu_rules`], [`Gdb::vcpu_debug`]): the connection is
+//! accepted before the filters exist; afterwards the vCPU thread may
+//! `recvfrom`/`sendto` on the connection, `mprotect` (patching read-only
+//! text), and set registers and KVM's debug controls.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+use gdbstub::common::Signal;
+use gdbstub::conn::Connection;
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
+use gdbstub::target::ext::base::singlethread::{
+    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
+    SingleThreadSingleStepOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind,
+};
+use gdbstub::target::{Target, TargetError, TargetResult};
+use gdbstub_arch::x86::reg::X86_64CoreRegs;
+use gdbstub_arch::x86::X86_64_SSE;
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::memory::GuestRam;
+use crate::module::{Ending, Module, SetupContext};
+use crate::sandbox::Allowlist;
+use crate::vm::{DebugControl, ExitAction, Registers, SpecialRegisters, Vcpu, VmExit, Watchpoint};
+
+/// The `int3` instruction.
+const INT3: u8 = 0xcc;
+/// `#DB` and `#BP`, as KVM reports them in a debug exit.
+const DB_VECTOR: u32 = 1;
+const BP_VECTOR: u32 = 3;
+/// DR6.BS: the #DB is a single step's.
+const DR6_BS: u64 = 1 << 14;
+
+/// The `--gdb` module.
+pub struct Gdb {
+    enabled: bool,
+    addr: IpAddr,
+    port: u16,
+    target: Option<Stub>,
+    machine: Option<GdbStubStateMachine<'static, Stub, TcpStream>>,
+    /// The connection's descriptor, for the filter.
+    conn_fd: Option<i32>,
+}
+
+impl Default for Gdb {
+    fn default() -> Self {
+        Gdb {
+            enabled: false,
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: 1234,
+            target: None,
+            machine: None,
+            conn_fd: None,
+        }
+    }
+}
+
+/// How gdb asked the guest to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    Continue,
+    Step,
+}
+
+/// What gdb sees: the registers of the stop, guest memory, breakpoints.
+struct Stub {
+    ram: GuestRam,
+    regs: Registers,
+    sregs: SpecialRegisters,
+    regs_dirty: bool,
+    sregs_dirty: bool,
+    resume: Option<Resume>,
+    /// Software breakpoints: address and the byte `int3` replaced.
+    software: Vec<(u64, u8)>,
+    /// DR0-DR3.
+    hardware: [Option<u64>; 4],
+    watch: [Option<(Watchpoint, WatchKind)>; 4],
+    /// Serve gdb's software breakpoints with debug registers while one is
+    /// free (`TENDER_GDB_INT3=1` turns it off, for hardware KVM).
+    hardware_first: bool,
+}
+
+/// A byte gdb sent, if one is waiting (never blocks).
+fn pending_byte(conn: &TcpStream) -> Option<u8> {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte receive into a local, on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            std::ptr::addr_of_mut!(byte).cast(),
+            1,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    (n == 1).then_some(byte)
+}
+
+/// `fcntl(F_SETOWN_EX)` and its `struct f_owner_ex` (linux/fcntl.h; not
+/// in the libc crate): signals go to one thread, not the process.
+const F_SETOWN_EX: libc::c_int = 15;
+const F_OWNER_TID: libc::c_int = 0;
+#[repr(C)]
+struct FOwnerEx {
+    type_: libc::c_int,
+    pid: libc::pid_t,
+}
+
+/// SIGIO's handler: nothing; its arrival makes `KVM_RUN` return (EINTR).
+extern "C" fn on_sigio(_: libc::c_int) {}
+
+/// Makes the kernel signal this thread (SIGIO) when gdb sends a byte while
+/// the guest runs: `KVM_RUN` then returns, and the stub reads the Ctrl-C.
+fn signal_on_input(conn: &TcpStream) -> Result<()> {
+    let fd = conn.as_raw_fd();
+    // SAFETY: a handler that does nothing (async-signal-safe), installed
+    // with SA_RESTART so that only calls that always fail with EINTR
+    // (KVM_RUN, epoll_wait) see the signal; fcntl on our own socket.
+    let ok = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigio as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        let owner = FOwnerEx {
+            type_: F_OWNER_TID,
+            pid: libc::gettid(),
+        };
+        libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut()) == 0
+            && libc::fcntl(fd, F_SETOWN_EX, &owner) == 0
+            && libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_ASYNC,
+            ) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(gdb_error(std::io::Error::last_os_error()))
+    }
+}
+
+fn gdb_error(e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("gdb: {e}"))
+}
+
+impl Gdb {
+    pub fn new() -> Gdb {
+        Gdb::default()
+    }
+
+    /// Serves gdb until it resumes the guest, then sets KVM's debug
+    /// controls and the registers it changed. `Ok(None)`: resume;
+    /// `Ok(Some(code))`: gdb killed the guest.
+    fn serve(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
+        let (Some(target), Some(mut machine)) = (self.target.as_mut(), self.machine.take()) else {
+            return Ok(None);
+        };
+        target.regs = vcpu.registers()?;
+        target.sregs = vcpu.special_registers()?;
+        target.regs_dirty = false;
+        target.sregs_dirty = false;
+        target.resume = None;
+        loop {
+            machine = match machine {
+                GdbStubStateMachine::Idle(mut inner) => {
+                    let mut byte = [0u8];
+                    match inner.borrow_conn().read(&mut byte) {
+                        Ok(1) => inner.incoming_data(target, byte[0]).map_err(gdb_error)?,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                            GdbStubStateMachine::Idle(inner)
+                        }
+                        _ => {
+                            std::mem::forget(inner);
+                            return self.detached(vcpu);
+                        }
+                    }
+                }
+                GdbStubStateMachine::Running(inner) => {
+                    self.machine = Some(GdbStubStateMachine::Running(inner));
+                    break;
+                }
+                GdbStubStateMachine::CtrlCInterrupt(inner) => inner
+                    .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+                    .map_err(gdb_error)?,
+                GdbStubStateMachine::Disconnected(inner) => {
+                    let reason = inner.get_reason();
+                    std::mem::forget(inner);
+                    if reason == DisconnectReason::Kill {
+                        crate::diag::warn("gdb: guest killed by the debugger");
+                        return Ok(Some(1));
+                    }
+                    return self.detached(vcpu);
+                }
+            };
+        }
+        if target.regs_dirty {
+            vcpu.set_registers(&target.regs)?;
+        }
+        if target.sregs_dirty {
+            vcpu.set_special_registers(&target.sregs)?;
+        }
+        let mut control = DebugControl {
+            enabled: true,
+            single_step: target.resume == Some(Resume::Step),
+            software_breakpoints: true,
+            hardware_breakpoints: target.hardware,
+            ..DebugControl::default()
+        };
+        for (slot, watch) in control.watchpoints.iter_mut().zip(&target.watch) {
+            *slot = watch.map(|(w, _)| w);
+        }
+        vcpu.set_debug(&control)?;
+        Ok(None)
+    }
+
+    /// gdb went away (detach or a closed connection): the guest runs on
+    /// without the debugger.
+    fn detached(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
+        // Never closed (the confined vCPU thread may not `close`).
+        std::mem::forget(self.machine.take());
+        if let Some(target) = self.target.as_mut() {
+            for (addr, byte) in std::mem::take(&mut target.software) {
+                let _ = target.ram.debugger_access(addr, &mut [byte], true);
+            }
+            if target.regs_dirty {
+                vcpu.set_registers(&target.regs)?;
+            }
+        }
+        vcpu.set_debug(&DebugControl::default())?;
+        Ok(None)
+    }
+
+    /// The stop reason of a debug exit, and the guest's RIP at the stop.
+    fn stop_reason(
+        &mut self,
+        exception: u32,
+        pc: u64,
+        dr6: u64,
+        vcpu: &mut dyn Vcpu,
+    ) -> Result<Option<SingleThreadStopReason<u64>>> {
+        let Some(target) = self.target.as_ref() else {
+            return Ok(None);
+        };
+        if exception == BP_VECTOR {
+            let mut regs = vcpu.registers()?;
+            // KVM reports the int3's own address; a trap reports the next.
+            let at = [regs.rip, pc, regs.rip.wrapping_sub(1)]
+                .into_iter()
+                .find(|a| target.software.iter().any(|(b, _)| b == a));
+            let Some(at) = at else {
+                // An int3 of the guest's own: a SIGTRAP after it.
+                return Ok(Some(SingleThreadStopReason::Signal(Signal::SIGTRAP)));
+            };
+            if regs.rip != at {
+                regs.rip = at;
+                vcpu.set_registers(&regs)?;
+            }
+            return Ok(Some(SingleThreadStopReason::SwBreak(())));
+        }
+        if exception != DB_VECTOR {
+            return Ok(None);
+        }
+        for index in 0..4 {
+            if dr6 & (1 << index) == 0 {
+                continue;
+            }
+            if target.hardware[index].is_some() {
+                return Ok(Some(SingleThreadStopReason::HwBreak(())));
+            }
+            if let Some((w, kind)) = target.watch[index] {
+                return Ok(Some(SingleThreadStopReason::Watch {
+                    tid: (),
+                    kind,
+                    addr: w.address,
+                }));
+            }
+        }
+        if dr6 & DR6_BS != 0 || target.resume == Some(Resume::Step) {
+            return Ok(Some(SingleThreadStopReason::DoneStep));
+        }
+        Ok(Some(SingleThreadStopReason::Signal(Signal::SIGTRAP)))
+    }
+}
+
+impl Module for Gdb {
+    fn name(&self) -> &'static str {
+        "gdb"
+    }
+
+    fn usage(&self) -> &'static str {
+        "    --gdb (optional flag for running in a gdb debug session; CPL 0 guests)\n  \
+         [ --gdb-port=1234 ] (port to use)\n  \
+         [ --gdb-addr=127.0.0.1 ] (address to listen on; unsafe on other interfaces)\n"
+    }
+
+    fn parse_option(&mut self, option: &str, _manifest: &mut Manifest) -> Result<bool> {
+        let invalid = |why: &str| super::invalid_option(option, Some(why.into()));
+        if option == "--gdb" {
+            self.enabled = true;
+        } else if let Some(port) = option.strip_prefix("--gdb-port=") {
+            self.port = port
+                .parse()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| invalid("not a TCP port"))?;
+        } else if let Some(addr) = option.strip_prefix("--gdb-addr=") {
+            self.addr = addr.parse().map_err(|_| invalid("not an IP address"))?;
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn initial_vcpu(&mut self, vcpu: &mut dyn Vcpu, _ram: &GuestRam) -> Result<()> {
+        if self.enabled && vcpu.special_registers()?.cs.dpl != 0 {
+            return Err(Error::Other(
+                "gdb: --gdb is not supported yet for guests at CPL 3 (our note); \
+                 it works for CPL 0 guests"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn setup(&mut self, ctx: &mut SetupContext<'_>) -> Result<()> {
+        if self.enabled {
+            self.target = Some(Stub {
+                ram: ctx.ram.clone(),
+                regs: Registers::default(),
+                sregs: SpecialRegisters::default(),
+                regs_dirty: false,
+                sregs_dirty: false,
+                resume: None,
+                software: Vec::new(),
+                hardware: [None; 4],
+                watch: [None; 4],
+                hardware_first: std::env::var_os("TENDER_GDB_INT3").is_none(),
+            });
+        }
+        Ok(())
+    }
+
+    fn before_first_run(&mut self, vcpu: &mut dyn Vcpu) -> Result<()> {
+        if self.target.is_none() {
+            return Ok(());
+        }
+        let where_ = SocketAddr::new(self.addr, self.port);
+        let listener =
+            TcpListener::bind(where_).map_err(|e| gdb_error(format!("{where_}: {e}")))?;
+        crate::diag::warn(format!("gdb: waiting for a connection on {where_}"));
+        let (conn, peer) = listener.accept().map_err(gdb_error)?;
+        drop(listener);
+        crate::diag::warn(format!("gdb: connected from {peer}"));
+        self.conn_fd = Some(conn.as_raw_fd());
+        let mut conn = conn;
+        // Before the sandbox: gdbstub's session start (TCP_NODELAY).
+        conn.on_session_start().map_err(gdb_error)?;
+        signal_on_input(&conn)?;
+        let target = self.target.as_mut().expect("checked above");
+        let machine = GdbStub::new(conn)
+            .run_state_machine(target)
+            .map_err(gdb_error)?;
+        self.machine = Some(machine);
+        match self.serve(vcpu)? {
+            None => Ok(()),
+            Some(_) => Err(Error::Other("gdb: guest killed before it ran".into())),
+        }
+    }
+
+    fn vm_exit(
+        &mut self,
+        exit: &VmExit,
+        vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
+        let VmExit::Debug {
+            exception, pc, dr6, ..
+        } = *exit
+        else {
+            return Ok(None);
+        };
+        if self.machine.is_none() {
+            return Ok(None);
+        }
+        let Some(reason) = self.stop_reason(exception, pc, dr6, vcpu)? else {
+            return Ok(None);
+        };
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(None);
+        };
+        let target = self.target.as_mut().expect("a machine has a target");
+        self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
+        Ok(Some(match self.serve(vcpu)? {
+            None => ExitAction::Resume,
+            Some(code) => ExitAction::Exit(code),
+        }))
+    }
+
+    fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(None);
+        };
+        let target = self.target.as_mut().expect("a machine has a target");
+        // What gdb sent while the guest ran (its Ctrl-C is one byte, 0x03).
+        let mut machine = GdbStubStateMachine::Running(inner);
+        loop {
+            let GdbStubStateMachine::Running(mut running) = machine else {
+                break;
+            };
+            let Some(byte) = pending_byte(running.borrow_conn()) else {
+                machine = GdbStubStateMachine::Running(running);
+                break;
+            };
+            machine = running.incoming_data(target, byte).map_err(gdb_error)?;
+        }
+        if let GdbStubStateMachine::CtrlCInterrupt(interrupted) = machine {
+            self.machine = Some(
+                interrupted
+                    .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+                    .map_err(gdb_error)?,
+            );
+            return Ok(Some(match self.serve(vcpu)? {
+                None => ExitAction::Resume,
+                Some(code) => ExitAction::Exit(code),
+            }));
+        }
+        self.machine = Some(machine);
+        Ok(None)
+    }
+
+    fn guest_ended(&mut self, ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {
+        let (Some(target), Some(GdbStubStateMachine::Running(inner))) =
+            (self.target.as_mut(), self.machine.take())
+        else {
+            return;
+        };
+        let reason = match ending {
+            Ending::Exit(code) => SingleThreadStopReason::Exited(code.to_le_bytes()[0]),
+            Ending::GuestFault | Ending::Error => {
+                SingleThreadStopReason::Terminated(Signal::SIGSEGV)
+            }
+        };
+        // The connection stays open until the process ends: the confined
+        // vCPU thread may not `close`.
+        if let Ok(machine) = inner.report_stop(target, reason) {
+            std::mem::forget(machine);
+        }
+    }
+
+    fn vcpu_debug(&self) -> bool {
+        self.enabled
+    }
+
+    fn vcpu_rules(&self, vcpu: &mut Allowlist) {
+        let Some(fd) = self.conn_fd else {
+            return;
+        };
+        vcpu.allow_fds(libc::SYS_recvfrom, &[fd])
+            .allow_fds(libc::SYS_sendto, &[fd])
+            .allow(libc::SYS_mprotect)
+            .allow(libc::SYS_rt_sigreturn);
+    }
+}
+
+impl Target for Stub {
+    type Arch = X86_64_SSE;
+    type Error = String;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::SingleThread(self)
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn guard_rail_implicit_sw_breakpoints(&self) -> bool {
+        true
+    }
+}
+
+impl SingleThreadBase for Stub {
+    fn read_registers(&mut self, regs: &mut X86_64CoreRegs) -> TargetResult<(), Self> {
+        let r = &self.regs;
+        regs.regs = [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ];
+        regs.rip = r.rip;
+        // RFLAGS' upper half is reserved (zero).
+        regs.eflags = u32::try_from(r.rflags & 0xffff_ffff).unwrap_or(0);
+        let s = &self.sregs;
+        regs.segments.cs = s.cs.selector.into();
+        regs.segments.ss = s.ss.selector.into();
+        regs.segments.ds = s.ds.selector.into();
+        regs.segments.es = s.es.selector.into();
+        regs.segments.fs = s.fs.selector.into();
+        regs.segments.gs = s.gs.selector.into();
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &X86_64CoreRegs) -> TargetResult<(), Self> {
+        let r = &mut self.regs;
+        let g = &regs.regs;
+        let new = Registers {
+            rax: g[0],
+            rbx: g[1],
+            rcx: g[2],
+            rdx: g[3],
+            rsi: g[4],
+            rdi: g[5],
+            rbp: g[6],
+            rsp: g[7],
+            r8: g[8],
+            r9: g[9],
+            r10: g[10],
+            r11: g[11],
+            r12: g[12],
+            r13: g[13],
+            r14: g[14],
+            r15: g[15],
+            rip: regs.rip,
+            rflags: (r.rflags & !0xffff_ffff) | u64::from(regs.eflags),
+        };
+        if new != *r {
+            *r = new;
+            self.regs_dirty = true;
+        }
+        let s = &mut self.sregs;
+        let selectors = [
+            (&mut s.cs, regs.segments.cs),
+            (&mut s.ss, regs.segments.ss),
+            (&mut s.ds, regs.segments.ds),
+            (&mut s.es, regs.segments.es),
+            (&mut s.fs, regs.segments.fs),
+            (&mut s.gs, regs.segments.gs),
+        ];
+        for (segment, selector) in selectors {
+            let selector = u16::try_from(selector & 0xffff).unwrap_or(0);
+            if segment.selector != selector {
+                segment.selector = selector;
+                self.sregs_dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
+        let visible = self.ram.visible_size();
+        let n = usize::try_from(visible.saturating_sub(start))
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        if n == 0 {
+            return Err(TargetError::Errno(14));
+        }
+        self.ram
+            .debugger_access(start, &mut data[..n], false)
+            .map_err(|_| TargetError::Errno(14))?;
+        // gdb sees the guest's own bytes, not our int3s.
+        for (addr, byte) in &self.software {
+            let at = addr
+                .checked_sub(start)
+                .and_then(|i| usize::try_from(i).ok());
+            if let Some(slot) = at.and_then(|i| data[..n].get_mut(i)) {
+                *slot = *byte;
+            }
+        }
+        Ok(n)
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
+        let mut bytes = data.to_vec();
+        self.ram
+            .debugger_access(start, &mut bytes, true)
+            .map_err(|_| TargetError::Errno(14))
+    }
+
+    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleThreadResume for Stub {
+    fn resume(&mut self, _signal: Option<Signal>) -> std::result::Result<(), Self::Error> {
+        self.resume = Some(Resume::Continue);
+        Ok(())
+    }
+
+    fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleThreadSingleStep for Stub {
+    fn step(&mut self, _signal: Option<Signal>) -> std::result::Result<(), Self::Error> {
+        self.resume = Some(Resume::Step);
+        Ok(())
+    }
+}
+
+impl Breakpoints for Stub {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SwBreakpoint for Stub {
+    fn add_sw_breakpoint(&mut self, addr: u64, kind: usize) -> TargetResult<bool, Self> {
+        if self.software.iter().any(|(a, _)| *a == addr) {
+            return Ok(true);
+        }
+        // On shadow-paging KVM every CPL 0 instruction is emulated, and the
+        // emulator cannot deliver an `int3` in long mode (internal error
+        // exit): a free debug register serves the breakpoint instead, and
+        // `int3` only when all four are taken (hardware KVM).
+        if self.hardware_first && self.free_slot().is_some() {
+            return self.add_hw_breakpoint(addr, kind);
+        }
+        let mut byte = [0u8];
+        if self.ram.debugger_access(addr, &mut byte, false).is_err()
+            || self.ram.debugger_access(addr, &mut [INT3], true).is_err()
+        {
+            return Ok(false);
+        }
+        self.software.push((addr, byte[0]));
+        Ok(true)
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, kind: usize) -> TargetResult<bool, Self> {
+        let Some(i) = self.software.iter().position(|(a, _)| *a == addr) else {
+            return self.remove_hw_breakpoint(addr, kind);
+        };
+        let (_, byte) = self.software.swap_remove(i);
+        Ok(self.ram.debugger_access(addr, &mut [byte], true).is_ok())
+    }
+}
+
+impl Stub {
+    fn free_slot(&self) -> Option<usize> {
+        (0..4).find(|&i| self.hardware[i].is_none() && self.watch[i].is_none())
+    }
+}
+
+impl HwBreakpoint for Stub {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some(slot) = self.free_slot() else {
+            return Ok(false);
+        };
+        self.hardware[slot] = Some(addr);
+        Ok(true)
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some(slot) = self.hardware.iter().position(|a| *a == Some(addr)) else {
+            return Ok(false);
+        };
+        self.hardware[slot] = None;
+        Ok(true)
+    }
+}
+
+impl HwWatchpoint for Stub {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        // DR7 watches 1, 2, 4 or 8 aligned bytes; reads alone cannot be watched.
+        if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) || kind == WatchKind::Read {
+            return Ok(false);
+        }
+        let Some(slot) = self.free_slot() else {
+            return Ok(false);
+        };
+        let watch = Watchpoint {
+            address: addr,
+            len: u8::try_from(len).unwrap_or(8),
+            reads: kind == WatchKind::ReadWrite,
+        };
+        self.watch[slot] = Some((watch, kind));
+        Ok(true)
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        let Some(slot) = self.watch.iter().position(|w| {
+            w.is_some_and(|(w, k)| w.address == addr && u64::from(w.len) == len && k == kind)
+        }) else {
+            return Ok(false);
+        };
+        self.watch[slot] = None;
+        Ok(true)
+    }
+}

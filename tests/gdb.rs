@@ -1,0 +1,297 @@
+//! `--gdb` (issue 12, item 1): real gdb in batch mode attaches to a CPL 0
+//! guest built with debug information, breaks on a named function, reads
+//! a local and a global, single-steps, watches a global with a hardware
+//! watchpoint and sees the guest's exit status; the stub listens on
+//! loopback only by default; the tender stays confined while attached; a
+//! CPL 3 guest is refused. gdb checks are skipped, with a message, where
+//! gdb is not installed (`.ci/run` installs it).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+
+use common::{cpl0_copy_of, guest, repo_root, tender_bin};
+
+/// `gdbprobe` built with debug info (its own target directory).
+fn gdbprobe_debug() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let target_dir = repo_root().join("target").join("guest-debug");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(repo_root().join("guest"))
+            .args(["build", "--release", "-p", "probes", "--bin", "gdbprobe"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("run cargo for the debug guest");
+        assert!(status.success(), "building gdbprobe with debug info failed");
+        target_dir
+            .join("x86_64-unknown-none")
+            .join("release")
+            .join("gdbprobe")
+    })
+    .clone()
+}
+
+fn have_gdb() -> bool {
+    let found = Command::new("gdb")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("gdb is not installed: gdb checks skipped (.ci/run installs it)");
+    }
+    found
+}
+
+/// A port of its own for each tender of this test process.
+fn port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    20000 + (std::process::id() % 20000) as u16 + NEXT.fetch_add(1, Ordering::Relaxed) * 7
+}
+
+/// A tender started with `--gdb` on `port`, once it listens; its stderr
+/// line saying where.
+fn start_tender(port: u16, image: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(tender_bin())
+        .arg("--gdb")
+        .arg(format!("--gdb-port={port}"))
+        .arg(image)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tender");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("the tender says where it listens");
+    // Drain the rest in the background, so the tender never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, line)
+}
+
+/// `gdb -batch` against the tender on `port`, with `commands`; its stdout.
+fn gdb(image: &std::path::Path, port: u16, commands: &[&str]) -> String {
+    let mut command = Command::new("gdb");
+    command.args(["-batch", "-nx", "-ex", "set pagination off"]);
+    command
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"));
+    for c in commands {
+        command.arg("-ex").arg(c);
+    }
+    let out = command.arg(image).output().expect("run gdb");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "gdb said:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn gdb_breaks_reads_steps_and_sees_the_exit_at_cpl0() {
+    if !have_gdb() {
+        return;
+    }
+    let image = cpl0_copy_of(&gdbprobe_debug());
+    let port = port();
+    let (mut tender, line) = start_tender(port, &image);
+    assert!(
+        line.contains(&format!(
+            "gdb: waiting for a connection on 127.0.0.1:{port}"
+        )),
+        "{line}"
+    );
+    let out = gdb(
+        &gdbprobe_debug(),
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "print step",
+            "print gdbprobe::TOTAL",
+            "continue",
+            "print step",
+            "print gdbprobe::TOTAL",
+            "stepi",
+            "stepi",
+            "info registers rip",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("Breakpoint 1, gdbprobe::accumulate"), "{out}");
+    assert!(out.contains("$1 = 1\n"), "{out}");
+    assert!(out.contains("$2 = 0\n"), "{out}");
+    assert!(out.contains("$3 = 2\n"), "{out}");
+    assert!(out.contains("$4 = 2\n"), "{out}");
+    assert!(out.contains("rip "), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+#[test]
+fn a_hardware_watchpoint_is_set_at_cpl0_and_fires_where_the_host_delivers_it() {
+    if !have_gdb() {
+        return;
+    }
+    let image = cpl0_copy_of(&gdbprobe_debug());
+    let port = port();
+    let (mut tender, _) = start_tender(port, &image);
+    let out = gdb(
+        &gdbprobe_debug(),
+        port,
+        &[
+            // Text the host maps read-only is writable for the debugger
+            // (the entry point's first byte has run already).
+            "set {unsigned char}0x100000 = 0x90",
+            "print/x {unsigned char}0x100000",
+            "watch *(unsigned long *)&gdbprobe::TOTAL",
+            "continue",
+            "continue",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x90"), "{out}");
+    assert!(
+        out.contains("Hardware watchpoint 1: *(unsigned long *)&gdbprobe::TOTAL"),
+        "{out}"
+    );
+    // Measured: on shadow-paging KVM (this project's hosts) the emulator
+    // that runs CPL 0 code checks code breakpoints but not data ones, so a
+    // write watchpoint set in DR7 never fires and the guest runs to its
+    // end. Where it fires (hardware KVM), gdb must see both writes.
+    if out.contains("Old value") {
+        assert!(out.contains("Old value = 0\nNew value = 2"), "{out}");
+        assert!(out.contains("Old value = 2\nNew value = 6"), "{out}");
+    } else {
+        eprintln!("the hardware watchpoint did not fire on this host (shadow-paging KVM)");
+    }
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+/// The listening socket is on 127.0.0.1 (`/proc/net/tcp`: 0100007F), and
+/// the tender is confined once gdb lets the guest run.
+#[test]
+fn the_stub_listens_on_loopback_and_stays_confined() {
+    let image = cpl0_copy_of(&gdbprobe_debug());
+    let port = port();
+    let (mut tender, _) = start_tender(port, &image);
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let listening = format!("0100007F:{port:04X} 00000000:0000 0A");
+    assert!(tcp.contains(&listening), "{listening} not in\n{tcp}");
+    if have_gdb() {
+        // Stop at a breakpoint and read the tender's status while gdb holds it.
+        let pid = tender.id();
+        let mut gdb = Command::new("gdb")
+            .args(["-batch", "-nx"])
+            .arg("-ex")
+            .arg(format!("target remote 127.0.0.1:{port}"))
+            .args(["-ex", "break gdbprobe::accumulate", "-ex", "continue"])
+            .args(["-ex", "shell sleep 1", "-ex", "kill"])
+            .arg(gdbprobe_debug())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run gdb");
+        let mut stdout = BufReader::new(gdb.stdout.take().unwrap());
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.contains("Breakpoint 1, ") {
+                break;
+            }
+        }
+        assert!(line.contains("Breakpoint 1, "), "{line}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("\nSeccomp:\t2\n"), "{status}");
+        let _ = gdb.wait();
+    }
+    let _ = tender.kill();
+    let _ = tender.wait();
+}
+
+#[test]
+fn a_cpl3_guest_is_refused_with_one_line() {
+    let out = Command::new(tender_bin())
+        .arg("--gdb")
+        .arg(guest("hello"))
+        .output()
+        .expect("run the tender");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--gdb is not supported yet for guests at CPL 3"),
+        "{stderr}"
+    );
+}
+
+/// gdb's Ctrl-C (SIGINT to gdb, which sends 0x03) stops a guest that never
+/// exits; gdb reads its counter; `kill` ends the tender with exit 1.
+#[test]
+fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it() {
+    if !have_gdb() {
+        return;
+    }
+    let image = cpl0_copy_of(&gdbprobe_debug());
+    let port = port();
+    let mut tender = Command::new(tender_bin())
+        .arg("--gdb")
+        .arg(format!("--gdb-port={port}"))
+        .arg(&image)
+        .arg("spin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tender");
+    let mut stderr = BufReader::new(tender.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("the tender says where it listens");
+    let gdb = Command::new("gdb")
+        .args(["-batch", "-nx"])
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args([
+            "-ex",
+            "continue",
+            "-ex",
+            "print gdbprobe::SPINS > 0",
+            "-ex",
+            "kill",
+        ])
+        .arg(gdbprobe_debug())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gdb");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gdb.id() as libc::pid_t, libc::SIGINT) };
+    let out = gdb.wait_with_output().expect("gdb ends");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let status = tender.wait().expect("the tender ends");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert!(out.contains("Program received signal SIGINT"), "{out}");
+    assert!(out.contains("$1 = true"), "{out}");
+    assert!(rest.contains("gdb: guest killed by the debugger"), "{rest}");
+    assert_eq!(status.code(), Some(1));
+}
