@@ -9,46 +9,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{cpl0_copy_of, guest, is_root, repo_root, scratch, tender_bin, Run};
+use common::{cpl0_copy_of, guest, is_root, scratch, tender_bin, Run};
 
-/// `consoleprobe` built with debug info (its own target directory), so
-/// that gdb names functions and lines in the backtrace.
+/// `consoleprobe` built with debug info, so that gdb names functions and
+/// lines in the backtrace.
 fn consoleprobe_debug() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let target_dir = repo_root().join("target").join("guest-debug");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(repo_root().join("guest"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "probes",
-                "--bin",
-                "consoleprobe",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("run cargo for the debug guest");
-        assert!(
-            status.success(),
-            "building consoleprobe with debug info failed"
-        );
-        target_dir
-            .join("x86_64-unknown-none")
-            .join("release")
-            .join("consoleprobe")
-    })
-    .clone()
+    common::probe_with_debug_info("consoleprobe")
 }
 
 /// An empty directory of its own for one test.

@@ -12,34 +12,13 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::OnceLock;
 
-use common::{cpl0_copy_of, guest, repo_root, tender_bin};
+use common::{cpl0_copy_of, guest, tender_bin};
 
-/// `gdbprobe` built with debug info (its own target directory).
+/// `gdbprobe` built with debug info, so that gdb finds its function,
+/// local and global by name.
 fn gdbprobe_debug() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let target_dir = repo_root().join("target").join("guest-debug");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(repo_root().join("guest"))
-            .args(["build", "--release", "-p", "probes", "--bin", "gdbprobe"])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("run cargo for the debug guest");
-        assert!(status.success(), "building gdbprobe with debug info failed");
-        target_dir
-            .join("x86_64-unknown-none")
-            .join("release")
-            .join("gdbprobe")
-    })
-    .clone()
+    common::probe_with_debug_info("gdbprobe")
 }
 
 fn have_gdb() -> bool {

@@ -52,17 +52,6 @@ fn run(tender: &Path, mode: &str, args: &[&str]) -> (Duration, String) {
     (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `hcloop`'s figure: "hcloop: N WALLTIME hypercalls, NS ns each".
-fn hcloop_ns(stdout: &str) -> u64 {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("hcloop: "))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("hcloop figure")
-}
-
 /// A series' figures, in nanoseconds.
 struct Stats {
     min: f64,
@@ -225,7 +214,7 @@ impl Bench {
         });
         let round_trip = interleaved(self.hc_runs, |mode| {
             // Guest-measured: a u64 of nanoseconds, far below 2^53.
-            hcloop_ns(&run(&self.tender, mode, &[hcloop, &self.hc_calls]).1) as f64
+            common::hcloop_ns(&run(&self.tender, mode, &[hcloop, &self.hc_calls]).1)
         });
         row(
             &format!("boot, hello{label} ({} runs)", self.boot_runs),

@@ -30,17 +30,6 @@ use tender_core::hypercall::{Action, Hypercalls, Observer};
 use tender_core::memory::GuestRam;
 use tender_core::vm::{ExitAction, VmExit};
 
-/// `hcloop`'s figure: "hcloop: N WALLTIME hypercalls, NS ns each".
-fn hcloop_ns(stdout: &str) -> f64 {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("hcloop: "))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("hcloop figure")
-}
-
 /// One run of `tender` with `options` on hcloop; ns per call and the
 /// bytes of trace it wrote on stderr.
 fn run(tender: &Path, options: &[String], hcloop: &Path, calls: usize) -> (f64, usize) {
@@ -69,7 +58,7 @@ fn run(tender: &Path, options: &[String], hcloop: &Path, calls: usize) -> (f64, 
         String::from_utf8_lossy(&stderr[..stderr.len().min(2000)])
     );
     (
-        hcloop_ns(&String::from_utf8_lossy(&out.stdout)),
+        common::hcloop_ns(&String::from_utf8_lossy(&out.stdout)),
         stderr.len(),
     )
 }

@@ -22,17 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// `hcloop`'s figure: "hcloop: N WALLTIME hypercalls, NS ns each".
-fn hcloop_ns(stdout: &str) -> f64 {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("hcloop: "))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("hcloop figure")
-}
-
 /// Runs `tender image args`; wall-clock ms from spawn to exit, and stdout.
 fn run(tender: &Path, image: &Path, args: &[String]) -> (f64, String) {
     let start = Instant::now();
@@ -97,7 +86,7 @@ fn main() {
             let bin = &series[index].1;
             boot[index].push(run(bin, &hello, &[]).0);
             let (_, stdout) = run(bin, &hcloop, &hcloop_args);
-            round_trip[index].push(hcloop_ns(&stdout) / 1e3);
+            round_trip[index].push(common::hcloop_ns(&stdout) / 1e3);
         }
     }
     println!(

@@ -700,3 +700,46 @@ pub fn assert_invalid_option(run: &Run, reason: &str, option: &str) {
     );
     assert!(lines[2].starts_with("usage: tender "), "{}", run.stderr);
 }
+
+/// Probe `bin` of the guest workspace's `probes` crate built with debug
+/// info, in a target directory of its own (`target/guest-debug`), so that
+/// gdb names functions, lines and variables. Built once per test process
+/// and binary.
+pub fn probe_with_debug_info(bin: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let target_dir = repo_root().join("target").join("guest-debug");
+    let path = target_dir
+        .join("x86_64-unknown-none")
+        .join("release")
+        .join(bin);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(repo_root().join("guest"))
+            .args(["build", "--release", "-p", "probes", "--bin", bin])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("run cargo for the debug guest");
+        assert!(status.success(), "building {bin} with debug info failed");
+        built.push(bin.to_owned());
+    }
+    path
+}
+
+/// `hcloop`'s figure, from its line "hcloop: N WALLTIME hypercalls, NS ns
+/// each": nanoseconds per hypercall.
+pub fn hcloop_ns(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("hcloop: "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("hcloop figure")
+}
