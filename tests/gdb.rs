@@ -1,9 +1,10 @@
 //! `--gdb` (issue 12, item 1): real gdb in batch mode attaches to a CPL 0
 //! guest built with debug information, breaks on a named function, reads
 //! a local and a global, single-steps, watches a global with a hardware
-//! watchpoint and sees the guest's exit status; the stub listens on
-//! loopback only by default; the tender stays confined while attached; a
-//! CPL 3 guest is refused. gdb checks are skipped, with a message, where
+//! watchpoint and sees the guest's exit status; the same at CPL 3 through
+//! the trap path (software breakpoints and steps, no hardware watchpoint);
+//! the stub listens on loopback only by default; the tender stays
+//! confined while attached. gdb checks are skipped, with a message, where
 //! gdb is not installed (`.ci/run` installs it).
 
 mod common;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use common::{cpl0_copy_of, guest, tender_bin};
+use common::{cpl0_copy_of, tender_bin};
 
 /// `gdbprobe` built with debug info, so that gdb finds its function,
 /// local and global by name.
@@ -206,19 +207,153 @@ fn the_stub_listens_on_loopback_and_stays_confined() {
     let _ = tender.wait();
 }
 
+/// At CPL 3 (the probe as built, with our note) the stub works through
+/// the trap path: `break` patches an `int3`, the hit is a #BP trap;
+/// `stepi` is RFLAGS.TF; continuing from a breakpoint steps over it; the
+/// tender is confined while gdb holds the guest.
 #[test]
-fn a_cpl3_guest_is_refused_with_one_line() {
-    let out = Command::new(tender_bin())
-        .arg("--gdb")
-        .arg(guest("hello"))
-        .output()
-        .expect("run the tender");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+fn gdb_breaks_reads_steps_and_sees_the_exit_at_cpl3() {
+    if !have_gdb() {
+        return;
+    }
+    let image = gdbprobe_debug();
+    let port = port();
+    let (mut tender, line) = start_tender(port, &image);
     assert!(
-        stderr.contains("--gdb is not supported yet for guests at CPL 3"),
-        "{stderr}"
+        line.contains(&format!(
+            "gdb: waiting for a connection on 127.0.0.1:{port}"
+        )),
+        "{line}"
     );
+    let pid = tender.id();
+    let out = gdb(
+        &image,
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "print step",
+            "print gdbprobe::TOTAL",
+            &format!("shell grep Seccomp: /proc/{pid}/status"),
+            "continue",
+            "print step",
+            "print gdbprobe::TOTAL",
+            "info registers rip",
+            "stepi",
+            "info registers rip",
+            "stepi",
+            "info registers rip",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("Breakpoint 1, gdbprobe::accumulate"), "{out}");
+    assert!(out.contains("$1 = 1\n"), "{out}");
+    assert!(out.contains("$2 = 0\n"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("$3 = 2\n"), "{out}");
+    assert!(out.contains("$4 = 2\n"), "{out}");
+    // Each stepi moves RIP.
+    let rips: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("rip "))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(rips.len(), 3, "{out}");
+    assert!(rips[0] != rips[1] && rips[1] != rips[2], "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+/// At CPL 3 the host drops the step's #DB after an `out`: a `stepi` over
+/// a hypercall (the console's PUTS at the guest's exit) ends at the
+/// hypercall's exit, on the next instruction, and the next `stepi` goes on
+/// from there. The PUTS `out`s are found with objdump (skipped without).
+#[test]
+fn stepi_over_a_hypercall_at_cpl3_ends_after_the_out() {
+    if !have_gdb() {
+        return;
+    }
+    let image = gdbprobe_debug();
+    let Ok(dump) = Command::new("objdump").arg("-d").arg(&image).output() else {
+        eprintln!("objdump is not installed: skipped");
+        return;
+    };
+    // `mov $0x502,%dx` (PUTS) then `out %eax,(%dx)`: the out's address.
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let lines: Vec<&str> = dump.lines().collect();
+    let outs: Vec<u64> = lines
+        .windows(2)
+        .filter(|w| w[0].contains("mov    $0x502,%dx") && w[1].contains("out    %eax,(%dx)"))
+        .filter_map(|w| u64::from_str_radix(w[1].trim().split(':').next()?, 16).ok())
+        .collect();
+    assert!(!outs.is_empty(), "no PUTS in\n{dump}");
+    let port = port();
+    let (mut tender, _) = start_tender(port, &image);
+    let mut commands: Vec<String> = outs.iter().map(|a| format!("break *0x{a:x}")).collect();
+    commands.extend(
+        [
+            "continue",
+            "delete",
+            "info registers rip",
+            "stepi",
+            "info registers rip",
+            "stepi",
+            "info registers rip",
+            "continue",
+        ]
+        .map(String::from),
+    );
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let out = gdb(&image, port, &commands);
+    let status = tender.wait().expect("the tender ends");
+    let rips: Vec<u64> = out
+        .lines()
+        .filter(|l| l.starts_with("rip "))
+        .filter_map(|l| {
+            u64::from_str_radix(l.split_whitespace().nth(1)?.trim_start_matches("0x"), 16).ok()
+        })
+        .collect();
+    assert_eq!(rips.len(), 3, "{out}");
+    assert!(outs.contains(&rips[0]), "{out}");
+    assert_eq!(rips[1], rips[0] + 1, "{out}");
+    assert!(rips[2] > rips[1], "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+/// At CPL 3 there are no hardware watchpoints (the stub refuses gdb's
+/// `Z2`): with `set can-use-hw-watchpoints 0`, `watch` is a software
+/// watchpoint (gdb single-steps) and sees the write.
+#[test]
+fn a_watchpoint_at_cpl3_is_a_software_one() {
+    if !have_gdb() {
+        return;
+    }
+    let image = gdbprobe_debug();
+    let port = port();
+    let (mut tender, _) = start_tender(port, &image);
+    let out = gdb(
+        &image,
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "delete",
+            "set can-use-hw-watchpoints 0",
+            "watch gdbprobe::TOTAL",
+            "continue",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(!out.contains("Hardware watchpoint"), "{out}");
+    assert!(out.contains("Watchpoint 2: gdbprobe::TOTAL"), "{out}");
+    assert!(out.contains("Old value = 0\nNew value = 2"), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
 }
 
 /// gdb's Ctrl-C (SIGINT to gdb, which sends 0x03) stops a guest that never

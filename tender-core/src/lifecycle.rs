@@ -16,7 +16,7 @@ use crate::memory::GuestRam;
 use crate::module::{Ending, Module, Reservation, SetupContext};
 use crate::sandbox::{Allowlist, SeccompMode};
 use crate::stats::Counter;
-use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
+use crate::vm::{ExitAction, TrapDecision, Vcpu, VmExit, VmOps};
 
 /// The modules of one tender, and what the lifecycle learnt about them.
 pub struct ModuleSet {
@@ -241,6 +241,37 @@ impl ModuleSet {
     pub fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
         for module in &mut self.modules {
             if let Some(action) = module.interrupted(vcpu)? {
+                return Ok(Some(action));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stage 7, a CPL 3 guest's trap: the first module that takes it
+    /// decides ([`Module::trap`]).
+    pub fn trap(
+        &mut self,
+        vector: u8,
+        vcpu: &mut dyn Vcpu,
+        ram: &GuestRam,
+    ) -> Result<Option<TrapDecision>> {
+        for module in &mut self.modules {
+            if let Some(decision) = module.trap(vector, vcpu, ram)? {
+                return Ok(Some(decision));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stage 7, after a CPL 3 guest's hypercall while a debugger drives
+    /// the vCPU ([`Module::after_hypercall`]).
+    pub fn after_hypercall(
+        &mut self,
+        vcpu: &mut dyn Vcpu,
+        ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
+        for module in &mut self.modules {
+            if let Some(action) = module.after_hypercall(vcpu, ram)? {
                 return Ok(Some(action));
             }
         }

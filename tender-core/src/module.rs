@@ -38,7 +38,7 @@ use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::sandbox::{Allowlist, SeccompMode};
 use crate::stats::Counter;
-use crate::vm::{ExitAction, Vcpu, VmExit, VmOps};
+use crate::vm::{ExitAction, TrapDecision, Vcpu, VmExit, VmOps};
 
 /// An area at the top of guest memory that the lifecycle set aside for one
 /// module, outside the guest-visible memory (§3.1).
@@ -172,6 +172,31 @@ pub trait Module {
     /// `KVM_RUN` returned because a signal arrived, not for an exit of the
     /// guest's (`--gdb`'s Ctrl-C arrives so); `None` runs the guest on.
     fn interrupted(&mut self, _vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
+        Ok(None)
+    }
+
+    /// A CPL 3 guest trapped (§12.4: an exception reached the tender
+    /// through the trampoline). `vcpu` gives the guest's registers at the
+    /// trap; `None` leaves the trap to the run's trap handler (which ends
+    /// the guest unless told otherwise). A debugger takes `#BP` and `#DB`.
+    fn trap(
+        &mut self,
+        _vector: u8,
+        _vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<TrapDecision>> {
+        Ok(None)
+    }
+
+    /// A CPL 3 guest's hypercall was served and the guest goes on; only
+    /// called when [`Module::vcpu_debug`] (a debugger single-stepping the
+    /// guest: the host drops the step's `#DB` after an `out`, so the step
+    /// ends here). `vcpu` is KVM's, the guest's own registers.
+    fn after_hypercall(
+        &mut self,
+        _vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
         Ok(None)
     }
 

@@ -169,6 +169,28 @@ pub enum VmExit {
     Shutdown,
 }
 
+/// How a CPL 3 guest continues from a trap (§12.4): the frame the
+/// trampoline's `iretq` loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrapResume {
+    /// Where to continue (default: the frame's RIP).
+    pub rip: Option<u64>,
+    /// Set or clear RFLAGS.TF (a single step), or leave it.
+    pub single_step: Option<bool>,
+}
+
+/// A module's answer to a CPL 3 guest's trap ([`crate::module::Module::trap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapDecision {
+    /// Return to the guest through the trampoline.
+    Resume(TrapResume),
+    /// End the guest as the trap would without a debugger (the report,
+    /// exit 255).
+    End,
+    /// End the guest; the process exits with this code.
+    Exit(i32),
+}
+
 /// What a module that took a VM exit wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitAction {

@@ -211,6 +211,7 @@ fn run<S: AsRef<OsStr>>(
             &mut vstate::trap::TrappedVcpu {
                 vcpu: &mut vm.vcpu,
                 trap,
+                ram: &ram,
             },
             &ram,
         ),

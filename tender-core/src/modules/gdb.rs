@@ -1,5 +1,5 @@
 //! `--gdb`: a GDB remote-protocol stub (the `gdbstub` crate) on the vCPU
-//! thread, for guests at CPL 0 (docs/debugging.md).
+//! thread, for guests at CPL 0 and at CPL 3 (docs/debugging.md).
 //!
 //! Before the guest's first instruction the tender listens on
 //! `--gdb-addr` (127.0.0.1 unless told otherwise) port `--gdb-port`
@@ -15,8 +15,18 @@
 //! [`GuestRam::debugger_access`]: anywhere below the guest's visible size,
 //! including the text the host maps read-only.
 //!
-//! CPL 3 guests are refused: on this host KVM's debug controls do not
-//! reach them (docs/debugging.md).
+//! CPL 3 guests (our note): KVM's debug controls do not reach them on this
+//! host, so the stub works through their trap path (§12.4) instead:
+//! breakpoints are `int3` patched into the text, a hit is a `#BP` trap
+//! ([`Module::trap`]) reported at the `int3`'s address; a step is RFLAGS.TF
+//! in the trap frame (or in KVM's registers at a stop that is not a trap),
+//! ended by the `#DB` or, since the host drops the `#DB` after an `out`, by
+//! the hypercall's exit ([`Module::after_hypercall`]). Continuing from a
+//! breakpoint's address puts the guest's byte back, steps once and
+//! re-inserts the `int3`. No hardware breakpoints or watchpoints (the host
+//! loads no debug registers for user mode): gdb is told there are none.
+//! Any other trap (a fault) is reported to gdb as a signal, and the guest
+//! ends as without `--gdb` when gdb lets it go on.
 //!
 //! Sandbox ([`Gdb::vcpu_rules`], [`Gdb::vcpu_debug`]): the connection is
 //! accepted before the filters exist; afterwards the vCPU thread may
@@ -49,7 +59,10 @@ use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::module::{Ending, Module, SetupContext};
 use crate::sandbox::Allowlist;
-use crate::vm::{DebugControl, ExitAction, Registers, SpecialRegisters, Vcpu, VmExit, Watchpoint};
+use crate::vm::{
+    DebugControl, ExitAction, Registers, SpecialRegisters, TrapDecision, TrapResume, Vcpu, VmExit,
+    Watchpoint,
+};
 
 /// The `int3` instruction.
 const INT3: u8 = 0xcc;
@@ -58,6 +71,10 @@ const DB_VECTOR: u32 = 1;
 const BP_VECTOR: u32 = 3;
 /// DR6.BS: the #DB is a single step's.
 const DR6_BS: u64 = 1 << 14;
+/// RFLAGS.TF: a #DB after the next instruction.
+const RFLAGS_TF: u64 = 1 << 8;
+/// `out dx, eax`: a hypercall.
+const OUT_DX_EAX: u8 = 0xef;
 
 /// The `--gdb` module.
 pub struct Gdb {
@@ -68,6 +85,10 @@ pub struct Gdb {
     machine: Option<GdbStubStateMachine<'static, Stub, TcpStream>>,
     /// The connection's descriptor, for the filter.
     conn_fd: Option<i32>,
+    /// The guest runs at CPL 3: the trap path instead of KVM's debug controls.
+    cpl3: bool,
+    /// CPL 3: the breakpoint whose byte is out for a step over it.
+    stepping_over: Option<u64>,
 }
 
 impl Default for Gdb {
@@ -79,6 +100,8 @@ impl Default for Gdb {
             target: None,
             machine: None,
             conn_fd: None,
+            cpl3: false,
+            stepping_over: None,
         }
     }
 }
@@ -106,6 +129,8 @@ struct Stub {
     /// Serve gdb's software breakpoints with debug registers while one is
     /// free (`TENDER_GDB_INT3=1` turns it off, for hardware KVM).
     hardware_first: bool,
+    /// A CPL 3 guest: no debug registers.
+    cpl3: bool,
 }
 
 /// A byte gdb sent, if one is waiting (never blocks).
@@ -179,10 +204,52 @@ impl Gdb {
     /// controls and the registers it changed. `Ok(None)`: resume;
     /// `Ok(Some(code))`: gdb killed the guest.
     fn serve(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
+        let regs = vcpu.registers()?;
+        if let Some(code) = self.serve_gdb(vcpu, regs)? {
+            return Ok(Some(code));
+        }
+        if self.cpl3 {
+            self.resume_cpl3_from_kvm(vcpu)?;
+            return Ok(None);
+        }
+        let Some(target) = self.target.as_mut() else {
+            return Ok(None);
+        };
+        if target.regs_dirty {
+            vcpu.set_registers(&target.regs)?;
+        }
+        if target.sregs_dirty {
+            vcpu.set_special_registers(&target.sregs)?;
+        }
+        if self.machine.is_none() {
+            // Detached: the debug controls are off already.
+            return Ok(None);
+        }
+        let mut control = DebugControl {
+            enabled: true,
+            single_step: target.resume == Some(Resume::Step),
+            software_breakpoints: true,
+            hardware_breakpoints: target.hardware,
+            ..DebugControl::default()
+        };
+        for (slot, watch) in control.watchpoints.iter_mut().zip(&target.watch) {
+            *slot = watch.map(|(w, _)| w);
+        }
+        vcpu.set_debug(&control)?;
+        Ok(None)
+    }
+
+    /// Serves gdb at a stop where the guest's registers are `regs`, until
+    /// it resumes the guest (or detaches: `Ok(None)` too), or kills it.
+    fn serve_gdb(&mut self, vcpu: &mut dyn Vcpu, regs: Registers) -> Result<Option<i32>> {
         let (Some(target), Some(mut machine)) = (self.target.as_mut(), self.machine.take()) else {
             return Ok(None);
         };
-        target.regs = vcpu.registers()?;
+        target.regs = regs;
+        if self.cpl3 {
+            // The stub's TF is not the guest's.
+            target.regs.rflags &= !RFLAGS_TF;
+        }
         target.sregs = vcpu.special_registers()?;
         target.regs_dirty = false;
         target.sregs_dirty = false;
@@ -204,7 +271,7 @@ impl Gdb {
                 }
                 GdbStubStateMachine::Running(inner) => {
                     self.machine = Some(GdbStubStateMachine::Running(inner));
-                    break;
+                    return Ok(None);
                 }
                 GdbStubStateMachine::CtrlCInterrupt(inner) => inner
                     .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
@@ -220,24 +287,75 @@ impl Gdb {
                 }
             };
         }
-        if target.regs_dirty {
-            vcpu.set_registers(&target.regs)?;
+    }
+
+    /// CPL 3, as gdb resumes the guest: whether TF goes on (a step, or a
+    /// step over the breakpoint at the guest's RIP, whose byte goes back
+    /// in until the step ends).
+    fn cpl3_single_step(&mut self) -> bool {
+        let Some(target) = self.target.as_mut() else {
+            return false;
+        };
+        let step = target.resume == Some(Resume::Step);
+        if self.machine.is_none() {
+            return false;
+        }
+        let rip = target.regs.rip;
+        if let Some(&(addr, byte)) = target.software.iter().find(|(a, _)| *a == rip) {
+            if target.ram.debugger_access(addr, &mut [byte], true).is_ok() {
+                self.stepping_over = Some(addr);
+                return true;
+            }
+        }
+        step
+    }
+
+    /// CPL 3: the `int3` of the breakpoint stepped over goes back in (if
+    /// gdb still wants it).
+    fn reinsert(&mut self) {
+        let (Some(addr), Some(target)) = (self.stepping_over.take(), self.target.as_ref()) else {
+            return;
+        };
+        if target.software.iter().any(|(a, _)| *a == addr) {
+            let _ = target.ram.debugger_access(addr, &mut [INT3], true);
+        }
+    }
+
+    /// CPL 3, resuming from a stop that is not a trap (the first stop,
+    /// Ctrl-C, a step ended by a hypercall): KVM's registers are the
+    /// guest's; TF goes there.
+    fn resume_cpl3_from_kvm(&mut self, vcpu: &mut dyn Vcpu) -> Result<()> {
+        let step = self.cpl3_single_step();
+        let Some(target) = self.target.as_mut() else {
+            return Ok(());
+        };
+        let mut regs = target.regs;
+        if step {
+            regs.rflags |= RFLAGS_TF;
+        }
+        if target.regs_dirty || vcpu.registers()?.rflags != regs.rflags {
+            vcpu.set_registers(&regs)?;
         }
         if target.sregs_dirty {
             vcpu.set_special_registers(&target.sregs)?;
         }
-        let mut control = DebugControl {
-            enabled: true,
-            single_step: target.resume == Some(Resume::Step),
-            software_breakpoints: true,
-            hardware_breakpoints: target.hardware,
-            ..DebugControl::default()
+        Ok(())
+    }
+
+    /// Reports `reason` to gdb (the guest is running as gdb sees it) and
+    /// serves it with the guest's registers `regs`.
+    fn stop(
+        &mut self,
+        reason: SingleThreadStopReason<u64>,
+        vcpu: &mut dyn Vcpu,
+        regs: Registers,
+    ) -> Result<Option<i32>> {
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(None);
         };
-        for (slot, watch) in control.watchpoints.iter_mut().zip(&target.watch) {
-            *slot = watch.map(|(w, _)| w);
-        }
-        vcpu.set_debug(&control)?;
-        Ok(None)
+        let target = self.target.as_mut().expect("a machine has a target");
+        self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
+        self.serve_gdb(vcpu, regs)
     }
 
     /// gdb went away (detach or a closed connection): the guest runs on
@@ -249,11 +367,13 @@ impl Gdb {
             for (addr, byte) in std::mem::take(&mut target.software) {
                 let _ = target.ram.debugger_access(addr, &mut [byte], true);
             }
-            if target.regs_dirty {
+            if target.regs_dirty && !self.cpl3 {
                 vcpu.set_registers(&target.regs)?;
             }
         }
-        vcpu.set_debug(&DebugControl::default())?;
+        if !self.cpl3 {
+            vcpu.set_debug(&DebugControl::default())?;
+        }
         Ok(None)
     }
 
@@ -315,7 +435,7 @@ impl Module for Gdb {
     }
 
     fn usage(&self) -> &'static str {
-        "    --gdb (optional flag for running in a gdb debug session; CPL 0 guests)\n  \
+        "    --gdb (optional flag for running in a gdb debug session)\n  \
          [ --gdb-port=1234 ] (port to use)\n  \
          [ --gdb-addr=127.0.0.1 ] (address to listen on; unsafe on other interfaces)\n"
     }
@@ -339,12 +459,8 @@ impl Module for Gdb {
     }
 
     fn initial_vcpu(&mut self, vcpu: &mut dyn Vcpu, _ram: &GuestRam) -> Result<()> {
-        if self.enabled && vcpu.special_registers()?.cs.dpl != 0 {
-            return Err(Error::Other(
-                "gdb: --gdb is not supported yet for guests at CPL 3 (our note); \
-                 it works for CPL 0 guests"
-                    .into(),
-            ));
+        if self.enabled {
+            self.cpl3 = vcpu.special_registers()?.cs.dpl != 0;
         }
         Ok(())
     }
@@ -361,7 +477,8 @@ impl Module for Gdb {
                 software: Vec::new(),
                 hardware: [None; 4],
                 watch: [None; 4],
-                hardware_first: std::env::var_os("TENDER_GDB_INT3").is_none(),
+                hardware_first: !self.cpl3 && std::env::var_os("TENDER_GDB_INT3").is_none(),
+                cpl3: self.cpl3,
             });
         }
         Ok(())
@@ -453,6 +570,113 @@ impl Module for Gdb {
         }
         self.machine = Some(machine);
         Ok(None)
+    }
+
+    fn trap(
+        &mut self,
+        vector: u8,
+        vcpu: &mut dyn Vcpu,
+        _ram: &GuestRam,
+    ) -> Result<Option<TrapDecision>> {
+        if !self.cpl3 || self.machine.is_none() {
+            return Ok(None);
+        }
+        let debug = u32::from(vector) == DB_VECTOR;
+        if debug && self.stepping_over.is_some() {
+            self.reinsert();
+            let target = self.target.as_ref().expect("a machine has a target");
+            if target.resume != Some(Resume::Step) {
+                // Past the breakpoint: on with the continue.
+                return Ok(Some(TrapDecision::Resume(TrapResume {
+                    rip: None,
+                    single_step: Some(false),
+                })));
+            }
+        }
+        let target = self.target.as_ref().expect("a machine has a target");
+        let mut regs = vcpu.registers()?;
+        let reason = match u32::from(vector) {
+            BP_VECTOR => {
+                // The trap's RIP is after the int3.
+                let at = regs.rip.wrapping_sub(1);
+                if target.software.iter().any(|(a, _)| *a == at) {
+                    regs.rip = at;
+                    SingleThreadStopReason::SwBreak(())
+                } else {
+                    SingleThreadStopReason::Signal(Signal::SIGTRAP)
+                }
+            }
+            DB_VECTOR if target.resume == Some(Resume::Step) => SingleThreadStopReason::DoneStep,
+            DB_VECTOR => SingleThreadStopReason::Signal(Signal::SIGTRAP),
+            0 | 16 | 19 => SingleThreadStopReason::Signal(Signal::SIGFPE),
+            6 => SingleThreadStopReason::Signal(Signal::SIGILL),
+            17 => SingleThreadStopReason::Signal(Signal::SIGBUS),
+            _ => SingleThreadStopReason::Signal(Signal::SIGSEGV),
+        };
+        let moved = regs.rip != vcpu.registers()?.rip;
+        if let Some(code) = self.stop(reason, vcpu, regs)? {
+            return Ok(Some(TrapDecision::Exit(code)));
+        }
+        if !debug && u32::from(vector) != BP_VECTOR {
+            // A fault: the guest ends as it would without gdb (gdb sees
+            // it terminated).
+            return Ok(Some(TrapDecision::End));
+        }
+        let step = self.cpl3_single_step();
+        let Some(target) = self.target.as_ref() else {
+            return Ok(None);
+        };
+        if target.regs_dirty {
+            // Into the frame (RIP, RSP, RFLAGS, RDX) and KVM (the rest).
+            vcpu.set_registers(&target.regs)?;
+        }
+        let rip = (target.regs_dirty || moved).then_some(target.regs.rip);
+        Ok(Some(TrapDecision::Resume(TrapResume {
+            rip,
+            single_step: Some(step),
+        })))
+    }
+
+    fn after_hypercall(
+        &mut self,
+        vcpu: &mut dyn Vcpu,
+        ram: &GuestRam,
+    ) -> Result<Option<ExitAction>> {
+        if !self.cpl3 || self.machine.is_none() {
+            return Ok(None);
+        }
+        let over = self.stepping_over.is_some();
+        self.reinsert();
+        let step = self.target.as_ref().map(|t| t.resume) == Some(Some(Resume::Step));
+        if !step && !over {
+            return Ok(None);
+        }
+        let mut regs = vcpu.registers()?;
+        if !step {
+            // Past the breakpoint (the step's #DB is lost after the `out`):
+            // on with the continue, without TF.
+            regs.rflags &= !RFLAGS_TF;
+            vcpu.set_registers(&regs)?;
+            return Ok(Some(ExitAction::Resume));
+        }
+        // The step ends after the `out`. Where KVM has not moved RIP past
+        // it yet (it does on the next KVM_RUN), gdb sees the next
+        // instruction; a RIP written back is then taken as it is.
+        let mut byte = [0u8];
+        if ram.debugger_access(regs.rip, &mut byte, false).is_ok() && byte[0] == OUT_DX_EAX {
+            regs.rip += 1;
+        }
+        let moved = regs.rip != vcpu.registers()?.rip;
+        if let Some(code) = self.stop(SingleThreadStopReason::DoneStep, vcpu, regs)? {
+            return Ok(Some(ExitAction::Exit(code)));
+        }
+        if moved {
+            if let Some(target) = self.target.as_mut() {
+                target.regs_dirty = true;
+            }
+        }
+        self.resume_cpl3_from_kvm(vcpu)?;
+        Ok(Some(ExitAction::Resume))
     }
 
     fn guest_ended(&mut self, ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {
@@ -630,12 +854,13 @@ impl Breakpoints for Stub {
         Some(self)
     }
 
+    // CPL 3: none on this host (gdb falls back to software watchpoints).
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
-        Some(self)
+        (!self.cpl3).then_some(self)
     }
 
     fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
-        Some(self)
+        (!self.cpl3).then_some(self)
     }
 }
 

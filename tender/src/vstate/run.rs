@@ -10,9 +10,9 @@ use tender_core::hypercall::{Action, Hypercalls};
 use tender_core::lifecycle::ModuleSet;
 use tender_core::memory::GuestRam;
 use tender_core::stats::Counter;
-use tender_core::vm::{ExitAction, Vcpu, VmExit};
+use tender_core::vm::{ExitAction, TrapDecision, Vcpu, VmExit};
 
-use super::trap::{Trap, TrapAction, TrapHandler};
+use super::trap::{Trap, TrapAction, TrapHandler, TrappedVcpu};
 use super::vcpu::KvmVcpu;
 use super::vm::kvm_error;
 use crate::arch::x86_64::Privilege;
@@ -88,6 +88,8 @@ pub fn run(
     // After an exit was served, not after a KVM_RUN that a signal cut
     // short (no exit of the guest's).
     let mut exited = false;
+    // A debugger single-stepping a CPL 3 guest ends a step at a hypercall.
+    let debugged = privilege == Privilege::User && modules.vcpu_debug();
     loop {
         if exited {
             modules.guest_resume()?;
@@ -124,7 +126,23 @@ pub fn run(
                 if port == TRAP_PORT && privilege == Privilege::User {
                     // Only the trampoline reports here (else: invalid port).
                     let trap = Trap::read(vcpu, ram)?;
-                    match traps.trap(&trap, vcpu, ram)? {
+                    // A module (`--gdb`) decides first, then the handler.
+                    let decision = modules.trap(
+                        trap.vector,
+                        &mut TrappedVcpu {
+                            vcpu: &mut *vcpu,
+                            trap: &trap,
+                            ram,
+                        },
+                        ram,
+                    )?;
+                    let action = match decision {
+                        Some(TrapDecision::Resume(resume)) => TrapAction::Resume(resume),
+                        Some(TrapDecision::End) => TrapAction::Stop,
+                        Some(TrapDecision::Exit(code)) => return Ok(Stop::Halt(code)),
+                        None => traps.trap(&trap, vcpu, ram)?,
+                    };
+                    match action {
                         TrapAction::Stop => return Ok(Stop::Trap(Box::new(trap))),
                         TrapAction::Resume(resume) => {
                             trap.resume(ram, resume)?;
@@ -134,6 +152,12 @@ pub fn run(
                 }
                 if is_hypercall(port, size) {
                     match hypercalls.dispatch_pio(ram, port, true, 4, value)? {
+                        Action::Continue if debugged => {
+                            match modules.after_hypercall(vcpu, ram)? {
+                                Some(ExitAction::Exit(code)) => return Ok(Stop::Halt(code)),
+                                Some(ExitAction::Resume) | None => continue,
+                            }
+                        }
                         Action::Continue => continue,
                         Action::Exit(code) => return Ok(Stop::Halt(code)),
                     }

@@ -18,7 +18,9 @@ use tender_core::memory::GuestRam;
 use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
 
 use super::vcpu::KvmVcpu;
-use crate::arch::x86_64::traps::{self, StackFrame, FRAME_RFLAGS, FRAME_RIP, FRAME_SIZE};
+use crate::arch::x86_64::traps::{
+    self, StackFrame, FRAME_RDX, FRAME_RFLAGS, FRAME_RIP, FRAME_RSP, FRAME_SIZE,
+};
 use crate::arch::x86_64::{gdt, Privilege};
 
 /// RFLAGS.TF: one #DB after the next instruction.
@@ -57,14 +59,9 @@ pub struct Trap {
     frame_at: u64,
 }
 
-/// A resume: the frame the guest continues with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resume {
-    /// Where to continue (default: the frame's RIP).
-    pub rip: Option<u64>,
-    /// Set or clear RFLAGS.TF (a single step), or leave it.
-    pub single_step: Option<bool>,
-}
+/// A resume: the frame the guest continues with (the core's type, so that
+/// a module, `--gdb`, can decide on a trap too).
+pub use tender_core::vm::TrapResume as Resume;
 
 /// What the run loop does with a trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +153,14 @@ impl Trap {
             ram.write_bytes(self.frame_at + FRAME_RIP, &rip.to_le_bytes())?;
         }
         if let Some(step) = resume.single_step {
+            // The frame's, as a debugger may have rewritten it.
+            let mut bytes = [0u8; 8];
+            ram.read_bytes(self.frame_at + FRAME_RFLAGS, &mut bytes)?;
+            let rflags = u64::from_le_bytes(bytes);
             let rflags = if step {
-                self.frame.rflags | RFLAGS_TF
+                rflags | RFLAGS_TF
             } else {
-                self.frame.rflags & !RFLAGS_TF
+                rflags & !RFLAGS_TF
             };
             ram.write_bytes(self.frame_at + FRAME_RFLAGS, &rflags.to_le_bytes())?;
         }
@@ -204,11 +205,15 @@ impl Trap {
 }
 
 /// The vCPU as the guest left it at a trap: what modules that record the
-/// guest's last state (dumpcore) read. Register reads give the trap's
-/// view; writes and debug controls go to KVM unchanged.
+/// guest's last state (dumpcore) or debug it (`--gdb`) read. Register
+/// reads give the trap's view; a register write puts RIP, RSP, RFLAGS and
+/// RDX into the frame (the trampoline's `iretq` and `pop rdx` load them)
+/// and the others into KVM; special registers and debug controls go to
+/// KVM unchanged.
 pub struct TrappedVcpu<'a> {
     pub vcpu: &'a mut KvmVcpu,
     pub trap: &'a Trap,
+    pub ram: &'a GuestRam,
 }
 
 impl Vcpu for TrappedVcpu<'_> {
@@ -217,7 +222,22 @@ impl Vcpu for TrappedVcpu<'_> {
     }
 
     fn set_registers(&mut self, registers: &Registers) -> Result<()> {
-        self.vcpu.set_registers(registers)
+        let at = self.trap.frame_at;
+        let ram = self.ram;
+        ram.write_bytes(at + FRAME_RDX, &registers.rdx.to_le_bytes())?;
+        ram.write_bytes(at + FRAME_RIP, &registers.rip.to_le_bytes())?;
+        // RF is the CPU's (set on faults), kept as it pushed it.
+        let rflags = (registers.rflags & !RFLAGS_RF) | (self.trap.frame.rflags & RFLAGS_RF);
+        ram.write_bytes(at + FRAME_RFLAGS, &rflags.to_le_bytes())?;
+        ram.write_bytes(at + FRAME_RSP, &registers.rsp.to_le_bytes())?;
+        let kvm = self.vcpu.registers()?;
+        self.vcpu.set_registers(&Registers {
+            rip: kvm.rip,
+            rsp: kvm.rsp,
+            rflags: kvm.rflags,
+            rdx: kvm.rdx,
+            ..*registers
+        })
     }
 
     fn special_registers(&self) -> Result<SpecialRegisters> {

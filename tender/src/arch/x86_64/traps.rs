@@ -131,8 +131,10 @@ pub struct StackFrame {
 }
 
 /// Offsets in [`StackFrame`] of what a resume may change.
+pub const FRAME_RDX: u64 = 0;
 pub const FRAME_RIP: u64 = 24;
 pub const FRAME_RFLAGS: u64 = 40;
+pub const FRAME_RSP: u64 = 48;
 /// Bytes of [`StackFrame`].
 pub const FRAME_SIZE: usize = 64;
 
