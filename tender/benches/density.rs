@@ -55,11 +55,6 @@ fn round(count: usize, program: &PathBuf, args: &[OsString]) -> (Duration, Durat
     (start.elapsed(), cpu)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -104,8 +99,8 @@ fn main() {
             cpus[i].push(cpu.as_secs_f64() * 1e3 / guests as f64);
         }
     }
-    let rate: Vec<f64> = rates.into_iter().map(median).collect();
-    let cpu: Vec<f64> = cpus.into_iter().map(median).collect();
+    let rate: Vec<f64> = rates.into_iter().map(common::median).collect();
+    let cpu: Vec<f64> = cpus.into_iter().map(common::median).collect();
     // SAFETY: sysconf has no preconditions.
     let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     println!(

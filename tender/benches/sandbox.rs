@@ -186,14 +186,6 @@ fn ioctl_ns(filtered: bool, rounds: usize, calls: u32) -> (f64, f64, f64) {
     median
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
-
 struct Bench {
     tender: PathBuf,
     hello: PathBuf,
@@ -260,9 +252,9 @@ fn main() {
         tender: common::tender_bin(),
         hello: common::guest("hello"),
         hcloop: common::guest("hcloop"),
-        boot_runs: env_number("SANDBOX_BENCH_RUNS", 50),
-        hc_runs: env_number("SANDBOX_BENCH_HC_RUNS", 15),
-        hc_calls: env_number("SANDBOX_BENCH_HC_CALLS", 2000).to_string(),
+        boot_runs: common::env_number("SANDBOX_BENCH_RUNS", 50),
+        hc_runs: common::env_number("SANDBOX_BENCH_HC_RUNS", 15),
+        hc_calls: common::env_number("SANDBOX_BENCH_HC_CALLS", 2000).to_string(),
     };
     let hog = std::env::var("SANDBOX_BENCH_HOG").map_or(true, |v| v != "0");
     println!(

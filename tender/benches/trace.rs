@@ -63,15 +63,6 @@ fn run(tender: &Path, options: &[String], hcloop: &Path, calls: usize) -> (f64, 
     )
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn minimum(samples: &[f64]) -> f64 {
-    samples.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
 /// An observer that does nothing: the hook's own cost.
 struct Nothing;
 
@@ -110,19 +101,12 @@ fn dispatch_ns(observer: Option<Box<dyn Observer>>) -> f64 {
             start.elapsed().as_secs_f64() * 1e9 / f64::from(calls)
         })
         .collect();
-    median(samples)
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    common::median(samples)
 }
 
 fn main() {
-    let runs = env_number("TRACE_BENCH_RUNS", 15).max(1);
-    let calls = env_number("TRACE_BENCH_CALLS", 5_000).max(1);
+    let runs = common::env_number("TRACE_BENCH_RUNS", 15).max(1);
+    let calls = common::env_number("TRACE_BENCH_CALLS", 5_000).max(1);
     let tender = common::tender_bin();
     let hcloop = common::guest("hcloop");
     let file = common::scratch("trace-bench").join("hcloop.trace");
@@ -160,18 +144,18 @@ fn main() {
             bytes[index] = written;
         }
     }
-    let off = median(samples[0].clone());
+    let off = common::median(samples[0].clone());
     println!(
         "{:<28} {:>9} {:>9} {:>9} {:>12}",
         "series", "med ns", "min ns", "ratio", "+ns/call"
     );
     for (index, (label, _, _)) in series.iter().enumerate() {
-        let med = median(samples[index].clone());
+        let med = common::median(samples[index].clone());
         println!(
             "{:<28} {:>9.0} {:>9.0} {:>9.3} {:>12.0}",
             label,
             med,
-            minimum(&samples[index]),
+            common::minimum(&samples[index]),
             med / off,
             med - off
         );

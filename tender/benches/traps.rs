@@ -44,25 +44,9 @@ fn run(tender: &Path, image: &Path, args: &[String]) -> (f64, String) {
     (ms, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn minimum(samples: &[f64]) -> f64 {
-    samples.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let runs = env_number("TRAPS_BENCH_RUNS", 40).max(1);
-    let calls = env_number("TRAPS_BENCH_CALLS", 5_000).max(1);
+    let runs = common::env_number("TRAPS_BENCH_RUNS", 40).max(1);
+    let calls = common::env_number("TRAPS_BENCH_CALLS", 5_000).max(1);
     let hello = common::guest("hello");
     let hcloop = common::guest("hcloop");
     let mut series: Vec<(String, PathBuf)> = vec![("trap path".into(), common::tender_bin())];
@@ -97,10 +81,10 @@ fn main() {
         println!(
             "{:<22} {:>14.2} {:>14.2} {:>16.1} {:>16.1}",
             label,
-            median(boot[index].clone()),
-            minimum(&boot[index]),
-            median(round_trip[index].clone()),
-            minimum(&round_trip[index]),
+            common::median(boot[index].clone()),
+            common::minimum(&boot[index]),
+            common::median(round_trip[index].clone()),
+            common::minimum(&round_trip[index]),
         );
     }
 }

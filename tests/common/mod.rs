@@ -743,3 +743,24 @@ pub fn hcloop_ns(stdout: &str) -> f64 {
         .and_then(|n| n.parse().ok())
         .expect("hcloop figure")
 }
+
+/// The median of benchmark samples (the upper one of an even count).
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// The smallest of benchmark samples.
+pub fn minimum(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// A positive count from the environment variable `name`, else `default`
+/// (benchmarks' run and call counts).
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
