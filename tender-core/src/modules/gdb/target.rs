@@ -1,0 +1,293 @@
+//! The guest as gdb sees it ([`Stub`], a `gdbstub` target): the registers
+//! of the stop, guest memory through [`GuestRam::debugger_access`], and
+//! breakpoints and watchpoints as the session will set them.
+
+use gdbstub::common::Signal;
+use gdbstub::target::ext::base::singlethread::{
+    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
+    SingleThreadSingleStepOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind,
+};
+use gdbstub::target::{Target, TargetError, TargetResult};
+use gdbstub_arch::x86::reg::X86_64CoreRegs;
+use gdbstub_arch::x86::X86_64_SSE;
+
+use super::INT3;
+use crate::memory::GuestRam;
+use crate::vm::{Registers, SpecialRegisters, Watchpoint};
+
+/// How gdb asked the guest to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resume {
+    Continue,
+    Step,
+}
+
+/// What gdb sees: the registers of the stop, guest memory, breakpoints.
+pub(super) struct Stub {
+    pub(super) ram: GuestRam,
+    pub(super) regs: Registers,
+    pub(super) sregs: SpecialRegisters,
+    pub(super) regs_dirty: bool,
+    pub(super) sregs_dirty: bool,
+    pub(super) resume: Option<Resume>,
+    /// Software breakpoints: address and the byte `int3` replaced.
+    pub(super) software: Vec<(u64, u8)>,
+    /// DR0-DR3.
+    pub(super) hardware: [Option<u64>; 4],
+    pub(super) watch: [Option<(Watchpoint, WatchKind)>; 4],
+    /// Serve gdb's software breakpoints with debug registers while one is
+    /// free (`TENDER_GDB_INT3=1` turns it off, for hardware KVM).
+    pub(super) hardware_first: bool,
+    /// A CPL 3 guest: no debug registers.
+    pub(super) cpl3: bool,
+}
+
+impl Target for Stub {
+    type Arch = X86_64_SSE;
+    type Error = String;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::SingleThread(self)
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn guard_rail_implicit_sw_breakpoints(&self) -> bool {
+        true
+    }
+}
+
+impl SingleThreadBase for Stub {
+    fn read_registers(&mut self, regs: &mut X86_64CoreRegs) -> TargetResult<(), Self> {
+        let r = &self.regs;
+        regs.regs = [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ];
+        regs.rip = r.rip;
+        // RFLAGS' upper half is reserved (zero).
+        regs.eflags = u32::try_from(r.rflags & 0xffff_ffff).unwrap_or(0);
+        let s = &self.sregs;
+        regs.segments.cs = s.cs.selector.into();
+        regs.segments.ss = s.ss.selector.into();
+        regs.segments.ds = s.ds.selector.into();
+        regs.segments.es = s.es.selector.into();
+        regs.segments.fs = s.fs.selector.into();
+        regs.segments.gs = s.gs.selector.into();
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &X86_64CoreRegs) -> TargetResult<(), Self> {
+        let r = &mut self.regs;
+        let g = &regs.regs;
+        let new = Registers {
+            rax: g[0],
+            rbx: g[1],
+            rcx: g[2],
+            rdx: g[3],
+            rsi: g[4],
+            rdi: g[5],
+            rbp: g[6],
+            rsp: g[7],
+            r8: g[8],
+            r9: g[9],
+            r10: g[10],
+            r11: g[11],
+            r12: g[12],
+            r13: g[13],
+            r14: g[14],
+            r15: g[15],
+            rip: regs.rip,
+            rflags: (r.rflags & !0xffff_ffff) | u64::from(regs.eflags),
+        };
+        if new != *r {
+            *r = new;
+            self.regs_dirty = true;
+        }
+        let s = &mut self.sregs;
+        let selectors = [
+            (&mut s.cs, regs.segments.cs),
+            (&mut s.ss, regs.segments.ss),
+            (&mut s.ds, regs.segments.ds),
+            (&mut s.es, regs.segments.es),
+            (&mut s.fs, regs.segments.fs),
+            (&mut s.gs, regs.segments.gs),
+        ];
+        for (segment, selector) in selectors {
+            let selector = u16::try_from(selector & 0xffff).unwrap_or(0);
+            if segment.selector != selector {
+                segment.selector = selector;
+                self.sregs_dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
+        let visible = self.ram.visible_size();
+        let n = usize::try_from(visible.saturating_sub(start))
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        if n == 0 {
+            return Err(TargetError::Errno(14));
+        }
+        self.ram
+            .debugger_access(start, &mut data[..n], false)
+            .map_err(|_| TargetError::Errno(14))?;
+        // gdb sees the guest's own bytes, not our int3s.
+        for (addr, byte) in &self.software {
+            let at = addr
+                .checked_sub(start)
+                .and_then(|i| usize::try_from(i).ok());
+            if let Some(slot) = at.and_then(|i| data[..n].get_mut(i)) {
+                *slot = *byte;
+            }
+        }
+        Ok(n)
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
+        let mut bytes = data.to_vec();
+        self.ram
+            .debugger_access(start, &mut bytes, true)
+            .map_err(|_| TargetError::Errno(14))
+    }
+
+    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleThreadResume for Stub {
+    fn resume(&mut self, _signal: Option<Signal>) -> std::result::Result<(), Self::Error> {
+        self.resume = Some(Resume::Continue);
+        Ok(())
+    }
+
+    fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleThreadSingleStep for Stub {
+    fn step(&mut self, _signal: Option<Signal>) -> std::result::Result<(), Self::Error> {
+        self.resume = Some(Resume::Step);
+        Ok(())
+    }
+}
+
+impl Breakpoints for Stub {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    // CPL 3: none on this host (gdb falls back to software watchpoints).
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        (!self.cpl3).then_some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        (!self.cpl3).then_some(self)
+    }
+}
+
+impl SwBreakpoint for Stub {
+    fn add_sw_breakpoint(&mut self, addr: u64, kind: usize) -> TargetResult<bool, Self> {
+        if self.software.iter().any(|(a, _)| *a == addr) {
+            return Ok(true);
+        }
+        // On shadow-paging KVM every CPL 0 instruction is emulated, and the
+        // emulator cannot deliver an `int3` in long mode (internal error
+        // exit): a free debug register serves the breakpoint instead, and
+        // `int3` only when all four are taken (hardware KVM).
+        if self.hardware_first && self.free_slot().is_some() {
+            return self.add_hw_breakpoint(addr, kind);
+        }
+        let mut byte = [0u8];
+        if self.ram.debugger_access(addr, &mut byte, false).is_err()
+            || self.ram.debugger_access(addr, &mut [INT3], true).is_err()
+        {
+            return Ok(false);
+        }
+        self.software.push((addr, byte[0]));
+        Ok(true)
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, kind: usize) -> TargetResult<bool, Self> {
+        let Some(i) = self.software.iter().position(|(a, _)| *a == addr) else {
+            return self.remove_hw_breakpoint(addr, kind);
+        };
+        let (_, byte) = self.software.swap_remove(i);
+        Ok(self.ram.debugger_access(addr, &mut [byte], true).is_ok())
+    }
+}
+
+impl Stub {
+    fn free_slot(&self) -> Option<usize> {
+        (0..4).find(|&i| self.hardware[i].is_none() && self.watch[i].is_none())
+    }
+}
+
+impl HwBreakpoint for Stub {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some(slot) = self.free_slot() else {
+            return Ok(false);
+        };
+        self.hardware[slot] = Some(addr);
+        Ok(true)
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some(slot) = self.hardware.iter().position(|a| *a == Some(addr)) else {
+            return Ok(false);
+        };
+        self.hardware[slot] = None;
+        Ok(true)
+    }
+}
+
+impl HwWatchpoint for Stub {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        // DR7 watches 1, 2, 4 or 8 aligned bytes; reads alone cannot be watched.
+        if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) || kind == WatchKind::Read {
+            return Ok(false);
+        }
+        let Some(slot) = self.free_slot() else {
+            return Ok(false);
+        };
+        let watch = Watchpoint {
+            address: addr,
+            len: u8::try_from(len).unwrap_or(8),
+            reads: kind == WatchKind::ReadWrite,
+        };
+        self.watch[slot] = Some((watch, kind));
+        Ok(true)
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        let Some(slot) = self.watch.iter().position(|w| {
+            w.is_some_and(|(w, k)| w.address == addr && u64::from(w.len) == len && k == kind)
+        }) else {
+            return Ok(false);
+        };
+        self.watch[slot] = None;
+        Ok(true)
+    }
+}
