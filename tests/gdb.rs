@@ -356,20 +356,22 @@ fn a_watchpoint_at_cpl3_is_a_software_one() {
     assert_eq!(status.code(), Some(30));
 }
 
-/// gdb's Ctrl-C (SIGINT to gdb, which sends 0x03) stops a guest that never
-/// exits; gdb reads its counter; `kill` ends the tender with exit 1.
-#[test]
-fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it() {
-    if !have_gdb() {
-        return;
-    }
-    let image = cpl0_copy_of(&gdbprobe_debug());
+/// gdb, started against a tender running `image` with the guest argument
+/// `mode`, continues the guest, gets a SIGINT (as a Ctrl-C at its prompt
+/// sends 0x03) after `after`, then runs `commands`. gdb's stdout, the
+/// tender's status and its stderr.
+fn ctrl_c(
+    image: &std::path::Path,
+    mode: &str,
+    after: std::time::Duration,
+    commands: &[&str],
+) -> (String, std::process::ExitStatus, String) {
     let port = port();
     let mut tender = Command::new(tender_bin())
         .arg("--gdb")
         .arg(format!("--gdb-port={port}"))
-        .arg(&image)
-        .arg("spin")
+        .arg(image)
+        .arg(mode)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -379,33 +381,191 @@ fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it() {
     stderr
         .read_line(&mut line)
         .expect("the tender says where it listens");
-    let gdb = Command::new("gdb")
-        .args(["-batch", "-nx"])
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-batch", "-nx"])
         .arg("-ex")
         .arg(format!("target remote 127.0.0.1:{port}"))
-        .args([
-            "-ex",
-            "continue",
-            "-ex",
-            "print gdbprobe::SPINS > 0",
-            "-ex",
-            "kill",
-        ])
+        .args(["-ex", "continue"]);
+    for c in commands {
+        gdb.arg("-ex").arg(c);
+    }
+    let mut gdb = gdb
         .arg(gdbprobe_debug())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("run gdb");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::thread::sleep(after);
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(gdb.id() as libc::pid_t, libc::SIGINT) };
+    // A stop that never comes must fail the test, not hang it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gdb.try_wait().expect("wait for gdb").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = gdb.kill();
+            let _ = tender.kill();
+            panic!("gdb did not stop the guest and end within 30 s of its Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let out = gdb.wait_with_output().expect("gdb ends");
-    let out = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     let status = tender.wait().expect("the tender ends");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    eprintln!("gdb said:\n{out}\n{errors}\ntender said:\n{rest}");
+    (out, status, rest)
+}
+
+/// gdb's Ctrl-C stops a guest that never exits; gdb reads its counter;
+/// `kill` ends the tender with exit 1.
+fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(image: &std::path::Path) {
+    let (out, status, stderr) = ctrl_c(
+        image,
+        "spin",
+        std::time::Duration::from_secs(2),
+        &["print gdbprobe::SPINS > 0", "kill"],
+    );
     assert!(out.contains("Program received signal SIGINT"), "{out}");
     assert!(out.contains("$1 = true"), "{out}");
-    assert!(rest.contains("gdb: guest killed by the debugger"), "{rest}");
+    assert!(
+        stderr.contains("gdb: guest killed by the debugger"),
+        "{stderr}"
+    );
     assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl0() {
+    if have_gdb() {
+        ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(&cpl0_copy_of(&gdbprobe_debug()));
+    }
+}
+
+#[test]
+fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl3() {
+    if have_gdb() {
+        ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(&gdbprobe_debug());
+    }
+}
+
+/// A guest that yields for an hour: the tender waits in its POLL when
+/// gdb's Ctrl-C comes. The wait ends early (as a signal ends upstream's),
+/// the guest stops right after its POLL's `out` (the instruction before
+/// RIP is that `out`), and goes on when gdb lets it: it counts the early
+/// wake-up and comes back to its POLL, where a breakpoint stops it.
+fn ctrl_c_interrupts_a_guest_waiting_in_poll(image: &std::path::Path) {
+    let (out, status, stderr) = ctrl_c(
+        image,
+        "idle",
+        std::time::Duration::from_secs(2),
+        &[
+            "print gdbprobe::IDLES",
+            "x/i $pc - 1",
+            "tbreak *($pc - 1)",
+            "continue",
+            "print gdbprobe::IDLES",
+            "kill",
+        ],
+    );
+    assert!(out.contains("Program received signal SIGINT"), "{out}");
+    assert!(out.contains("$1 = 0\n"), "{out}");
+    assert!(out.contains("Temporary breakpoint 1, "), "{out}");
+    assert!(out.contains("$2 = 1\n"), "{out}");
+    let before = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("0x") && l.contains(">:\t"))
+        .unwrap_or("");
+    assert!(
+        before.contains("out") && before.contains("%eax,(%dx)"),
+        "{out}"
+    );
+    assert!(
+        stderr.contains("gdb: guest killed by the debugger"),
+        "{stderr}"
+    );
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl0() {
+    if have_gdb() {
+        ctrl_c_interrupts_a_guest_waiting_in_poll(&cpl0_copy_of(&gdbprobe_debug()));
+    }
+}
+
+#[test]
+fn ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl3() {
+    if have_gdb() {
+        ctrl_c_interrupts_a_guest_waiting_in_poll(&gdbprobe_debug());
+    }
+}
+
+/// gdb reads the FS and GS bases and writes FS's: the value reaches the
+/// vCPU (read back after a step, which re-reads every register from
+/// KVM); the guest's own goes back and it ends as without gdb.
+fn fs_base_is_read_and_written(image: &std::path::Path) {
+    let port = port();
+    let (mut tender, _) = start_tender(port, image);
+    let out = gdb(
+        image,
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "print/x $fs_base",
+            "print/x $gs_base",
+            "set $fs_base = 0x123456789000",
+            "stepi",
+            "print/x $fs_base",
+            "set $fs_base = $1",
+            "stepi",
+            "print/x $fs_base == $1",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x"), "{out}");
+    assert!(out.contains("$2 = 0x"), "{out}");
+    assert!(out.contains("$3 = 0x123456789000\n"), "{out}");
+    assert!(out.contains("$4 = 0x1\n"), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+#[test]
+fn fs_base_is_read_and_written_at_cpl0() {
+    if have_gdb() {
+        fs_base_is_read_and_written(&cpl0_copy_of(&gdbprobe_debug()));
+    }
+}
+
+#[test]
+fn fs_base_is_read_and_written_at_cpl3() {
+    if have_gdb() {
+        fs_base_is_read_and_written(&gdbprobe_debug());
+    }
+}
+
+/// `detach` at a breakpoint of a CPL 3 guest: the `int3`s go, the guest
+/// runs on without the debugger and ends with its own status.
+#[test]
+fn detach_at_cpl3_lets_the_guest_run_to_its_end() {
+    if !have_gdb() {
+        return;
+    }
+    let image = gdbprobe_debug();
+    let port = port();
+    let (mut tender, _) = start_tender(port, &image);
+    let out = gdb(
+        &image,
+        port,
+        &["break gdbprobe::accumulate", "continue", "detach"],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("Breakpoint 1, gdbprobe::accumulate"), "{out}");
+    assert!(out.contains("(process 1) detached]"), "{out}");
+    assert_eq!(status.code(), Some(30));
 }

@@ -144,6 +144,13 @@ pub trait Vcpu {
             "this vCPU cannot read the guest TSC".into(),
         ))
     }
+    /// Finishes the instruction of the exit just served (KVM moves RIP past
+    /// an `out` only on the next `KVM_RUN`) without running the guest
+    /// further, so that the registers read next are those after it: what a
+    /// debugger stopping the guest after a hypercall must show.
+    fn complete_pending_io(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A VM exit the core does not serve itself, offered to the modules.

@@ -91,12 +91,14 @@ impl PollSet for Poller {
             -1
         };
         let mut events = [EpollEvent::default(); MAX_EVENTS];
-        let count = loop {
-            match self.epoll.wait(epoll_timeout, &mut events) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(os_error("epoll_pwait", e)),
-            }
+        let count = match self.epoll.wait(epoll_timeout, &mut events) {
+            Ok(n) => n,
+            // A signal (gdb's Ctrl-C, `--gdb`) ends the wait early with
+            // nothing ready, as upstream's POLL does: the guest sees an
+            // early wake-up and yields again, and the tender gets to act
+            // on the signal between the two.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(os_error("epoll_pwait", e)),
         };
         let mut ready_set = 0u64;
         let mut ready = 0;

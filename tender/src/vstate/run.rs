@@ -88,8 +88,9 @@ pub fn run(
     // After an exit was served, not after a KVM_RUN that a signal cut
     // short (no exit of the guest's).
     let mut exited = false;
-    // A debugger single-stepping a CPL 3 guest ends a step at a hypercall.
-    let debugged = privilege == Privilege::User && modules.vcpu_debug();
+    // A debugger looks after each hypercall: a CPL 3 guest's step ends
+    // there, and a Ctrl-C during a POLL is seen there.
+    let debugged = modules.vcpu_debug();
     loop {
         if exited {
             modules.guest_resume()?;

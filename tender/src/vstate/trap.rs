@@ -245,7 +245,15 @@ impl Vcpu for TrappedVcpu<'_> {
     }
 
     fn set_special_registers(&mut self, registers: &SpecialRegisters) -> Result<()> {
-        self.vcpu.set_special_registers(registers)
+        // KVM's CS and SS are the trampoline's until its `iretq` (which
+        // loads the guest's from the frame): they stay, as do CR2 and the
+        // rest a debugger has no business changing mid-trap.
+        let kvm = self.vcpu.special_registers()?;
+        self.vcpu.set_special_registers(&SpecialRegisters {
+            cs: kvm.cs,
+            ss: kvm.ss,
+            ..*registers
+        })
     }
 
     fn set_debug(&mut self, control: &DebugControl) -> Result<()> {

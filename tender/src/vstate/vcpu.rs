@@ -96,6 +96,22 @@ fn dr7_watch_bits(index: usize, watch: &Watchpoint) -> u64 {
 const MSR_IA32_TSC: u32 = 0x10;
 
 impl Vcpu for KvmVcpu {
+    fn complete_pending_io(&mut self) -> Result<()> {
+        // KVM's API: re-entering with `immediate_exit` set completes the
+        // pending operation of the last exit and returns EINTR before the
+        // guest runs another instruction.
+        self.fd.set_kvm_immediate_exit(1);
+        let entered = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match entered {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Err(e) => Err(kvm_error("ioctl (RUN)", e)),
+            Ok(()) => Err(tender_core::error::Error::Kvm(
+                "KVM_RUN with immediate_exit ran the guest".into(),
+            )),
+        }
+    }
+
     fn guest_tsc(&self) -> Result<u64> {
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
             index: MSR_IA32_TSC,

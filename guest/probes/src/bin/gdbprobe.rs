@@ -1,7 +1,9 @@
 //! A guest for `--gdb` (tests/gdb.rs): `accumulate` adds twice its
 //! argument to the global `TOTAL` five times (steps 1 to 5); the guest
 //! exits with `TOTAL`, 30. With the argument `spin` it then counts in
-//! `SPINS` for ever (for gdb's Ctrl-C).
+//! `SPINS` for ever (for gdb's Ctrl-C); with `idle` it yields for ever,
+//! an hour at a time, counting in `IDLES` (a Ctrl-C while the tender
+//! waits in the guest's POLL).
 #![no_std]
 #![no_main]
 
@@ -12,6 +14,9 @@ hvt_bindings::entry!(main);
 
 /// Counted by `spin`.
 static mut SPINS: u64 = 0;
+
+/// Counted by `idle`, once per return from a yield.
+static mut IDLES: u64 = 0;
 
 /// What gdb reads as a global and watches.
 static mut TOTAL: u64 = 0;
@@ -37,6 +42,17 @@ fn main(start: &StartInfo) -> i32 {
             unsafe {
                 let spins = core::ptr::addr_of_mut!(SPINS);
                 spins.write_volatile(spins.read_volatile() + 1);
+            }
+        }
+    }
+    if start.cmdline.trim() == "idle" {
+        loop {
+            let hour = 3_600_000_000_000;
+            hvt_bindings::poll::yield_until(hvt_bindings::clock::monotonic_ns() + hour);
+            // SAFETY: one thread.
+            unsafe {
+                let idles = core::ptr::addr_of_mut!(IDLES);
+                idles.write_volatile(idles.read_volatile() + 1);
             }
         }
     }

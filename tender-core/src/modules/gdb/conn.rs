@@ -3,6 +3,7 @@
 
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::gdb_error;
 use crate::error::Result;
@@ -32,14 +33,27 @@ struct FOwnerEx {
     pid: libc::pid_t,
 }
 
-/// SIGIO's handler: nothing; its arrival makes `KVM_RUN` return (EINTR).
-extern "C" fn on_sigio(_: libc::c_int) {}
+/// gdb sent something since [`take_input_signal`] last looked.
+static INPUT_SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// SIGIO's handler: notes the input. Its arrival also makes `KVM_RUN`
+/// return (EINTR), and cuts a guest's POLL short.
+extern "C" fn on_sigio(_: libc::c_int) {
+    INPUT_SIGNALLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether gdb sent something (a Ctrl-C) since the last call: the
+/// tender looks after a hypercall, whose wait (POLL) hid the signal from
+/// `KVM_RUN`.
+pub(super) fn take_input_signal() -> bool {
+    INPUT_SIGNALLED.swap(false, Ordering::Relaxed)
+}
 
 /// Makes the kernel signal this thread (SIGIO) when gdb sends a byte while
 /// the guest runs: `KVM_RUN` then returns, and the stub reads the Ctrl-C.
 pub(super) fn signal_on_input(conn: &TcpStream) -> Result<()> {
     let fd = conn.as_raw_fd();
-    // SAFETY: a handler that does nothing (async-signal-safe), installed
+    // SAFETY: a handler that only stores to an atomic (async-signal-safe), installed
     // with SA_RESTART so that only calls that always fail with EINTR
     // (KVM_RUN, epoll_wait) see the signal; fcntl on our own socket.
     let ok = unsafe {

@@ -33,6 +33,7 @@
 //! `recvfrom`/`sendto` on the connection, `mprotect` (patching read-only
 //! text), and set registers and KVM's debug controls.
 
+mod arch;
 mod conn;
 mod target;
 
@@ -45,7 +46,7 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 
-use self::conn::{pending_byte, signal_on_input};
+use self::conn::{pending_byte, signal_on_input, take_input_signal};
 use self::target::{Resume, Stub};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -65,8 +66,6 @@ const BP_VECTOR: u32 = 3;
 const DR6_BS: u64 = 1 << 14;
 /// RFLAGS.TF: a #DB after the next instruction.
 const RFLAGS_TF: u64 = 1 << 8;
-/// `out dx, eax`: a hypercall.
-const OUT_DX_EAX: u8 = 0xef;
 
 /// The `--gdb` module.
 pub struct Gdb {
@@ -283,6 +282,37 @@ impl Gdb {
         Ok(None)
     }
 
+    /// Feeds gdb what it sent while the guest ran (its Ctrl-C is one
+    /// byte, 0x03). Whether that was a Ctrl-C: then the stop is reported
+    /// (SIGINT) and gdb is to be served.
+    fn take_ctrl_c(&mut self) -> Result<bool> {
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(false);
+        };
+        let target = self.target.as_mut().expect("a machine has a target");
+        let mut machine = GdbStubStateMachine::Running(inner);
+        loop {
+            let GdbStubStateMachine::Running(mut running) = machine else {
+                break;
+            };
+            let Some(byte) = pending_byte(running.borrow_conn()) else {
+                machine = GdbStubStateMachine::Running(running);
+                break;
+            };
+            machine = running.incoming_data(target, byte).map_err(gdb_error)?;
+        }
+        let GdbStubStateMachine::CtrlCInterrupt(interrupted) = machine else {
+            self.machine = Some(machine);
+            return Ok(false);
+        };
+        self.machine = Some(
+            interrupted
+                .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+                .map_err(gdb_error)?,
+        );
+        Ok(true)
+    }
+
     /// The stop reason of a debug exit, and the guest's RIP at the stop.
     fn stop_reason(
         &mut self,
@@ -447,35 +477,15 @@ impl Module for Gdb {
     }
 
     fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
-        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+        // KVM_RUN saw the signal: what it announced is read now.
+        take_input_signal();
+        if !self.take_ctrl_c()? {
             return Ok(None);
-        };
-        let target = self.target.as_mut().expect("a machine has a target");
-        // What gdb sent while the guest ran (its Ctrl-C is one byte, 0x03).
-        let mut machine = GdbStubStateMachine::Running(inner);
-        loop {
-            let GdbStubStateMachine::Running(mut running) = machine else {
-                break;
-            };
-            let Some(byte) = pending_byte(running.borrow_conn()) else {
-                machine = GdbStubStateMachine::Running(running);
-                break;
-            };
-            machine = running.incoming_data(target, byte).map_err(gdb_error)?;
         }
-        if let GdbStubStateMachine::CtrlCInterrupt(interrupted) = machine {
-            self.machine = Some(
-                interrupted
-                    .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
-                    .map_err(gdb_error)?,
-            );
-            return Ok(Some(match self.serve(vcpu)? {
-                None => ExitAction::Resume,
-                Some(code) => ExitAction::Exit(code),
-            }));
-        }
-        self.machine = Some(machine);
-        Ok(None)
+        Ok(Some(match self.serve(vcpu)? {
+            None => ExitAction::Resume,
+            Some(code) => ExitAction::Exit(code),
+        }))
     }
 
     fn trap(
@@ -536,6 +546,10 @@ impl Module for Gdb {
             // Into the frame (RIP, RSP, RFLAGS, RDX) and KVM (the rest).
             vcpu.set_registers(&target.regs)?;
         }
+        if target.sregs_dirty {
+            // KVM's, but for CS and SS (the trampoline's until `iretq`).
+            vcpu.set_special_registers(&target.sregs)?;
+        }
         let rip = (target.regs_dirty || moved).then_some(target.regs.rip);
         Ok(Some(TrapDecision::Resume(TrapResume {
             rip,
@@ -546,40 +560,42 @@ impl Module for Gdb {
     fn after_hypercall(
         &mut self,
         vcpu: &mut dyn Vcpu,
-        ram: &GuestRam,
+        _ram: &GuestRam,
     ) -> Result<Option<ExitAction>> {
-        if !self.cpl3 || self.machine.is_none() {
+        if self.machine.is_none() {
             return Ok(None);
         }
+        let signalled = take_input_signal();
         let over = self.stepping_over.is_some();
         self.reinsert();
-        let step = self.target.as_ref().map(|t| t.resume) == Some(Some(Resume::Step));
-        if !step && !over {
+        let step = self.cpl3 && self.target.as_ref().map(|t| t.resume) == Some(Some(Resume::Step));
+        if !signalled && !step && !over {
             return Ok(None);
+        }
+        // A stop here is after the hypercall: KVM finishes its `out` first
+        // (RIP past it), without running the guest on.
+        vcpu.complete_pending_io()?;
+        if signalled && self.take_ctrl_c()? {
+            // A Ctrl-C while the tender served the hypercall (a POLL
+            // whose wait the signal cut short).
+            if let Some(code) = self.serve(vcpu)? {
+                return Ok(Some(ExitAction::Exit(code)));
+            }
+            return Ok(Some(ExitAction::Resume));
         }
         let mut regs = vcpu.registers()?;
         if !step {
-            // Past the breakpoint (the step's #DB is lost after the `out`):
-            // on with the continue, without TF.
-            regs.rflags &= !RFLAGS_TF;
-            vcpu.set_registers(&regs)?;
+            if over {
+                // CPL 3, past the breakpoint (the step's #DB is lost after
+                // the `out`): on with the continue, without TF.
+                regs.rflags &= !RFLAGS_TF;
+                vcpu.set_registers(&regs)?;
+            }
             return Ok(Some(ExitAction::Resume));
         }
-        // The step ends after the `out`. Where KVM has not moved RIP past
-        // it yet (it does on the next KVM_RUN), gdb sees the next
-        // instruction; a RIP written back is then taken as it is.
-        let mut byte = [0u8];
-        if ram.debugger_access(regs.rip, &mut byte, false).is_ok() && byte[0] == OUT_DX_EAX {
-            regs.rip += 1;
-        }
-        let moved = regs.rip != vcpu.registers()?.rip;
+        // CPL 3: the step ends after the `out`.
         if let Some(code) = self.stop(SingleThreadStopReason::DoneStep, vcpu, regs)? {
             return Ok(Some(ExitAction::Exit(code)));
-        }
-        if moved {
-            if let Some(target) = self.target.as_mut() {
-                target.regs_dirty = true;
-            }
         }
         self.resume_cpl3_from_kvm(vcpu)?;
         Ok(Some(ExitAction::Resume))

@@ -13,9 +13,8 @@ use gdbstub::target::ext::breakpoints::{
     SwBreakpoint, SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::{Target, TargetError, TargetResult};
-use gdbstub_arch::x86::reg::X86_64CoreRegs;
-use gdbstub_arch::x86::X86_64_SSE;
 
+use super::arch::{RegistersWithBases, X86_64WithBases};
 use super::INT3;
 use crate::memory::GuestRam;
 use crate::vm::{Registers, SpecialRegisters, Watchpoint};
@@ -48,7 +47,7 @@ pub(super) struct Stub {
 }
 
 impl Target for Stub {
-    type Arch = X86_64_SSE;
+    type Arch = X86_64WithBases;
     type Error = String;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
@@ -65,7 +64,10 @@ impl Target for Stub {
 }
 
 impl SingleThreadBase for Stub {
-    fn read_registers(&mut self, regs: &mut X86_64CoreRegs) -> TargetResult<(), Self> {
+    fn read_registers(&mut self, all: &mut RegistersWithBases) -> TargetResult<(), Self> {
+        all.fs_base = self.sregs.fs.base;
+        all.gs_base = self.sregs.gs.base;
+        let regs = &mut all.core;
         let r = &self.regs;
         regs.regs = [
             r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
@@ -84,7 +86,8 @@ impl SingleThreadBase for Stub {
         Ok(())
     }
 
-    fn write_registers(&mut self, regs: &X86_64CoreRegs) -> TargetResult<(), Self> {
+    fn write_registers(&mut self, all: &RegistersWithBases) -> TargetResult<(), Self> {
+        let regs = &all.core;
         let r = &mut self.regs;
         let g = &regs.regs;
         let new = Registers {
@@ -124,6 +127,12 @@ impl SingleThreadBase for Stub {
             let selector = u16::try_from(selector & 0xffff).unwrap_or(0);
             if segment.selector != selector {
                 segment.selector = selector;
+                self.sregs_dirty = true;
+            }
+        }
+        for (segment, base) in [(&mut s.fs, all.fs_base), (&mut s.gs, all.gs_base)] {
+            if segment.base != base {
+                segment.base = base;
                 self.sregs_dirty = true;
             }
         }

@@ -1,0 +1,244 @@
+//! The registers gdb sees: x86-64's core and SSE registers (as
+//! `gdbstub_arch` lays them out) and the FS and GS bases after them.
+//!
+//! `gdbstub_arch`'s x86-64 description names no registers of its own, so
+//! gdb falls back to a layout without `fs_base`/`gs_base`. The bases
+//! matter here: a guest's thread-local storage (Rust's and Solo5's TLS)
+//! hangs off FS. This description therefore lists every register, in the
+//! order of the `g` packet: the core (0-39), SSE (40-56), then the
+//! segment bases (57, 58) of gdb's `org.gnu.gdb.i386.segments` feature.
+
+use gdbstub::arch::{Arch, Registers};
+use gdbstub_arch::x86::reg::id::X86_64CoreRegId;
+use gdbstub_arch::x86::reg::X86_64CoreRegs;
+
+/// x86-64 with SSE and the segment bases.
+pub enum X86_64WithBases {}
+
+impl Arch for X86_64WithBases {
+    type Usize = u64;
+    type Registers = RegistersWithBases;
+    // Only used for single-register access, which the stub leaves to `g`.
+    type RegId = X86_64CoreRegId;
+    type BreakpointKind = usize;
+
+    fn target_description_xml() -> Option<&'static str> {
+        Some(TARGET_XML)
+    }
+}
+
+/// The `g` packet: `gdbstub_arch`'s core and SSE registers, then the
+/// bases.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RegistersWithBases {
+    pub core: X86_64CoreRegs,
+    pub fs_base: u64,
+    pub gs_base: u64,
+}
+
+/// The size of the core and SSE part of the `g` packet.
+const CORE_BYTES: usize = 0x218;
+
+impl Registers for RegistersWithBases {
+    type ProgramCounter = u64;
+
+    fn pc(&self) -> u64 {
+        self.core.rip
+    }
+
+    fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
+        self.core.gdb_serialize(&mut write_byte);
+        for byte in self.fs_base.to_le_bytes() {
+            write_byte(Some(byte));
+        }
+        for byte in self.gs_base.to_le_bytes() {
+            write_byte(Some(byte));
+        }
+    }
+
+    fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.core.gdb_deserialize(bytes)?;
+        // A `G` packet without the bases (an older gdb) leaves them alone.
+        let base = |at: usize| -> Option<u64> {
+            let word = bytes.get(at..at + 8)?;
+            Some(u64::from_le_bytes(word.try_into().ok()?))
+        };
+        if let Some(fs_base) = base(CORE_BYTES) {
+            self.fs_base = fs_base;
+        }
+        if let Some(gs_base) = base(CORE_BYTES + 8) {
+            self.gs_base = gs_base;
+        }
+        Ok(())
+    }
+}
+
+/// The target description gdb reads (`qXfer:features:read`). Register
+/// names are the ones gdb's amd64 support looks up; the numbers follow
+/// the `g` packet.
+const TARGET_XML: &str = r#"<?xml version="1.0"?>
+<!DOCTYPE target SYSTEM "gdb-target.dtd">
+<target version="1.0">
+<architecture>i386:x86-64</architecture>
+<feature name="org.gnu.gdb.i386.core">
+<flags id="x86_64_rflags" size="4">
+<field name="CF" start="0" end="0"/>
+<field name="PF" start="2" end="2"/>
+<field name="AF" start="4" end="4"/>
+<field name="ZF" start="6" end="6"/>
+<field name="SF" start="7" end="7"/>
+<field name="TF" start="8" end="8"/>
+<field name="IF" start="9" end="9"/>
+<field name="DF" start="10" end="10"/>
+<field name="OF" start="11" end="11"/>
+<field name="NT" start="14" end="14"/>
+<field name="RF" start="16" end="16"/>
+<field name="VM" start="17" end="17"/>
+<field name="AC" start="18" end="18"/>
+<field name="VIF" start="19" end="19"/>
+<field name="VIP" start="20" end="20"/>
+<field name="ID" start="21" end="21"/>
+</flags>
+<reg name="rax" bitsize="64" type="int64" regnum="0"/>
+<reg name="rbx" bitsize="64" type="int64"/>
+<reg name="rcx" bitsize="64" type="int64"/>
+<reg name="rdx" bitsize="64" type="int64"/>
+<reg name="rsi" bitsize="64" type="int64"/>
+<reg name="rdi" bitsize="64" type="int64"/>
+<reg name="rbp" bitsize="64" type="data_ptr"/>
+<reg name="rsp" bitsize="64" type="data_ptr"/>
+<reg name="r8" bitsize="64" type="int64"/>
+<reg name="r9" bitsize="64" type="int64"/>
+<reg name="r10" bitsize="64" type="int64"/>
+<reg name="r11" bitsize="64" type="int64"/>
+<reg name="r12" bitsize="64" type="int64"/>
+<reg name="r13" bitsize="64" type="int64"/>
+<reg name="r14" bitsize="64" type="int64"/>
+<reg name="r15" bitsize="64" type="int64"/>
+<reg name="rip" bitsize="64" type="code_ptr"/>
+<reg name="eflags" bitsize="32" type="x86_64_rflags"/>
+<reg name="cs" bitsize="32" type="int32"/>
+<reg name="ss" bitsize="32" type="int32"/>
+<reg name="ds" bitsize="32" type="int32"/>
+<reg name="es" bitsize="32" type="int32"/>
+<reg name="fs" bitsize="32" type="int32"/>
+<reg name="gs" bitsize="32" type="int32"/>
+<reg name="st0" bitsize="80" type="i387_ext"/>
+<reg name="st1" bitsize="80" type="i387_ext"/>
+<reg name="st2" bitsize="80" type="i387_ext"/>
+<reg name="st3" bitsize="80" type="i387_ext"/>
+<reg name="st4" bitsize="80" type="i387_ext"/>
+<reg name="st5" bitsize="80" type="i387_ext"/>
+<reg name="st6" bitsize="80" type="i387_ext"/>
+<reg name="st7" bitsize="80" type="i387_ext"/>
+<reg name="fctrl" bitsize="32" type="int" group="float"/>
+<reg name="fstat" bitsize="32" type="int" group="float"/>
+<reg name="ftag" bitsize="32" type="int" group="float"/>
+<reg name="fiseg" bitsize="32" type="int" group="float"/>
+<reg name="fioff" bitsize="32" type="int" group="float"/>
+<reg name="foseg" bitsize="32" type="int" group="float"/>
+<reg name="fooff" bitsize="32" type="int" group="float"/>
+<reg name="fop" bitsize="32" type="int" group="float"/>
+</feature>
+<feature name="org.gnu.gdb.i386.sse">
+<vector id="v4f" type="ieee_single" count="4"/>
+<vector id="v2d" type="ieee_double" count="2"/>
+<vector id="v16i8" type="int8" count="16"/>
+<vector id="v8i16" type="int16" count="8"/>
+<vector id="v4i32" type="int32" count="4"/>
+<vector id="v2i64" type="int64" count="2"/>
+<union id="vec128">
+<field name="v4_float" type="v4f"/>
+<field name="v2_double" type="v2d"/>
+<field name="v16_int8" type="v16i8"/>
+<field name="v8_int16" type="v8i16"/>
+<field name="v4_int32" type="v4i32"/>
+<field name="v2_int64" type="v2i64"/>
+<field name="uint128" type="uint128"/>
+</union>
+<reg name="xmm0" bitsize="128" type="vec128" regnum="40"/>
+<reg name="xmm1" bitsize="128" type="vec128"/>
+<reg name="xmm2" bitsize="128" type="vec128"/>
+<reg name="xmm3" bitsize="128" type="vec128"/>
+<reg name="xmm4" bitsize="128" type="vec128"/>
+<reg name="xmm5" bitsize="128" type="vec128"/>
+<reg name="xmm6" bitsize="128" type="vec128"/>
+<reg name="xmm7" bitsize="128" type="vec128"/>
+<reg name="xmm8" bitsize="128" type="vec128"/>
+<reg name="xmm9" bitsize="128" type="vec128"/>
+<reg name="xmm10" bitsize="128" type="vec128"/>
+<reg name="xmm11" bitsize="128" type="vec128"/>
+<reg name="xmm12" bitsize="128" type="vec128"/>
+<reg name="xmm13" bitsize="128" type="vec128"/>
+<reg name="xmm14" bitsize="128" type="vec128"/>
+<reg name="xmm15" bitsize="128" type="vec128"/>
+<reg name="mxcsr" bitsize="32" type="int" group="vector"/>
+</feature>
+<feature name="org.gnu.gdb.i386.segments">
+<reg name="fs_base" bitsize="64" type="int" regnum="57"/>
+<reg name="gs_base" bitsize="64" type="int"/>
+</feature>
+</target>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialized(regs: &RegistersWithBases) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        regs.gdb_serialize(|b| bytes.push(b.unwrap_or(0)));
+        bytes
+    }
+
+    #[test]
+    fn the_bases_follow_the_core_and_sse_registers() {
+        let mut regs = RegistersWithBases {
+            fs_base: 0x1122_3344_5566_7788,
+            gs_base: 0x99,
+            ..Default::default()
+        };
+        regs.core.rip = 0x10_0000;
+        let bytes = serialized(&regs);
+        assert_eq!(bytes.len(), CORE_BYTES + 16);
+        assert_eq!(bytes[0x80..0x88], 0x10_0000u64.to_le_bytes());
+        assert_eq!(
+            bytes[CORE_BYTES..CORE_BYTES + 8],
+            regs.fs_base.to_le_bytes()
+        );
+        assert_eq!(bytes[CORE_BYTES + 8..], 0x99u64.to_le_bytes());
+
+        let mut back = RegistersWithBases::default();
+        back.gdb_deserialize(&bytes).unwrap();
+        assert_eq!(back, regs);
+    }
+
+    #[test]
+    fn a_short_g_packet_keeps_the_bases_and_a_too_short_one_is_refused() {
+        let regs = RegistersWithBases {
+            fs_base: 7,
+            gs_base: 8,
+            ..Default::default()
+        };
+        let mut back = regs.clone();
+        back.gdb_deserialize(&serialized(&regs)[..CORE_BYTES])
+            .unwrap();
+        assert_eq!((back.fs_base, back.gs_base), (7, 8));
+        assert!(back.gdb_deserialize(&[0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn the_description_numbers_the_bases_after_the_sse_registers() {
+        // 40 core registers, 16 xmm and mxcsr: fs_base is the 58th (57).
+        let names: Vec<&str> = TARGET_XML
+            .split("<reg name=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), 59);
+        assert_eq!(names[16], "rip");
+        assert_eq!(names[40], "xmm0");
+        assert_eq!(names[56], "mxcsr");
+        assert_eq!(names[57..], ["fs_base", "gs_base"]);
+    }
+}
