@@ -188,10 +188,12 @@ pub trait Module {
         Ok(None)
     }
 
-    /// A CPL 3 guest's hypercall was served and the guest goes on; only
-    /// called when [`Module::vcpu_debug`] (a debugger single-stepping the
-    /// guest: the host drops the step's `#DB` after an `out`, so the step
-    /// ends here). `vcpu` is KVM's, the guest's own registers.
+    /// A hypercall was served and the guest goes on; only called when
+    /// [`Module::vcpu_debug`]: a debugger stops the guest here for a
+    /// Ctrl-C that came during the hypercall (a POLL's wait), and at CPL 3
+    /// to end a single step (the host drops the step's `#DB` after an
+    /// `out`). `vcpu` is KVM's, the guest's own registers;
+    /// [`Vcpu::complete_pending_io`] moves RIP past the `out` first.
     fn after_hypercall(
         &mut self,
         _vcpu: &mut dyn Vcpu,
