@@ -1,7 +1,7 @@
 //! Block devices (§4.6, §6.5): acquire a device declared in the manifest,
 //! then read and write its bytes by hypercall.
 //!
-//! [`read`] and [`write`] are the raw hypercalls: each issues exactly one
+//! [`read()`] and [`write()`] are the raw hypercalls: each issues exactly one
 //! BLOCK_READ or BLOCK_WRITE with the offset and buffer it is given, and
 //! checks nothing (the tender checks the handle and the range, §6.5). The
 //! rules of the API (whole blocks, aligned, within the capacity, no write

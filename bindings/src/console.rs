@@ -9,7 +9,7 @@
 //! * before every yield (POLL) and before HALT (exit, abort, a panic, the
 //!   runtime's stack and memory checks), so nothing is lost on a way out the
 //!   guest controls;
-//! * on [`flush`], and on [`write`] (`solo5_console_write`), which keeps its
+//! * on [`flush`], and on [`write()`] (`solo5_console_write`), which keeps its
 //!   unbuffered meaning: its bytes are on the console when it returns.
 //!
 //! What is lost: at most the buffer's contents if the guest dies without

@@ -5,7 +5,7 @@
 //! `KVM_RUN` (and the register reads of a fault report) on the vCPU's
 //! descriptor, `read`/`write`/`pread64`/... only on the descriptors of the
 //! devices it serves. Each module declares the rules of the threads it runs
-//! ([`crate::module::Module::seccomp`]); the tender composes them, and
+//! ([`Module::vcpu_rules`](crate::module::Module::vcpu_rules), [`Module::thread_rules`](crate::module::Module::thread_rules)); the tender composes them, and
 //! every filter installs `NO_NEW_PRIVS` first.
 //!
 //! A forbidden call raises SIGSYS, whose handler prints which call was

@@ -26,7 +26,7 @@ impl Counter {
 /// What the line prints, in order: set once, before the guest runs.
 static PRINTED: OnceLock<Vec<(&'static str, Counter)>> = OnceLock::new();
 
-/// Prints `counters` when [`print`] is called. Only the first call counts:
+/// Prints `counters` when [`print()`] is called. Only the first call counts:
 /// a tender runs one guest.
 pub fn enable(counters: Vec<(&'static str, Counter)>) {
     let _ = PRINTED.set(counters);

@@ -9,7 +9,7 @@
 //!
 //! Unlike a tap, a socket has no MTU: the device gets [`SOCKET_MTU`]. Its
 //! peer can go away: a frame sent to a closed peer, or the end of a
-//! `SOCK_SEQPACKET` connection, is the [`peer_gone`](super::frame::peer_gone)
+//! `SOCK_SEQPACKET` connection, is the [`peer_gone`]
 //! error that ends the tender with one line. Never a SIGPIPE: frames are
 //! sent with `MSG_NOSIGNAL`, so the signal's disposition, which a closed
 //! stdout relies on, is left alone (Linux raises none for Unix datagram

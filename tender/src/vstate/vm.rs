@@ -27,7 +27,7 @@ pub struct Vm {
     extra_regions: Vec<Arc<GuestRegionMmap>>,
 }
 
-/// "KVM: WHAT failed: <strerror>", as upstream words a failed ioctl
+/// "KVM: WHAT failed: `<strerror>`", as upstream words a failed ioctl
 /// (WHAT is "ioctl (NAME)").
 pub fn kvm_error(what: &str, e: vmm_sys_util::errno::Error) -> Error {
     Error::Kvm(format!("{what} failed: {}", errno_text(e.errno())))

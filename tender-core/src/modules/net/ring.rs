@@ -7,7 +7,7 @@
 //!
 //! Two consumers serve it, one at a time (the `consumer` lock):
 //! * an I/O thread, which sleeps on the doorbell and, once woken, spins
-//!   while there is work and for [`IDLE_SPIN`] after it, then sleeps again
+//!   while there is work and for `IDLE_SPIN` after it, then sleeps again
 //!   (it sets `needs_kick` first, so a guest rings only a sleeping thread);
 //! * the vCPU thread, at each of the guest's exits (§12.8): what the guest
 //!   queued before a yield goes out then, with no thread to wake. Guests
