@@ -1,26 +1,108 @@
-//! The connection to gdb: reading what it sent without blocking, and a
-//! signal on the vCPU thread when it sends while the guest runs (Ctrl-C).
+//! The connection to gdb: read and written in blocks, though `gdbstub`
+//! takes and gives one byte at a time, and a signal on the vCPU thread
+//! when gdb sends while the guest runs (Ctrl-C).
 
+use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use gdbstub::conn::Connection;
 
 use super::gdb_error;
 use crate::error::Result;
 
-/// A byte gdb sent, if one is waiting (never blocks).
-pub(super) fn pending_byte(conn: &TcpStream) -> Option<u8> {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte receive into a local, on a socket we own.
-    let n = unsafe {
-        libc::recv(
-            conn.as_raw_fd(),
-            std::ptr::addr_of_mut!(byte).cast(),
-            1,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    (n == 1).then_some(byte)
+/// The most read from the socket at once.
+const READ_BLOCK: usize = 4096;
+
+/// gdb's TCP connection. Without the buffers every byte of a reply would
+/// be a `sendto` and every byte of a packet a `recvfrom` (a register dump
+/// is over a thousand bytes).
+pub(super) struct GdbConnection {
+    stream: TcpStream,
+    /// Received, not yet handed to `gdbstub`.
+    received: VecDeque<u8>,
+    /// Written by `gdbstub`, sent at its flush (the end of a packet) or
+    /// before the guest runs again.
+    unsent: Vec<u8>,
+}
+
+impl GdbConnection {
+    pub(super) fn new(stream: TcpStream) -> GdbConnection {
+        GdbConnection {
+            stream,
+            received: VecDeque::new(),
+            unsent: Vec::new(),
+        }
+    }
+
+    pub(super) fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// gdb's next byte, waiting for it; `Ok(None)` once gdb has closed the
+    /// connection. A signal (SIGIO) gives `ErrorKind::Interrupted`.
+    pub(super) fn next_byte(&mut self) -> std::io::Result<Option<u8>> {
+        if let Some(byte) = self.received.pop_front() {
+            return Ok(Some(byte));
+        }
+        let mut block = [0u8; READ_BLOCK];
+        let n = self.stream.read(&mut block)?;
+        self.received.extend(&block[..n]);
+        Ok(self.received.pop_front())
+    }
+
+    /// A byte gdb sent, if one is here or waiting (never blocks).
+    pub(super) fn pending_byte(&mut self) -> Option<u8> {
+        if let Some(byte) = self.received.pop_front() {
+            return Some(byte);
+        }
+        let mut block = [0u8; READ_BLOCK];
+        // SAFETY: a receive into a local buffer of the length given, on a
+        // socket we own.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                block.as_mut_ptr().cast(),
+                block.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        self.received.extend(&block[..n]);
+        self.received.pop_front()
+    }
+
+    /// A byte already received and not yet handed over (no system call).
+    pub(super) fn buffered_byte(&mut self) -> Option<u8> {
+        self.received.pop_front()
+    }
+}
+
+impl Connection for GdbConnection {
+    type Error = std::io::Error;
+
+    fn write(&mut self, byte: u8) -> std::io::Result<()> {
+        self.unsent.push(byte);
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.unsent.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let sent = Write::write_all(&mut self.stream, &self.unsent);
+        self.unsent.clear();
+        sent
+    }
+
+    fn on_session_start(&mut self) -> std::io::Result<()> {
+        // Packets are small and answered at once: no Nagle delay.
+        self.stream.set_nodelay(true)
+    }
 }
 
 /// `fcntl(F_SETOWN_EX)` and its `struct f_owner_ex` (linux/fcntl.h; not
@@ -51,8 +133,8 @@ pub(super) fn take_input_signal() -> bool {
 
 /// Makes the kernel signal this thread (SIGIO) when gdb sends a byte while
 /// the guest runs: `KVM_RUN` then returns, and the stub reads the Ctrl-C.
-pub(super) fn signal_on_input(conn: &TcpStream) -> Result<()> {
-    let fd = conn.as_raw_fd();
+pub(super) fn signal_on_input(conn: &GdbConnection) -> Result<()> {
+    let fd = conn.fd();
     // SAFETY: a handler that only stores to an atomic (async-signal-safe), installed
     // with SA_RESTART so that only calls that always fail with EINTR
     // (KVM_RUN, epoll_wait) see the signal; fcntl on our own socket.

@@ -37,16 +37,14 @@ mod arch;
 mod conn;
 mod target;
 
-use std::io::Read;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 
 use gdbstub::common::Signal;
 use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 
-use self::conn::{pending_byte, signal_on_input, take_input_signal};
+use self::conn::{signal_on_input, take_input_signal, GdbConnection};
 use self::target::{Resume, Stub};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -73,7 +71,7 @@ pub struct Gdb {
     addr: IpAddr,
     port: u16,
     target: Option<Stub>,
-    machine: Option<GdbStubStateMachine<'static, Stub, TcpStream>>,
+    machine: Option<GdbStubStateMachine<'static, Stub, GdbConnection>>,
     /// The connection's descriptor, for the filter.
     conn_fd: Option<i32>,
     /// The guest runs at CPL 3: the trap path instead of KVM's debug controls.
@@ -161,20 +159,26 @@ impl Gdb {
         target.resume = None;
         loop {
             machine = match machine {
-                GdbStubStateMachine::Idle(mut inner) => {
-                    let mut byte = [0u8];
-                    match inner.borrow_conn().read(&mut byte) {
-                        Ok(1) => inner.incoming_data(target, byte[0]).map_err(gdb_error)?,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                            GdbStubStateMachine::Idle(inner)
-                        }
-                        _ => {
-                            std::mem::forget(inner);
-                            return self.detached(vcpu);
-                        }
+                GdbStubStateMachine::Idle(mut inner) => match inner.borrow_conn().next_byte() {
+                    Ok(Some(byte)) => inner.incoming_data(target, byte).map_err(gdb_error)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        GdbStubStateMachine::Idle(inner)
                     }
-                }
-                GdbStubStateMachine::Running(inner) => {
+                    _ => {
+                        std::mem::forget(inner);
+                        return self.detached(vcpu);
+                    }
+                },
+                GdbStubStateMachine::Running(mut inner) => {
+                    // What gdb sent after its resume (a Ctrl-C) and came
+                    // in the same read raises no signal of its own.
+                    if let Some(byte) = inner.borrow_conn().buffered_byte() {
+                        machine = inner.incoming_data(target, byte).map_err(gdb_error)?;
+                        continue;
+                    }
+                    // A send that fails shows as a closed connection at
+                    // the next stop.
+                    let _ = inner.borrow_conn().flush();
                     self.machine = Some(GdbStubStateMachine::Running(inner));
                     return Ok(None);
                 }
@@ -295,7 +299,7 @@ impl Gdb {
             let GdbStubStateMachine::Running(mut running) = machine else {
                 break;
             };
-            let Some(byte) = pending_byte(running.borrow_conn()) else {
+            let Some(byte) = running.borrow_conn().pending_byte() else {
                 machine = GdbStubStateMachine::Running(running);
                 break;
             };
@@ -431,8 +435,8 @@ impl Module for Gdb {
         let (conn, peer) = listener.accept().map_err(gdb_error)?;
         drop(listener);
         crate::diag::warn(format!("gdb: connected from {peer}"));
-        self.conn_fd = Some(conn.as_raw_fd());
-        let mut conn = conn;
+        let mut conn = GdbConnection::new(conn);
+        self.conn_fd = Some(conn.fd());
         // Before the sandbox: gdbstub's session start (TCP_NODELAY).
         conn.on_session_start().map_err(gdb_error)?;
         signal_on_input(&conn)?;
