@@ -12,7 +12,7 @@ use tender_core::memory::GuestRam;
 use tender_core::stats::Counter;
 use tender_core::vm::{ExitAction, TrapDecision, Vcpu, VmExit};
 
-use super::trap::{Trap, TrapAction, TrapHandler, TrappedVcpu};
+use super::trap::{Trap, TrappedVcpu};
 use super::vcpu::KvmVcpu;
 use super::vm::kvm_error;
 use crate::arch::x86_64::Privilege;
@@ -75,7 +75,7 @@ fn io_size(vcpu: &mut KvmVcpu) -> u8 {
 
 /// Runs the guest until it halts or the tender must stop it. `returns`
 /// counts the returns from KVM_RUN (every exit the tender sees, for
-/// `TENDER_STATS`); `traps` decides on each trap of a CPL 3 guest.
+/// `TENDER_STATS`).
 pub fn run(
     vcpu: &mut KvmVcpu,
     ram: &GuestRam,
@@ -83,7 +83,6 @@ pub fn run(
     modules: &mut ModuleSet,
     privilege: Privilege,
     returns: &Counter,
-    traps: &mut dyn TrapHandler,
 ) -> Result<Stop> {
     // After an exit was served, not after a KVM_RUN that a signal cut
     // short (no exit of the guest's).
@@ -126,7 +125,6 @@ pub fn run(
                 if port == TRAP_PORT && privilege == Privilege::User {
                     // Only the trampoline reports here (else: invalid port).
                     let trap = Trap::read(vcpu, ram)?;
-                    // A module (`--gdb`) decides first, then the handler.
                     let decision = modules.trap(
                         trap.vector,
                         &mut TrappedVcpu {
@@ -136,18 +134,14 @@ pub fn run(
                         },
                         ram,
                     )?;
-                    let action = match decision {
-                        Some(TrapDecision::Resume(resume)) => TrapAction::Resume(resume),
-                        Some(TrapDecision::End) => TrapAction::Stop,
-                        Some(TrapDecision::Exit(code)) => return Ok(Stop::Halt(code)),
-                        None => traps.trap(&trap, vcpu, ram)?,
-                    };
-                    match action {
-                        TrapAction::Stop => return Ok(Stop::Trap(Box::new(trap))),
-                        TrapAction::Resume(resume) => {
+                    match decision {
+                        Some(TrapDecision::Resume(resume)) => {
                             trap.resume(ram, resume)?;
                             continue;
                         }
+                        Some(TrapDecision::Exit(code)) => return Ok(Stop::Halt(code)),
+                        // A trap no module resumes ends the guest, with its report.
+                        Some(TrapDecision::End) | None => return Ok(Stop::Trap(Box::new(trap))),
                     }
                 }
                 if is_hypercall(port, size) {

@@ -1,7 +1,8 @@
 //! A CPL 3 guest's trap, as the run loop receives it from the trampoline
 //! (§12.4, `arch::x86_64::traps`), and what may be done with it: end the
 //! guest with a precise report, or resume it, optionally with a changed
-//! frame. This is the interface a debugger builds on.
+//! frame. The modules decide which (`Module::trap`, a debugger's hook);
+//! this is what carries out their decision.
 //!
 //! At the trampoline's exit KVM's RIP, RSP, RFLAGS, CS, SS and RDX are the
 //! trampoline's; the guest's are in the frame on the trap stack. Every
@@ -15,7 +16,7 @@
 use hvt_abi::layout::{GDT_CODE_INDEX, GDT_DATA_INDEX, TRAP_PORT};
 use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
-use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
+use tender_core::vm::{DebugControl, Registers, SpecialRegisters, TrapResume, Vcpu};
 
 use super::vcpu::KvmVcpu;
 use crate::arch::x86_64::traps::{
@@ -57,35 +58,6 @@ pub struct Trap {
     special: SpecialRegisters,
     /// GPA of the stack frame (the trampoline's RSP).
     frame_at: u64,
-}
-
-/// A resume: the frame the guest continues with (the core's type, so that
-/// a module, `--gdb`, can decide on a trap too).
-pub use tender_core::vm::TrapResume as Resume;
-
-/// What the run loop does with a trap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapAction {
-    /// End the guest: [`super::run::Stop::Trap`], the report, exit 255.
-    Stop,
-    /// Return to the guest through the trampoline's `iretq`.
-    Resume(Resume),
-}
-
-/// Decides on each trap of a CPL 3 guest; the run loop calls it on the
-/// vCPU thread, at the trampoline's exit (a debugger's stub implements
-/// it; [`EndOnTrap`] is the default).
-pub trait TrapHandler {
-    fn trap(&mut self, trap: &Trap, vcpu: &mut KvmVcpu, ram: &GuestRam) -> Result<TrapAction>;
-}
-
-/// Without a debugger every trap ends the guest.
-pub struct EndOnTrap;
-
-impl TrapHandler for EndOnTrap {
-    fn trap(&mut self, _: &Trap, _: &mut KvmVcpu, _: &GuestRam) -> Result<TrapAction> {
-        Ok(TrapAction::Stop)
-    }
 }
 
 impl Trap {
@@ -148,7 +120,7 @@ impl Trap {
     /// Lets the guest continue from this trap: writes the changed RIP and
     /// RFLAGS into the frame (the trampoline's `iretq` loads them). Call
     /// before the next `KVM_RUN`.
-    pub fn resume(&self, ram: &GuestRam, resume: Resume) -> Result<()> {
+    pub fn resume(&self, ram: &GuestRam, resume: TrapResume) -> Result<()> {
         if let Some(rip) = resume.rip {
             ram.write_bytes(self.frame_at + FRAME_RIP, &rip.to_le_bytes())?;
         }
