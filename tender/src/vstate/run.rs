@@ -10,8 +10,9 @@ use tender_core::hypercall::{Action, Hypercalls};
 use tender_core::lifecycle::ModuleSet;
 use tender_core::memory::GuestRam;
 use tender_core::stats::Counter;
-use tender_core::vm::{ExitAction, TrapDecision, Vcpu, VmExit};
+use tender_core::vm::{ExitAction, Registers, SpecialRegisters, TrapDecision, Vcpu, VmExit};
 
+use super::fault_report::{general_registers, hex_fields, TRIPLE_FAULT_GENERAL_REGISTERS};
 use super::trap::{Trap, TrappedVcpu};
 use super::vcpu::KvmVcpu;
 use super::vm::kvm_error;
@@ -43,22 +44,20 @@ fn register_dump(vcpu: &KvmVcpu) -> String {
     let (Ok(r), Ok(s)) = (vcpu.registers(), vcpu.special_registers()) else {
         return "registers unavailable".into();
     };
-    format!(
-        "rip=0x{:x} rsp=0x{:x} rflags=0x{:x} cr2=0x{:x} cs=0x{:x} \
-         rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} rsi=0x{:x} rdi=0x{:x} rbp=0x{:x}",
-        r.rip,
-        r.rsp,
-        r.rflags,
-        s.cr2,
-        s.cs.selector,
-        r.rax,
-        r.rbx,
-        r.rcx,
-        r.rdx,
-        r.rsi,
-        r.rdi,
-        r.rbp
-    )
+    fault_registers(&r, &s)
+}
+
+/// The registers of the triple fault's report, from KVM's view.
+fn fault_registers(r: &Registers, s: &SpecialRegisters) -> String {
+    let mut fields = vec![
+        ("rip", r.rip),
+        ("rsp", r.rsp),
+        ("rflags", r.rflags),
+        ("cr2", s.cr2),
+        ("cs", u64::from(s.cs.selector)),
+    ];
+    fields.extend_from_slice(&general_registers(r)[..TRIPLE_FAULT_GENERAL_REGISTERS]);
+    hex_fields(&fields)
 }
 
 /// A hypercall: a 32-bit OUT to one of the hypercall ports (§5).
@@ -237,4 +236,39 @@ fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<S
         }
     };
     Ok(Stop::Unserved(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use tender_core::vm::Segment;
+
+    use super::*;
+
+    #[test]
+    fn the_triple_fault_report_shows_kvm_registers_up_to_rbp() {
+        let r = Registers {
+            rip: 0x10_00b0,
+            rsp: 0x1fff_fb00,
+            rflags: 0x10046,
+            rax: 0xa,
+            rdi: 0xd1,
+            rbp: 0xb,
+            // Not in this report.
+            r8: 8,
+            ..Registers::default()
+        };
+        let s = SpecialRegisters {
+            cr2: 0xdead,
+            cs: Segment {
+                selector: 0x0b,
+                ..Segment::default()
+            },
+            ..SpecialRegisters::default()
+        };
+        assert_eq!(
+            fault_registers(&r, &s),
+            "rip=0x1000b0 rsp=0x1ffffb00 rflags=0x10046 cr2=0xdead cs=0xb \
+             rax=0xa rbx=0x0 rcx=0x0 rdx=0x0 rsi=0x0 rdi=0xd1 rbp=0xb"
+        );
+    }
 }

@@ -18,6 +18,7 @@ use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
 use tender_core::vm::{DebugControl, Registers, SpecialRegisters, TrapResume, Vcpu};
 
+use super::fault_report::{general_registers, hex_fields};
 use super::vcpu::KvmVcpu;
 use crate::arch::x86_64::traps::{
     self, StackFrame, FRAME_RDX, FRAME_RFLAGS, FRAME_RIP, FRAME_RSP, FRAME_SIZE,
@@ -142,36 +143,21 @@ impl Trap {
     /// The one-line report of a trap that ends the guest.
     pub fn report(&self) -> String {
         let f = &self.frame;
-        let r = &self.registers;
+        let mut fields = vec![
+            ("error", self.error),
+            ("cr2", self.cr2),
+            ("rip", f.rip),
+            ("rsp", f.rsp),
+            ("rflags", f.rflags),
+            ("cs", f.cs),
+            ("ss", f.ss),
+        ];
+        fields.extend(general_registers(&self.registers));
         format!(
-            "Guest fault: vector {} ({}) error=0x{:x} cr2=0x{:x} rip=0x{:x} rsp=0x{:x} \
-             rflags=0x{:x} cs=0x{:x} ss=0x{:x} rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} \
-             rsi=0x{:x} rdi=0x{:x} rbp=0x{:x} r8=0x{:x} r9=0x{:x} r10=0x{:x} r11=0x{:x} \
-             r12=0x{:x} r13=0x{:x} r14=0x{:x} r15=0x{:x}",
+            "Guest fault: vector {} ({}) {}",
             self.vector,
             traps::vector_name(u64::from(self.vector)),
-            self.error,
-            self.cr2,
-            f.rip,
-            f.rsp,
-            f.rflags,
-            f.cs,
-            f.ss,
-            r.rax,
-            r.rbx,
-            r.rcx,
-            r.rdx,
-            r.rsi,
-            r.rdi,
-            r.rbp,
-            r.r8,
-            r.r9,
-            r.r10,
-            r.r11,
-            r.r12,
-            r.r13,
-            r.r14,
-            r.r15
+            hex_fields(&fields)
         )
     }
 }
@@ -226,5 +212,54 @@ impl Vcpu for TrappedVcpu<'_> {
 
     fn guest_tsc(&self) -> Result<u64> {
         self.vcpu.guest_tsc()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_shows_the_trap_the_frame_and_every_general_register() {
+        let trap = Trap {
+            vector: 14,
+            error: 6,
+            cr2: 0,
+            frame: Frame {
+                rip: 0x10_00b0,
+                cs: 0x0b,
+                rflags: 0x10046,
+                rsp: 0x1fff_fb00,
+                ss: 0x13,
+            },
+            registers: Registers {
+                rax: 1,
+                rbx: 2,
+                rcx: 3,
+                rdx: 4,
+                rsi: 5,
+                rdi: 6,
+                rsp: 0x1fff_fb00,
+                rbp: 7,
+                r8: 8,
+                r9: 9,
+                r10: 10,
+                r11: 11,
+                r12: 12,
+                r13: 13,
+                r14: 14,
+                r15: 15,
+                rip: 0x10_00b0,
+                rflags: 0x46,
+            },
+            special: SpecialRegisters::default(),
+            frame_at: 0xbfd0,
+        };
+        assert_eq!(
+            trap.report(),
+            "Guest fault: vector 14 (#PF) error=0x6 cr2=0x0 rip=0x1000b0 rsp=0x1ffffb00 \
+             rflags=0x10046 cs=0xb ss=0x13 rax=0x1 rbx=0x2 rcx=0x3 rdx=0x4 rsi=0x5 rdi=0x6 \
+             rbp=0x7 r8=0x8 r9=0x9 r10=0xa r11=0xb r12=0xc r13=0xd r14=0xe r15=0xf"
+        );
     }
 }
