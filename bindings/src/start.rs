@@ -61,6 +61,25 @@ pub fn entry_registers() -> [u64; 19] {
     unsafe { core::ptr::addr_of!(HVT_ENTRY_REGISTERS).read() }
 }
 
+/// CS's place in [`entry_registers`] (`_start` stores it at offset 136).
+const ENTRY_CS: usize = 17;
+
+/// The privilege level the guest runs at, CS's low bits at `_start`: 3
+/// on `tender` for a guest with our note (§12), 0 on upstream
+/// `solo5-hvt`. Nothing after `_start` changes it, so the saved CS is the
+/// answer, without reading CS again.
+#[inline]
+pub fn privilege_level() -> u8 {
+    // One load, not a copy of every register: C programs may ask at each
+    // `solo5_set_tls_base`.
+    // SAFETY: written once by `_start` before any Rust code ran.
+    let cs = unsafe { core::ptr::addr_of!(HVT_ENTRY_REGISTERS[ENTRY_CS]).read() };
+    // Two bits: the cast keeps them all.
+    #[allow(clippy::cast_possible_truncation)]
+    let level = (cs & 3) as u8;
+    level
+}
+
 /// Heap smaller than this aborts at start, as upstream does.
 const MIN_HEAP: usize = 512 << 10;
 
@@ -104,7 +123,7 @@ unsafe extern "C" fn bindings_start(info: *const BootInfo) -> ! {
         LogLevel::Info,
         "Bindings version v{} (tender, Rust, CPL {})",
         env!("CARGO_PKG_VERSION"),
-        entry_registers()[17] & 3
+        privilege_level()
     );
     let start = StartInfo {
         cmdline,

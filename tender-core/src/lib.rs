@@ -5,6 +5,7 @@
 //! * [`memory`]: guest memory as a cloneable handle that carries the one
 //!   address check of §5;
 //! * [`hypercall`]: the dispatch table modules register their handlers in;
+//!   [`halt`]: the HALT argument, which more than its handler reads;
 //! * [`module`] and [`lifecycle`]: what a module is (its options, memory,
 //!   set-up, hypercalls, hooks) and the sequence that drives every module;
 //! * [`vm`]: the few VM and vCPU operations a module may ask of its host,
@@ -21,6 +22,7 @@ pub mod boot_info;
 pub mod devices;
 pub mod diag;
 pub mod error;
+pub mod halt;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod manifest;

@@ -177,8 +177,9 @@ pub trait Module {
 
     /// A CPL 3 guest trapped (§12.4: an exception reached the tender
     /// through the trampoline). `vcpu` gives the guest's registers at the
-    /// trap; `None` leaves the trap to the run's trap handler (which ends
-    /// the guest unless told otherwise). A debugger takes `#BP` and `#DB`.
+    /// trap; `None` leaves the trap to the next module, and a trap no
+    /// module takes ends the guest with its report (exit 255). A debugger
+    /// takes `#BP` and `#DB`.
     fn trap(
         &mut self,
         _vector: u8,

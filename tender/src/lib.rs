@@ -66,23 +66,13 @@ pub fn main_with_args<S: AsRef<OsStr>>(args: &[S]) -> i32 {
 }
 
 /// [`main_with_args`] with another set of modules: a tender with a device
-/// of its own is this call with one more module in the list.
+/// of its own, or a debugger of the traps of a CPL 3 guest
+/// ([`Module::trap`]), is this call with one more module in the list.
 pub fn main_with_modules<S: AsRef<OsStr>>(args: &[S], modules: Vec<Box<dyn Module>>) -> i32 {
-    main_with_traps(args, modules, &mut vstate::trap::EndOnTrap)
-}
-
-/// [`main_with_modules`] with a handler for the traps of a CPL 3 guest
-/// (`vstate::trap`, §12.4): a debugger decides there whether the guest
-/// goes on. Without one ([`main_with_modules`]) every trap ends the guest.
-pub fn main_with_traps<S: AsRef<OsStr>>(
-    args: &[S],
-    modules: Vec<Box<dyn Module>>,
-    traps: &mut dyn vstate::trap::TrapHandler,
-) -> i32 {
     // What the parent passed on, before the tender opens anything.
     let inherited = sandbox::open_fds();
     let mut modules = ModuleSet::new(modules);
-    match run(args, &mut modules, &inherited, traps) {
+    match run(args, &mut modules, &inherited) {
         Ok(code) => code,
         Err(err) => {
             diag::warn(err.to_bytes());
@@ -108,7 +98,6 @@ fn run<S: AsRef<OsStr>>(
     args: &[S],
     modules: &mut ModuleSet,
     inherited: &BTreeSet<RawFd>,
-    traps: &mut dyn vstate::trap::TrapHandler,
 ) -> Result<i32> {
     let invocation = match cli::parse(args)? {
         Command::Help => {
@@ -196,7 +185,6 @@ fn run<S: AsRef<OsStr>>(
             modules,
             privilege,
             &kvm_run_returns,
-            traps,
         )
     });
     let ending = match &stop {

@@ -22,7 +22,7 @@ hvt_bindings::entry!(start_c_program);
 
 fn start_c_program(start: &StartInfo) -> i32 {
     crate::stack_protector::init();
-    crate::traps::install(crate::tls::current_privilege_level());
+    crate::traps::install(hvt_bindings::start::privilege_level());
     let info = Solo5StartInfo {
         cmdline: c_cmdline(),
         heap_start: start.heap_start,

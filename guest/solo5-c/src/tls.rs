@@ -68,7 +68,7 @@ pub unsafe extern "C" fn solo5_tls_init(tls: usize) -> Solo5Result {
 /// FSGSBASE.
 #[no_mangle]
 pub extern "C" fn solo5_set_tls_base(base: usize) -> Solo5Result {
-    if current_privilege_level() == 0 {
+    if hvt_bindings::start::privilege_level() == 0 {
         const IA32_FS_BASE: u32 = 0xC000_0100;
         let base = base as u64;
         // wrmsr takes the value as two halves: the casts keep 32 bits each.
@@ -94,16 +94,6 @@ pub extern "C" fn solo5_set_tls_base(base: usize) -> Solo5Result {
     // guests; the instruction only sets the thread pointer.
     unsafe { core::arch::asm!("wrfsbase {}", in(reg) base, options(nostack, preserves_flags)) };
     Solo5Result::Ok
-}
-
-/// CS's low bits: 0 on upstream `solo5-hvt`, 3 on `tender`.
-pub(crate) fn current_privilege_level() -> u16 {
-    let cs: u16;
-    // SAFETY: reading CS has no effect.
-    unsafe {
-        core::arch::asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags))
-    };
-    cs & 3
 }
 
 /// CPUID.(EAX=7,ECX=0):EBX bit 0, asked once (CPUID is a VM exit).

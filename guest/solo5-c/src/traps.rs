@@ -194,7 +194,7 @@ unsafe fn load_tss() {
 }
 
 /// Loads the IDT, at CPL 0 only (`lidt` is privileged).
-pub fn install(cpl: u16) {
+pub fn install(cpl: u8) {
     if cpl != 0 {
         return;
     }

@@ -4,11 +4,12 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hvt_abi::hypercall::{nr, Halt, Poll, Puts, Walltime, HALT_COOKIE_MAX};
+use hvt_abi::hypercall::{nr, Poll, Puts, Walltime};
 
 use crate::devices::console::Console;
 use crate::devices::poller::PollSet;
 use crate::error::{os_error_text, Error, Result};
+use crate::halt;
 use crate::hypercall::{Action, Fault, Hypercalls};
 use crate::manifest::Manifest;
 use crate::module::{Module, SetupContext};
@@ -152,12 +153,9 @@ fn register(
     hypercalls.register(
         nr::HALT,
         Box::new(|ram, gpa| {
-            let arg: Halt = ram.read_arg(gpa)?;
-            if arg.cookie != 0 {
-                ram.check(arg.cookie, HALT_COOKIE_MAX)?;
-            }
-            // The process exit code is the status's low byte (§6.6).
-            Ok(Action::Exit(arg.exit_status & 0xFF))
+            let arg = halt::read(ram, gpa)?;
+            halt::cookie(ram, &arg)?;
+            Ok(Action::Exit(halt::exit_code(&arg)))
         }),
     )
 }

@@ -24,9 +24,10 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use hvt_abi::hypercall::{exit, nr, Halt, TrapFrame, PIO_BASE};
+use hvt_abi::hypercall::{exit, nr, TrapFrame, PIO_BASE};
 
 use crate::error::{Error, Result};
+use crate::halt;
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::module::{Ending, Module};
@@ -309,11 +310,11 @@ fn halt_trap_frame(r: &Registers, ram: &GuestRam, ending: Ending) -> Option<Trap
     if r.rdx & 0xffff != u64::from(PIO_BASE + nr::HALT) {
         return None;
     }
-    let halt: Halt = ram.read_arg(r.rax & 0xffff_ffff).ok()?;
-    if halt.exit_status != status || halt.cookie == 0 {
+    let arg = halt::read(ram, r.rax & 0xffff_ffff).ok()?;
+    if arg.exit_status != status {
         return None;
     }
-    ram.read_arg(halt.cookie).ok()
+    halt::trap_frame(ram, &arg).ok()?
 }
 
 /// The ELF header, the two program headers and the note.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use hvt_abi::hypercall::{name, nr, result, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
 
 use crate::error::{os_error_text, Error, Result};
+use crate::halt;
 use crate::hypercall::{Action, Observer};
 use crate::manifest::Manifest;
 use crate::memory::GuestRam;
@@ -394,7 +395,7 @@ impl Args {
             nr::POLL => Args::Poll(ram.read_arg(gpa).ok()?),
             nr::BLOCK_READ | nr::BLOCK_WRITE => Args::Block(ram.read_arg(gpa).ok()?),
             nr::NET_READ | nr::NET_WRITE => Args::Net(ram.read_arg(gpa).ok()?),
-            nr::HALT => Args::Halt(ram.read_arg(gpa).ok()?),
+            nr::HALT => Args::Halt(halt::read(ram, gpa).ok()?),
             _ => return None,
         })
     }

@@ -10,9 +10,10 @@ use tender_core::hypercall::{Action, Hypercalls};
 use tender_core::lifecycle::ModuleSet;
 use tender_core::memory::GuestRam;
 use tender_core::stats::Counter;
-use tender_core::vm::{ExitAction, TrapDecision, Vcpu, VmExit};
+use tender_core::vm::{ExitAction, Registers, SpecialRegisters, TrapDecision, Vcpu, VmExit};
 
-use super::trap::{Trap, TrapAction, TrapHandler, TrappedVcpu};
+use super::fault_report::{general_registers, hex_fields, TRIPLE_FAULT_GENERAL_REGISTERS};
+use super::trap::{Trap, TrappedVcpu};
 use super::vcpu::KvmVcpu;
 use super::vm::kvm_error;
 use crate::arch::x86_64::Privilege;
@@ -43,22 +44,20 @@ fn register_dump(vcpu: &KvmVcpu) -> String {
     let (Ok(r), Ok(s)) = (vcpu.registers(), vcpu.special_registers()) else {
         return "registers unavailable".into();
     };
-    format!(
-        "rip=0x{:x} rsp=0x{:x} rflags=0x{:x} cr2=0x{:x} cs=0x{:x} \
-         rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} rsi=0x{:x} rdi=0x{:x} rbp=0x{:x}",
-        r.rip,
-        r.rsp,
-        r.rflags,
-        s.cr2,
-        s.cs.selector,
-        r.rax,
-        r.rbx,
-        r.rcx,
-        r.rdx,
-        r.rsi,
-        r.rdi,
-        r.rbp
-    )
+    fault_registers(&r, &s)
+}
+
+/// The registers of the triple fault's report, from KVM's view.
+fn fault_registers(r: &Registers, s: &SpecialRegisters) -> String {
+    let mut fields = vec![
+        ("rip", r.rip),
+        ("rsp", r.rsp),
+        ("rflags", r.rflags),
+        ("cr2", s.cr2),
+        ("cs", u64::from(s.cs.selector)),
+    ];
+    fields.extend_from_slice(&general_registers(r)[..TRIPLE_FAULT_GENERAL_REGISTERS]);
+    hex_fields(&fields)
 }
 
 /// A hypercall: a 32-bit OUT to one of the hypercall ports (§5).
@@ -75,7 +74,7 @@ fn io_size(vcpu: &mut KvmVcpu) -> u8 {
 
 /// Runs the guest until it halts or the tender must stop it. `returns`
 /// counts the returns from KVM_RUN (every exit the tender sees, for
-/// `TENDER_STATS`); `traps` decides on each trap of a CPL 3 guest.
+/// `TENDER_STATS`).
 pub fn run(
     vcpu: &mut KvmVcpu,
     ram: &GuestRam,
@@ -83,7 +82,6 @@ pub fn run(
     modules: &mut ModuleSet,
     privilege: Privilege,
     returns: &Counter,
-    traps: &mut dyn TrapHandler,
 ) -> Result<Stop> {
     // After an exit was served, not after a KVM_RUN that a signal cut
     // short (no exit of the guest's).
@@ -127,7 +125,6 @@ pub fn run(
                 if port == TRAP_PORT && privilege == Privilege::User {
                     // Only the trampoline reports here (else: invalid port).
                     let trap = Trap::read(vcpu, ram)?;
-                    // A module (`--gdb`) decides first, then the handler.
                     let decision = modules.trap(
                         trap.vector,
                         &mut TrappedVcpu {
@@ -137,18 +134,14 @@ pub fn run(
                         },
                         ram,
                     )?;
-                    let action = match decision {
-                        Some(TrapDecision::Resume(resume)) => TrapAction::Resume(resume),
-                        Some(TrapDecision::End) => TrapAction::Stop,
-                        Some(TrapDecision::Exit(code)) => return Ok(Stop::Halt(code)),
-                        None => traps.trap(&trap, vcpu, ram)?,
-                    };
-                    match action {
-                        TrapAction::Stop => return Ok(Stop::Trap(Box::new(trap))),
-                        TrapAction::Resume(resume) => {
+                    match decision {
+                        Some(TrapDecision::Resume(resume)) => {
                             trap.resume(ram, resume)?;
                             continue;
                         }
+                        Some(TrapDecision::Exit(code)) => return Ok(Stop::Halt(code)),
+                        // A trap no module resumes ends the guest, with its report.
+                        Some(TrapDecision::End) | None => return Ok(Stop::Trap(Box::new(trap))),
                     }
                 }
                 if is_hypercall(port, size) {
@@ -244,4 +237,39 @@ fn unserved(exit: &VmExit, vcpu: &mut KvmVcpu, privilege: Privilege) -> Result<S
         }
     };
     Ok(Stop::Unserved(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use tender_core::vm::Segment;
+
+    use super::*;
+
+    #[test]
+    fn the_triple_fault_report_shows_kvm_registers_up_to_rbp() {
+        let r = Registers {
+            rip: 0x10_00b0,
+            rsp: 0x1fff_fb00,
+            rflags: 0x10046,
+            rax: 0xa,
+            rdi: 0xd1,
+            rbp: 0xb,
+            // Not in this report.
+            r8: 8,
+            ..Registers::default()
+        };
+        let s = SpecialRegisters {
+            cr2: 0xdead,
+            cs: Segment {
+                selector: 0x0b,
+                ..Segment::default()
+            },
+            ..SpecialRegisters::default()
+        };
+        assert_eq!(
+            fault_registers(&r, &s),
+            "rip=0x1000b0 rsp=0x1ffffb00 rflags=0x10046 cr2=0xdead cs=0xb \
+             rax=0xa rbx=0x0 rcx=0x0 rdx=0x0 rsi=0x0 rdi=0xd1 rbp=0xb"
+        );
+    }
 }

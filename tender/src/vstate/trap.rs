@@ -1,7 +1,8 @@
 //! A CPL 3 guest's trap, as the run loop receives it from the trampoline
 //! (§12.4, `arch::x86_64::traps`), and what may be done with it: end the
 //! guest with a precise report, or resume it, optionally with a changed
-//! frame. This is the interface a debugger builds on.
+//! frame. The modules decide which (`Module::trap`, a debugger's hook);
+//! this is what carries out their decision.
 //!
 //! At the trampoline's exit KVM's RIP, RSP, RFLAGS, CS, SS and RDX are the
 //! trampoline's; the guest's are in the frame on the trap stack. Every
@@ -15,8 +16,9 @@
 use hvt_abi::layout::{GDT_CODE_INDEX, GDT_DATA_INDEX, TRAP_PORT};
 use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
-use tender_core::vm::{DebugControl, Registers, SpecialRegisters, Vcpu};
+use tender_core::vm::{DebugControl, Registers, SpecialRegisters, TrapResume, Vcpu};
 
+use super::fault_report::{general_registers, hex_fields};
 use super::vcpu::KvmVcpu;
 use crate::arch::x86_64::traps::{
     self, StackFrame, FRAME_RDX, FRAME_RFLAGS, FRAME_RIP, FRAME_RSP, FRAME_SIZE,
@@ -57,35 +59,6 @@ pub struct Trap {
     special: SpecialRegisters,
     /// GPA of the stack frame (the trampoline's RSP).
     frame_at: u64,
-}
-
-/// A resume: the frame the guest continues with (the core's type, so that
-/// a module, `--gdb`, can decide on a trap too).
-pub use tender_core::vm::TrapResume as Resume;
-
-/// What the run loop does with a trap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapAction {
-    /// End the guest: [`super::run::Stop::Trap`], the report, exit 255.
-    Stop,
-    /// Return to the guest through the trampoline's `iretq`.
-    Resume(Resume),
-}
-
-/// Decides on each trap of a CPL 3 guest; the run loop calls it on the
-/// vCPU thread, at the trampoline's exit (a debugger's stub implements
-/// it; [`EndOnTrap`] is the default).
-pub trait TrapHandler {
-    fn trap(&mut self, trap: &Trap, vcpu: &mut KvmVcpu, ram: &GuestRam) -> Result<TrapAction>;
-}
-
-/// Without a debugger every trap ends the guest.
-pub struct EndOnTrap;
-
-impl TrapHandler for EndOnTrap {
-    fn trap(&mut self, _: &Trap, _: &mut KvmVcpu, _: &GuestRam) -> Result<TrapAction> {
-        Ok(TrapAction::Stop)
-    }
 }
 
 impl Trap {
@@ -148,7 +121,7 @@ impl Trap {
     /// Lets the guest continue from this trap: writes the changed RIP and
     /// RFLAGS into the frame (the trampoline's `iretq` loads them). Call
     /// before the next `KVM_RUN`.
-    pub fn resume(&self, ram: &GuestRam, resume: Resume) -> Result<()> {
+    pub fn resume(&self, ram: &GuestRam, resume: TrapResume) -> Result<()> {
         if let Some(rip) = resume.rip {
             ram.write_bytes(self.frame_at + FRAME_RIP, &rip.to_le_bytes())?;
         }
@@ -170,36 +143,21 @@ impl Trap {
     /// The one-line report of a trap that ends the guest.
     pub fn report(&self) -> String {
         let f = &self.frame;
-        let r = &self.registers;
+        let mut fields = vec![
+            ("error", self.error),
+            ("cr2", self.cr2),
+            ("rip", f.rip),
+            ("rsp", f.rsp),
+            ("rflags", f.rflags),
+            ("cs", f.cs),
+            ("ss", f.ss),
+        ];
+        fields.extend(general_registers(&self.registers));
         format!(
-            "Guest fault: vector {} ({}) error=0x{:x} cr2=0x{:x} rip=0x{:x} rsp=0x{:x} \
-             rflags=0x{:x} cs=0x{:x} ss=0x{:x} rax=0x{:x} rbx=0x{:x} rcx=0x{:x} rdx=0x{:x} \
-             rsi=0x{:x} rdi=0x{:x} rbp=0x{:x} r8=0x{:x} r9=0x{:x} r10=0x{:x} r11=0x{:x} \
-             r12=0x{:x} r13=0x{:x} r14=0x{:x} r15=0x{:x}",
+            "Guest fault: vector {} ({}) {}",
             self.vector,
             traps::vector_name(u64::from(self.vector)),
-            self.error,
-            self.cr2,
-            f.rip,
-            f.rsp,
-            f.rflags,
-            f.cs,
-            f.ss,
-            r.rax,
-            r.rbx,
-            r.rcx,
-            r.rdx,
-            r.rsi,
-            r.rdi,
-            r.rbp,
-            r.r8,
-            r.r9,
-            r.r10,
-            r.r11,
-            r.r12,
-            r.r13,
-            r.r14,
-            r.r15
+            hex_fields(&fields)
         )
     }
 }
@@ -262,5 +220,54 @@ impl Vcpu for TrappedVcpu<'_> {
 
     fn guest_tsc(&self) -> Result<u64> {
         self.vcpu.guest_tsc()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_shows_the_trap_the_frame_and_every_general_register() {
+        let trap = Trap {
+            vector: 14,
+            error: 6,
+            cr2: 0,
+            frame: Frame {
+                rip: 0x10_00b0,
+                cs: 0x0b,
+                rflags: 0x10046,
+                rsp: 0x1fff_fb00,
+                ss: 0x13,
+            },
+            registers: Registers {
+                rax: 1,
+                rbx: 2,
+                rcx: 3,
+                rdx: 4,
+                rsi: 5,
+                rdi: 6,
+                rsp: 0x1fff_fb00,
+                rbp: 7,
+                r8: 8,
+                r9: 9,
+                r10: 10,
+                r11: 11,
+                r12: 12,
+                r13: 13,
+                r14: 14,
+                r15: 15,
+                rip: 0x10_00b0,
+                rflags: 0x46,
+            },
+            special: SpecialRegisters::default(),
+            frame_at: 0xbfd0,
+        };
+        assert_eq!(
+            trap.report(),
+            "Guest fault: vector 14 (#PF) error=0x6 cr2=0x0 rip=0x1000b0 rsp=0x1ffffb00 \
+             rflags=0x10046 cs=0xb ss=0x13 rax=0x1 rbx=0x2 rcx=0x3 rdx=0x4 rsi=0x5 rdi=0x6 \
+             rbp=0x7 r8=0x8 r9=0x9 r10=0xa r11=0xb r12=0xc r13=0xd r14=0xe r15=0xf"
+        );
     }
 }

@@ -43,7 +43,7 @@ fn main(start: &StartInfo) -> i32 {
     println!("heap_start=0x{:x}", start.heap_start);
     low_memory(info.cmdline);
     descriptor_tables();
-    if start::entry_registers()[17] & 3 == 0 {
+    if start::privilege_level() == 0 {
         control_registers();
     }
     0
@@ -146,7 +146,7 @@ fn descriptor_tables() {
         println!("{name}.limit=0x{limit:x}");
     }
     println!("tr=0x{tr:x}");
-    if start::entry_registers()[17] & 3 == 3 {
+    if start::privilege_level() == 3 {
         let at = hvt_bindings::abi::layout::USER_TSS_BASE + 4;
         // SAFETY: the TSS is mapped (read-only) for a CPL 3 guest.
         let rsp0 = unsafe { core::ptr::read_volatile(at as *const u64) };
