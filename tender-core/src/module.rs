@@ -163,12 +163,6 @@ pub trait Module {
         Ok(None)
     }
 
-    /// The guest ended the run (a HALT or a fault, never a tender error),
-    /// and its vCPU is stopped where it ended: a module that records the
-    /// guest's last state (dumpcore) reads registers and memory here. It
-    /// runs on the vCPU thread under its filter (the module's
-    /// [`Module::vcpu_rules`]), before every module's [`Module::halt`]. The
-    /// mock tender has no vCPU and does not call it.
     /// `KVM_RUN` returned because a signal arrived, not for an exit of the
     /// guest's (`--gdb`'s Ctrl-C arrives so); `None` runs the guest on.
     fn interrupted(&mut self, _vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
@@ -203,6 +197,12 @@ pub trait Module {
         Ok(None)
     }
 
+    /// The guest ended the run (a HALT or a fault, never a tender error),
+    /// and its vCPU is stopped where it ended: a module that records the
+    /// guest's last state (dumpcore) reads registers and memory here. It
+    /// runs on the vCPU thread under its filter (the module's
+    /// [`Module::vcpu_rules`]), before every module's [`Module::halt`]. The
+    /// mock tender has no vCPU and does not call it.
     fn guest_ended(&mut self, _ending: Ending, _vcpu: &mut dyn Vcpu, _ram: &GuestRam) {}
 
     /// The guest ended: stop threads, flush, sync.
@@ -217,7 +217,6 @@ pub trait Module {
     /// they use.
     fn vcpu_rules(&self, _vcpu: &mut Allowlist) {}
 
-    /// The allow-lists of the threads this module started during set-up.
     /// Whether this module sets the vCPU's registers and KVM's guest debug
     /// controls once the sandbox is on (a debugger): the tender then allows
     /// `KVM_SET_REGS`, `KVM_SET_SREGS` and `KVM_SET_GUEST_DEBUG` on the vCPU.
@@ -225,6 +224,7 @@ pub trait Module {
         false
     }
 
+    /// The allow-lists of the threads this module started during set-up.
     fn thread_rules(&self) -> Vec<Allowlist> {
         Vec::new()
     }
