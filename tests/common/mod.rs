@@ -167,11 +167,36 @@ impl ConsoleLines {
     }
 }
 
-/// A scratch directory unique to this test process and `tag`.
+/// A scratch directory unique to this test process and `tag`. The test
+/// harness has no hook at the process's end, so the first call removes
+/// what earlier test processes, no longer running, left behind.
 pub fn scratch(tag: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_scratch_of_ended_processes);
     let dir = std::env::temp_dir().join(format!("tender-test-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+/// Removes `tender-test-PID-*` directories whose process has ended.
+fn remove_scratch_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("tender-test-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Writes `bytes` as an image file in the scratch directory.
