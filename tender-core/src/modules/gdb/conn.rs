@@ -64,3 +64,34 @@ pub(super) fn signal_on_input(conn: &TcpStream) -> Result<()> {
         Err(gdb_error(std::io::Error::last_os_error()))
     }
 }
+
+/// What waits on the connection, looked at without taking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiting {
+    Nothing,
+    Bytes,
+    /// gdb closed the connection (or it failed).
+    Closed,
+}
+
+/// Whether gdb sent something or went away (never blocks; one `recv`).
+pub(super) fn waiting(conn: &TcpStream) -> Waiting {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local, on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            std::ptr::addr_of_mut!(byte).cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_PEEK,
+        )
+    };
+    match n {
+        1 => Waiting::Bytes,
+        0 => Waiting::Closed,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Waiting::Nothing,
+            _ => Waiting::Closed,
+        },
+    }
+}
