@@ -46,9 +46,13 @@ pub(super) fn signal_on_input(conn: &TcpStream) -> Result<()> {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigio as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
+        // The system call, not glibc's `gettid`: in the static release
+        // build (LTO) that symbol is only weakly referenced, the linker
+        // leaves it out of the image and the call jumps to address 0.
+        let tid = libc::syscall(libc::SYS_gettid);
         let owner = FOwnerEx {
             type_: F_OWNER_TID,
-            pid: libc::gettid(),
+            pid: libc::pid_t::try_from(tid).unwrap_or(0),
         };
         libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut()) == 0
             && libc::fcntl(fd, F_SETOWN_EX, &owner) == 0
