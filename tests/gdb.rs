@@ -1,11 +1,13 @@
 //! `--gdb` (issue 12, item 1): real gdb in batch mode attaches to a CPL 0
 //! guest built with debug information, breaks on a named function, reads
-//! a local and a global, single-steps, watches a global with a hardware
-//! watchpoint and sees the guest's exit status; the same at CPL 3 through
-//! the trap path (software breakpoints and steps, no hardware watchpoint);
-//! the stub listens on loopback only by default; the tender stays
-//! confined while attached. gdb checks are skipped, with a message, where
-//! gdb is not installed (`.ci/run` installs it).
+//! a local and a global, single-steps and sees the guest's exit status;
+//! the same at CPL 3 through the trap path (software breakpoints and
+//! steps); at both levels `watch` on a global reports every write as a
+//! hardware watchpoint's (the stub steps and compares: the host delivers
+//! no data breakpoint), together with breakpoints and Ctrl-C, and read
+//! watchpoints are refused; the stub listens on loopback only by default;
+//! the tender stays confined while attached. gdb checks are skipped, with
+//! a message, where gdb is not installed (`.ci/run` installs it).
 
 mod common;
 
@@ -64,6 +66,11 @@ fn start_tender(port: u16, image: &std::path::Path) -> (Child, String) {
 
 /// `gdb -batch` against the tender on `port`, with `commands`; its stdout.
 fn gdb(image: &std::path::Path, port: u16, commands: &[&str]) -> String {
+    gdb_output(image, port, commands).0
+}
+
+/// As [`gdb`]: its stdout and its stderr (where its errors go).
+fn gdb_output(image: &std::path::Path, port: u16, commands: &[&str]) -> (String, String) {
     let mut command = Command::new("gdb");
     command.args(["-batch", "-nx", "-ex", "set pagination off"]);
     command
@@ -74,11 +81,9 @@ fn gdb(image: &std::path::Path, port: u16, commands: &[&str]) -> String {
     }
     let out = command.arg(image).output().expect("run gdb");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "gdb said:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("gdb said:\n{text}\n{errors}");
+    (text, errors)
 }
 
 #[test]
@@ -124,47 +129,187 @@ fn gdb_breaks_reads_steps_and_sees_the_exit_at_cpl0() {
     assert_eq!(status.code(), Some(30));
 }
 
+/// The five writes of `accumulate` to `TOTAL`, as gdb reports them.
+const TOTAL_WRITES: [(u64, u64); 5] = [(0, 2), (2, 6), (6, 12), (12, 20), (20, 30)];
+
+/// gdb's report of each write in `writes` is in `out`, in order.
+fn assert_watch_hits(out: &str, writes: &[(u64, u64)]) {
+    let mut rest = out;
+    for (old, new) in writes {
+        let report = format!("Old value = {old}\nNew value = {new}\n");
+        let at = rest
+            .find(&report)
+            .unwrap_or_else(|| panic!("no {report:?} (in order) in\n{out}"));
+        rest = &rest[at + report.len()..];
+    }
+}
+
+/// `watch TOTAL`, then a continue per write: the stub steps the guest and
+/// compares (the host delivers no data breakpoint), gdb sees each write
+/// as a hardware watchpoint's, then the exit.
+fn watch_sees_every_write(image: &std::path::Path) {
+    let port = port();
+    let (mut tender, _) = start_tender(port, image);
+    let mut commands = vec![
+        // Text the host maps read-only is writable for the debugger
+        // (the entry point's first byte has run already).
+        "set {unsigned char}0x100000 = 0x90",
+        "print/x {unsigned char}0x100000",
+        // At the entry point (no debug information) gdb parses C, where
+        // `gdbprobe::TOTAL` is a "constant value" it will not watch.
+        "set language rust",
+        "watch gdbprobe::TOTAL",
+    ];
+    commands.extend(["continue"; 6]);
+    let out = gdb(&gdbprobe_debug(), port, &commands);
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x90"), "{out}");
+    assert!(
+        out.contains("Hardware watchpoint 1: gdbprobe::TOTAL"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("Hardware watchpoint 1: gdbprobe::TOTAL")
+            .count(),
+        6,
+        "{out}"
+    );
+    assert_watch_hits(&out, &TOTAL_WRITES);
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
 #[test]
-fn a_hardware_watchpoint_is_set_at_cpl0_and_fires_where_the_host_delivers_it() {
+fn a_watchpoint_at_cpl0_fires_on_every_write() {
     if !have_gdb() {
         return;
     }
-    let image = cpl0_copy_of(&gdbprobe_debug());
+    watch_sees_every_write(&cpl0_copy_of(&gdbprobe_debug()));
+}
+
+#[test]
+fn a_watchpoint_at_cpl3_fires_on_every_write() {
+    if !have_gdb() {
+        return;
+    }
+    watch_sees_every_write(&gdbprobe_debug());
+}
+
+/// A breakpoint set together with a watchpoint still stops the stepped
+/// continue: breakpoint (step 1), write 0 -> 2, breakpoint (step 2),
+/// write 2 -> 6; with both deleted the guest runs to its end.
+fn breakpoint_and_watchpoint_both_stop(image: &std::path::Path) {
     let port = port();
-    let (mut tender, _) = start_tender(port, &image);
+    let (mut tender, _) = start_tender(port, image);
     let out = gdb(
         &gdbprobe_debug(),
         port,
         &[
-            // Text the host maps read-only is writable for the debugger
-            // (the entry point's first byte has run already).
-            "set {unsigned char}0x100000 = 0x90",
-            "print/x {unsigned char}0x100000",
-            "watch *(unsigned long *)&gdbprobe::TOTAL",
+            "break gdbprobe::accumulate",
+            "set language rust",
+            "watch gdbprobe::TOTAL",
             "continue",
+            "print step",
+            "continue",
+            "continue",
+            "print step",
             "continue",
             "delete",
             "continue",
         ],
     );
     let status = tender.wait().expect("the tender ends");
-    assert!(out.contains("$1 = 0x90"), "{out}");
-    assert!(
-        out.contains("Hardware watchpoint 1: *(unsigned long *)&gdbprobe::TOTAL"),
-        "{out}"
-    );
-    // Measured: on shadow-paging KVM (this project's hosts) the emulator
-    // that runs CPL 0 code checks code breakpoints but not data ones, so a
-    // write watchpoint set in DR7 never fires and the guest runs to its
-    // end. Where it fires (hardware KVM), gdb must see both writes.
-    if out.contains("Old value") {
-        assert!(out.contains("Old value = 0\nNew value = 2"), "{out}");
-        assert!(out.contains("Old value = 2\nNew value = 6"), "{out}");
-    } else {
-        eprintln!("the hardware watchpoint did not fire on this host (shadow-paging KVM)");
-    }
+    let stops: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("Breakpoint 1, ") || l.starts_with("Old value = "))
+        .map(|l| {
+            if l.starts_with("Breakpoint") {
+                "break"
+            } else {
+                "watch"
+            }
+        })
+        .collect();
+    assert_eq!(stops, ["break", "watch", "break", "watch"], "{out}");
+    assert!(out.contains("$1 = 1\n"), "{out}");
+    assert!(out.contains("$2 = 2\n"), "{out}");
+    assert_watch_hits(&out, &TOTAL_WRITES[..2]);
     assert!(out.contains("exited with code 036"), "{out}");
     assert_eq!(status.code(), Some(30));
+}
+
+#[test]
+fn a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl0() {
+    if !have_gdb() {
+        return;
+    }
+    breakpoint_and_watchpoint_both_stop(&cpl0_copy_of(&gdbprobe_debug()));
+}
+
+#[test]
+fn a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl3() {
+    if !have_gdb() {
+        return;
+    }
+    breakpoint_and_watchpoint_both_stop(&gdbprobe_debug());
+}
+
+/// A read watchpoint cannot be seen by comparing bytes: the stub refuses
+/// it (gdb's `Z3`), gdb says so and does not resume; once it is deleted
+/// the guest runs to its end. The same for an access watchpoint (`Z4`).
+fn read_watchpoints_are_refused(image: &std::path::Path) {
+    let port = port();
+    let (mut tender, _) = start_tender(port, image);
+    let (out, errors) = gdb_output(
+        &gdbprobe_debug(),
+        port,
+        &[
+            "set language rust",
+            "rwatch gdbprobe::TOTAL",
+            "continue",
+            "delete",
+            "awatch gdbprobe::TOTAL",
+            "continue",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(
+        out.contains("Hardware read watchpoint 1: gdbprobe::TOTAL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Hardware access (read/write) watchpoint 2: gdbprobe::TOTAL"),
+        "{out}"
+    );
+    assert!(
+        errors.contains("Could not insert hardware watchpoint 1."),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("Could not insert hardware watchpoint 2."),
+        "{errors}"
+    );
+    assert!(!out.contains("Value = "), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+#[test]
+fn a_read_watchpoint_is_refused_at_cpl0() {
+    if !have_gdb() {
+        return;
+    }
+    read_watchpoints_are_refused(&cpl0_copy_of(&gdbprobe_debug()));
+}
+
+#[test]
+fn a_read_watchpoint_is_refused_at_cpl3() {
+    if !have_gdb() {
+        return;
+    }
+    read_watchpoints_are_refused(&gdbprobe_debug());
 }
 
 /// The listening socket is on 127.0.0.1 (`/proc/net/tcp`: 0100007F), and
@@ -319,39 +464,6 @@ fn stepi_over_a_hypercall_at_cpl3_ends_after_the_out() {
     assert!(outs.contains(&rips[0]), "{out}");
     assert_eq!(rips[1], rips[0] + 1, "{out}");
     assert!(rips[2] > rips[1], "{out}");
-    assert!(out.contains("exited with code 036"), "{out}");
-    assert_eq!(status.code(), Some(30));
-}
-
-/// At CPL 3 there are no hardware watchpoints (the stub refuses gdb's
-/// `Z2`): with `set can-use-hw-watchpoints 0`, `watch` is a software
-/// watchpoint (gdb single-steps) and sees the write.
-#[test]
-fn a_watchpoint_at_cpl3_is_a_software_one() {
-    if !have_gdb() {
-        return;
-    }
-    let image = gdbprobe_debug();
-    let port = port();
-    let (mut tender, _) = start_tender(port, &image);
-    let out = gdb(
-        &image,
-        port,
-        &[
-            "break gdbprobe::accumulate",
-            "continue",
-            "delete",
-            "set can-use-hw-watchpoints 0",
-            "watch gdbprobe::TOTAL",
-            "continue",
-            "delete",
-            "continue",
-        ],
-    );
-    let status = tender.wait().expect("the tender ends");
-    assert!(!out.contains("Hardware watchpoint"), "{out}");
-    assert!(out.contains("Watchpoint 2: gdbprobe::TOTAL"), "{out}");
-    assert!(out.contains("Old value = 0\nNew value = 2"), "{out}");
     assert!(out.contains("exited with code 036"), "{out}");
     assert_eq!(status.code(), Some(30));
 }
@@ -568,4 +680,99 @@ fn detach_at_cpl3_lets_the_guest_run_to_its_end() {
     assert!(out.contains("Breakpoint 1, gdbprobe::accumulate"), "{out}");
     assert!(out.contains("(process 1) detached]"), "{out}");
     assert_eq!(status.code(), Some(30));
+}
+
+/// Ctrl-C still stops a continue the stub carries out as steps for a
+/// watchpoint: the probe spins after its five writes, with `TOTAL`
+/// watched; gdb's Ctrl-C stops it (the stub reads the connection between
+/// steps), gdb reads the spin counter, `kill` ends the tender. The stats
+/// line shows the stub stepped.
+fn ctrl_c_interrupts_a_watched_continue(image: &std::path::Path) {
+    let port = port();
+    let mut tender = Command::new(tender_bin())
+        .arg("--gdb")
+        .arg(format!("--gdb-port={port}"))
+        .arg(image)
+        .arg("spin")
+        .env("TENDER_STATS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tender");
+    let mut stderr = BufReader::new(tender.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("the tender says where it listens");
+    let mut command = Command::new("gdb");
+    command
+        .args(["-batch", "-nx"])
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args(["-ex", "set language rust", "-ex", "watch gdbprobe::TOTAL"]);
+    for _ in 0..6 {
+        command.args(["-ex", "continue"]);
+    }
+    let mut gdb = command
+        .args(["-ex", "print gdbprobe::SPINS > 0", "-ex", "kill"])
+        .arg(gdbprobe_debug())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gdb");
+    let mut stdout = BufReader::new(gdb.stdout.take().unwrap());
+    let mut out = String::new();
+    // The fifth write reported, the last continue steps the spin loop.
+    while !out.contains("New value = 30") {
+        if stdout.read_line(&mut out).unwrap_or(0) == 0 {
+            panic!("gdb ended before the fifth write:\n{out}");
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let gdb_pid = libc::pid_t::try_from(gdb.id()).unwrap();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gdb_pid, libc::SIGINT) };
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    let _ = gdb.wait();
+    // gdb is gone: a tender still stepping its guest is a failure, not a hang.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = tender.try_wait().expect("the tender's status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = tender.kill();
+            panic!("the tender outlived gdb by 20 s; gdb said:\n{out}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    eprintln!("gdb said:\n{out}\ntender said:\n{rest}");
+    assert!(out.contains("Program received signal SIGINT"), "{out}");
+    assert!(out.contains("$1 = true"), "{out}");
+    assert!(rest.contains("gdb: guest killed by the debugger"), "{rest}");
+    let steps: u64 = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("gdb_watch_steps="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no gdb_watch_steps in {rest}"));
+    assert!(steps > 1000, "{rest}");
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn ctrl_c_interrupts_a_watched_continue_at_cpl0() {
+    if !have_gdb() {
+        return;
+    }
+    ctrl_c_interrupts_a_watched_continue(&cpl0_copy_of(&gdbprobe_debug()));
+}
+
+#[test]
+fn ctrl_c_interrupts_a_watched_continue_at_cpl3() {
+    if !have_gdb() {
+        return;
+    }
+    ctrl_c_interrupts_a_watched_continue(&gdbprobe_debug());
 }

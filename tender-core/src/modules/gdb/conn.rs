@@ -74,6 +74,34 @@ impl GdbConnection {
         self.received.pop_front()
     }
 
+    /// Whether gdb sent something or went away, without taking it (never
+    /// blocks; one `recv` when nothing is buffered).
+    pub(super) fn waiting(&self) -> Waiting {
+        if !self.received.is_empty() {
+            return Waiting::Bytes;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a local, on a socket we own.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                std::ptr::addr_of_mut!(byte).cast(),
+                1,
+                libc::MSG_DONTWAIT | libc::MSG_PEEK,
+            )
+        };
+        match n {
+            1 => Waiting::Bytes,
+            0 => Waiting::Closed,
+            _ => match std::io::Error::last_os_error().kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
+                    Waiting::Nothing
+                }
+                _ => Waiting::Closed,
+            },
+        }
+    }
+
     /// A byte already received and not yet handed over (no system call).
     pub(super) fn buffered_byte(&mut self) -> Option<u8> {
         self.received.pop_front()
@@ -142,9 +170,13 @@ pub(super) fn signal_on_input(conn: &GdbConnection) -> Result<()> {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigio as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
+        // The system call, not glibc's `gettid`: in the static release
+        // build (LTO) that symbol is only weakly referenced, the linker
+        // leaves it out of the image and the call jumps to address 0.
+        let tid = libc::syscall(libc::SYS_gettid);
         let owner = FOwnerEx {
             type_: F_OWNER_TID,
-            pid: libc::gettid(),
+            pid: libc::pid_t::try_from(tid).unwrap_or(0),
         };
         libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut()) == 0
             && libc::fcntl(fd, F_SETOWN_EX, &owner) == 0
@@ -159,4 +191,13 @@ pub(super) fn signal_on_input(conn: &GdbConnection) -> Result<()> {
     } else {
         Err(gdb_error(std::io::Error::last_os_error()))
     }
+}
+
+/// What waits on the connection, looked at without taking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiting {
+    Nothing,
+    Bytes,
+    /// gdb closed the connection (or it failed).
+    Closed,
 }

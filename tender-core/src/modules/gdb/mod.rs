@@ -7,8 +7,15 @@
 //! steps. The guest then runs under KVM's guest debug controls: software
 //! breakpoints (`int3` patched in by the stub, `KVM_GUESTDBG_USE_SW_BP`),
 //! single-step (`KVM_GUESTDBG_SINGLESTEP`) and up to four hardware
-//! breakpoints or watchpoints (DR0-DR3, DR7). Every debug exit is a stop
-//! reported to gdb; the guest's end is reported as its exit status.
+//! breakpoints (DR0-DR3, DR7). Every debug exit is a stop reported to
+//! gdb; the guest's end is reported as its exit status.
+//!
+//! Watchpoints (`watch.rs`): the host delivers no data breakpoint, so
+//! while gdb has a write watchpoint set the stub carries out its continue
+//! as single steps (the same ones as `stepi`, at either level), compares
+//! the watched bytes after each and reports a change as a hardware
+//! watchpoint's hit; breakpoints, the guest's end and Ctrl-C stop it as
+//! they stop a continue.
 //!
 //! Registers are read once at a stop and written back, if gdb changed
 //! them, before the guest resumes. Memory is read and written through
@@ -23,8 +30,8 @@
 //! ended by the `#DB` or, since the host drops the `#DB` after an `out`, by
 //! the hypercall's exit ([`Module::after_hypercall`]). Continuing from a
 //! breakpoint's address puts the guest's byte back, steps once and
-//! re-inserts the `int3`. No hardware breakpoints or watchpoints (the host
-//! loads no debug registers for user mode): gdb is told there are none.
+//! re-inserts the `int3`. No hardware breakpoints (the host loads no
+//! debug registers for user mode): gdb is told there are none.
 //! Any other trap (a fault) is reported to gdb as a signal, and the guest
 //! ends as without `--gdb` when gdb lets it go on.
 //!
@@ -36,6 +43,7 @@
 mod arch;
 mod conn;
 mod target;
+mod watch;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 
@@ -51,6 +59,7 @@ use crate::manifest::Manifest;
 use crate::memory::GuestRam;
 use crate::module::{Ending, Module, SetupContext};
 use crate::sandbox::Allowlist;
+use crate::stats::Counter;
 use crate::vm::{
     DebugControl, ExitAction, Registers, SpecialRegisters, TrapDecision, TrapResume, Vcpu, VmExit,
 };
@@ -78,6 +87,8 @@ pub struct Gdb {
     cpl3: bool,
     /// CPL 3: the breakpoint whose byte is out for a step over it.
     stepping_over: Option<u64>,
+    /// Steps the stub made for its write watchpoints (`TENDER_STATS=1`).
+    watch_steps: Counter,
 }
 
 impl Default for Gdb {
@@ -91,6 +102,7 @@ impl Default for Gdb {
             conn_fd: None,
             cpl3: false,
             stepping_over: None,
+            watch_steps: Counter::default(),
         }
     }
 }
@@ -115,6 +127,7 @@ impl Gdb {
             self.resume_cpl3_from_kvm(vcpu)?;
             return Ok(None);
         }
+        let watching = self.stepping_for_watches();
         let Some(target) = self.target.as_mut() else {
             return Ok(None);
         };
@@ -130,7 +143,7 @@ impl Gdb {
         }
         let mut control = DebugControl {
             enabled: true,
-            single_step: target.resume == Some(Resume::Step),
+            single_step: target.resume == Some(Resume::Step) || watching,
             software_breakpoints: true,
             hardware_breakpoints: target.hardware,
             ..DebugControl::default()
@@ -202,10 +215,11 @@ impl Gdb {
     /// step over the breakpoint at the guest's RIP, whose byte goes back
     /// in until the step ends).
     fn cpl3_single_step(&mut self) -> bool {
+        let watching = self.stepping_for_watches();
         let Some(target) = self.target.as_mut() else {
             return false;
         };
-        let step = target.resume == Some(Resume::Step);
+        let step = target.resume == Some(Resume::Step) || watching;
         if self.machine.is_none() {
             return false;
         }
@@ -276,6 +290,8 @@ impl Gdb {
             for (addr, byte) in std::mem::take(&mut target.software) {
                 let _ = target.ram.debugger_access(addr, &mut [byte], true);
             }
+            target.write_watches.clear();
+            target.watch = [None; 4];
             if target.regs_dirty && !self.cpl3 {
                 vcpu.set_registers(&target.regs)?;
             }
@@ -288,8 +304,9 @@ impl Gdb {
 
     /// Feeds gdb what it sent while the guest ran (its Ctrl-C is one
     /// byte, 0x03). Whether that was a Ctrl-C: then the stop is reported
-    /// (SIGINT) and gdb is to be served.
-    fn take_ctrl_c(&mut self) -> Result<bool> {
+    /// as `stop` and gdb is to be served, or, with `None`, the machine runs
+    /// again for the caller to report the stop its own way.
+    fn take_ctrl_c(&mut self, stop: Option<SingleThreadStopReason<u64>>) -> Result<bool> {
         let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
             return Ok(false);
         };
@@ -311,7 +328,7 @@ impl Gdb {
         };
         self.machine = Some(
             interrupted
-                .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+                .interrupt_handled(target, stop)
                 .map_err(gdb_error)?,
         );
         Ok(true)
@@ -417,6 +434,9 @@ impl Module for Gdb {
                 software: Vec::new(),
                 hardware: [None; 4],
                 watch: [None; 4],
+                debug_register_watch: !self.cpl3
+                    && std::env::var_os("TENDER_GDB_DR_WATCH").is_some(),
+                write_watches: Default::default(),
                 hardware_first: !self.cpl3 && std::env::var_os("TENDER_GDB_INT3").is_none(),
                 cpl3: self.cpl3,
             });
@@ -469,6 +489,9 @@ impl Module for Gdb {
         let Some(reason) = self.stop_reason(exception, pc, dr6, vcpu)? else {
             return Ok(None);
         };
+        let Some(reason) = self.after_watched_step(reason, vcpu)? else {
+            return Ok(Some(ExitAction::Resume));
+        };
         let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
             return Ok(None);
         };
@@ -483,7 +506,7 @@ impl Module for Gdb {
     fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
         // KVM_RUN saw the signal: what it announced is read now.
         take_input_signal();
-        if !self.take_ctrl_c()? {
+        if !self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))? {
             return Ok(None);
         }
         Ok(Some(match self.serve(vcpu)? {
@@ -502,6 +525,21 @@ impl Module for Gdb {
             return Ok(None);
         }
         let debug = u32::from(vector) == DB_VECTOR;
+        let mut watched = None;
+        if debug && self.stepping_for_watches() {
+            // A step of a watched continue; the breakpoint it stepped
+            // over (if any) goes back in.
+            self.reinsert();
+            match self.after_watched_step(SingleThreadStopReason::DoneStep, vcpu)? {
+                None => {
+                    return Ok(Some(TrapDecision::Resume(TrapResume {
+                        rip: None,
+                        single_step: Some(self.stepping_for_watches()),
+                    })))
+                }
+                Some(reason) => watched = Some(reason),
+            }
+        }
         if debug && self.stepping_over.is_some() {
             self.reinsert();
             let target = self.target.as_ref().expect("a machine has a target");
@@ -516,6 +554,7 @@ impl Module for Gdb {
         let target = self.target.as_ref().expect("a machine has a target");
         let mut regs = vcpu.registers()?;
         let reason = match u32::from(vector) {
+            _ if watched.is_some() => watched.unwrap_or(SingleThreadStopReason::DoneStep),
             BP_VECTOR => {
                 // The trap's RIP is after the int3.
                 let at = regs.rip.wrapping_sub(1);
@@ -570,6 +609,12 @@ impl Module for Gdb {
             return Ok(None);
         }
         let signalled = take_input_signal();
+        if !signalled && self.stepping_for_watches() {
+            // The step's #DB is lost after the `out`, but TF stays on: the
+            // watched continue steps on from the next instruction.
+            self.reinsert();
+            return Ok(Some(ExitAction::Resume));
+        }
         let over = self.stepping_over.is_some();
         self.reinsert();
         let step = self.cpl3 && self.target.as_ref().map(|t| t.resume) == Some(Some(Resume::Step));
@@ -579,7 +624,7 @@ impl Module for Gdb {
         // A stop here is after the hypercall: KVM finishes its `out` first
         // (RIP past it), without running the guest on.
         vcpu.complete_pending_io()?;
-        if signalled && self.take_ctrl_c()? {
+        if signalled && self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))? {
             // A Ctrl-C while the tender served the hypercall (a POLL
             // whose wait the signal cut short).
             if let Some(code) = self.serve(vcpu)? {
@@ -589,7 +634,7 @@ impl Module for Gdb {
         }
         let mut regs = vcpu.registers()?;
         if !step {
-            if over {
+            if over && !self.stepping_for_watches() {
                 // CPL 3, past the breakpoint (the step's #DB is lost after
                 // the `out`): on with the continue, without TF.
                 regs.rflags &= !RFLAGS_TF;
@@ -626,6 +671,12 @@ impl Module for Gdb {
 
     fn vcpu_debug(&self) -> bool {
         self.enabled
+    }
+
+    fn counters(&self, out: &mut Vec<(&'static str, Counter)>) {
+        if self.enabled {
+            out.push(("gdb_watch_steps", self.watch_steps.clone()));
+        }
     }
 
     fn vcpu_rules(&self, vcpu: &mut Allowlist) {

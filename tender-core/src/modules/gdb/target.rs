@@ -1,6 +1,6 @@
 //! The guest as gdb sees it ([`Stub`], a `gdbstub` target): the registers
 //! of the stop, guest memory through [`GuestRam::debugger_access`], and
-//! breakpoints and watchpoints as the session will set them.
+//! breakpoints as the session will set them (watchpoints: `watch.rs`).
 
 use gdbstub::common::Signal;
 use gdbstub::target::ext::base::singlethread::{
@@ -9,12 +9,13 @@ use gdbstub::target::ext::base::singlethread::{
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
-    SwBreakpoint, SwBreakpointOps, WatchKind,
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpointOps, SwBreakpoint,
+    SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::{Target, TargetError, TargetResult};
 
 use super::arch::{RegistersWithBases, X86_64WithBases};
+use super::watch::WriteWatches;
 use super::INT3;
 use crate::memory::GuestRam;
 use crate::vm::{Registers, SpecialRegisters, Watchpoint};
@@ -38,7 +39,13 @@ pub(super) struct Stub {
     pub(super) software: Vec<(u64, u8)>,
     /// DR0-DR3.
     pub(super) hardware: [Option<u64>; 4],
+    /// Watchpoints in debug registers (`TENDER_GDB_DR_WATCH=1`).
     pub(super) watch: [Option<(Watchpoint, WatchKind)>; 4],
+    /// Put watchpoints in the debug registers rather than compare bytes
+    /// after every step (hardware KVM, CPL 0: see `watch.rs`).
+    pub(super) debug_register_watch: bool,
+    /// The stub's own write watchpoints (`watch.rs`).
+    pub(super) write_watches: WriteWatches,
     /// Serve gdb's software breakpoints with debug registers while one is
     /// free (`TENDER_GDB_INT3=1` turns it off, for hardware KVM).
     pub(super) hardware_first: bool,
@@ -197,13 +204,14 @@ impl Breakpoints for Stub {
         Some(self)
     }
 
-    // CPL 3: none on this host (gdb falls back to software watchpoints).
+    // CPL 3: none on this host (the host loads no debug registers).
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
         (!self.cpl3).then_some(self)
     }
 
+    // At both privilege levels: the stub's own (`watch.rs`).
     fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
-        (!self.cpl3).then_some(self)
+        Some(self)
     }
 }
 
@@ -239,7 +247,8 @@ impl SwBreakpoint for Stub {
 }
 
 impl Stub {
-    fn free_slot(&self) -> Option<usize> {
+    /// A debug register neither a breakpoint nor a watchpoint holds.
+    pub(super) fn free_slot(&self) -> Option<usize> {
         (0..4).find(|&i| self.hardware[i].is_none() && self.watch[i].is_none())
     }
 }
@@ -258,45 +267,6 @@ impl HwBreakpoint for Stub {
             return Ok(false);
         };
         self.hardware[slot] = None;
-        Ok(true)
-    }
-}
-
-impl HwWatchpoint for Stub {
-    fn add_hw_watchpoint(
-        &mut self,
-        addr: u64,
-        len: u64,
-        kind: WatchKind,
-    ) -> TargetResult<bool, Self> {
-        // DR7 watches 1, 2, 4 or 8 aligned bytes; reads alone cannot be watched.
-        if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) || kind == WatchKind::Read {
-            return Ok(false);
-        }
-        let Some(slot) = self.free_slot() else {
-            return Ok(false);
-        };
-        let watch = Watchpoint {
-            address: addr,
-            len: u8::try_from(len).unwrap_or(8),
-            reads: kind == WatchKind::ReadWrite,
-        };
-        self.watch[slot] = Some((watch, kind));
-        Ok(true)
-    }
-
-    fn remove_hw_watchpoint(
-        &mut self,
-        addr: u64,
-        len: u64,
-        kind: WatchKind,
-    ) -> TargetResult<bool, Self> {
-        let Some(slot) = self.watch.iter().position(|w| {
-            w.is_some_and(|(w, k)| w.address == addr && u64::from(w.len) == len && k == kind)
-        }) else {
-            return Ok(false);
-        };
-        self.watch[slot] = None;
         Ok(true)
     }
 }
