@@ -14,6 +14,10 @@ cargo test --workspace
 # with a busy loop on each core while each guest runs (tests/net_apps.rs).
 NET_TESTS=no-ring cargo test -p tender --test net_apps
 NET_TESTS=hog cargo test -p tender --test net_apps
+# The debugger against the release tender (static, with LTO), as users
+# install it: a libc function linked only weakly there once sent --gdb to
+# address 0 while every debug-build test passed.
+cargo test --release -p tender --test gdb
 # Guest applications with host tests (against fake disks and the in-process
 # mock tender): the host target, a target directory of their own.
 (cd guest/kv && cargo clippy --target x86_64-unknown-linux-gnu --all-targets \
