@@ -18,6 +18,26 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use common::{cpl0_copy_of, tender_bin};
 
+/// A `#[test]` at each level for `check(image)`: the CPL 0 copy of
+/// `gdbprobe` and the image itself (CPL 3); skipped without gdb.
+macro_rules! at_both_levels {
+    ($check:ident: $cpl0:ident, $cpl3:ident) => {
+        #[test]
+        fn $cpl0() {
+            if have_gdb() {
+                $check(&cpl0_copy_of(&gdbprobe_debug()));
+            }
+        }
+
+        #[test]
+        fn $cpl3() {
+            if have_gdb() {
+                $check(&gdbprobe_debug());
+            }
+        }
+    };
+}
+
 /// `gdbprobe` built with debug info, so that gdb finds its function,
 /// local and global by name.
 fn gdbprobe_debug() -> PathBuf {
@@ -179,21 +199,11 @@ fn watch_sees_every_write(image: &std::path::Path) {
     assert_eq!(status.code(), Some(30));
 }
 
-#[test]
-fn a_watchpoint_at_cpl0_fires_on_every_write() {
-    if !have_gdb() {
-        return;
-    }
-    watch_sees_every_write(&cpl0_copy_of(&gdbprobe_debug()));
-}
-
-#[test]
-fn a_watchpoint_at_cpl3_fires_on_every_write() {
-    if !have_gdb() {
-        return;
-    }
-    watch_sees_every_write(&gdbprobe_debug());
-}
+at_both_levels!(
+    watch_sees_every_write:
+    a_watchpoint_at_cpl0_fires_on_every_write,
+    a_watchpoint_at_cpl3_fires_on_every_write
+);
 
 /// A breakpoint set together with a watchpoint still stops the stepped
 /// continue: breakpoint (step 1), write 0 -> 2, breakpoint (step 2),
@@ -238,21 +248,11 @@ fn breakpoint_and_watchpoint_both_stop(image: &std::path::Path) {
     assert_eq!(status.code(), Some(30));
 }
 
-#[test]
-fn a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl0() {
-    if !have_gdb() {
-        return;
-    }
-    breakpoint_and_watchpoint_both_stop(&cpl0_copy_of(&gdbprobe_debug()));
-}
-
-#[test]
-fn a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl3() {
-    if !have_gdb() {
-        return;
-    }
-    breakpoint_and_watchpoint_both_stop(&gdbprobe_debug());
-}
+at_both_levels!(
+    breakpoint_and_watchpoint_both_stop:
+    a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl0,
+    a_breakpoint_still_stops_while_a_watchpoint_is_set_at_cpl3
+);
 
 /// A read watchpoint cannot be seen by comparing bytes: the stub refuses
 /// it (gdb's `Z3`), gdb says so and does not resume; once it is deleted
@@ -296,21 +296,11 @@ fn read_watchpoints_are_refused(image: &std::path::Path) {
     assert_eq!(status.code(), Some(30));
 }
 
-#[test]
-fn a_read_watchpoint_is_refused_at_cpl0() {
-    if !have_gdb() {
-        return;
-    }
-    read_watchpoints_are_refused(&cpl0_copy_of(&gdbprobe_debug()));
-}
-
-#[test]
-fn a_read_watchpoint_is_refused_at_cpl3() {
-    if !have_gdb() {
-        return;
-    }
-    read_watchpoints_are_refused(&gdbprobe_debug());
-}
+at_both_levels!(
+    read_watchpoints_are_refused:
+    a_read_watchpoint_is_refused_at_cpl0,
+    a_read_watchpoint_is_refused_at_cpl3
+);
 
 /// The listening socket is on 127.0.0.1 (`/proc/net/tcp`: 0100007F), and
 /// the tender is confined once gdb lets the guest run.
@@ -548,19 +538,11 @@ fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(image: &std::path::Path) 
     assert_eq!(status.code(), Some(1));
 }
 
-#[test]
-fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl0() {
-    if have_gdb() {
-        ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(&cpl0_copy_of(&gdbprobe_debug()));
-    }
-}
-
-#[test]
-fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl3() {
-    if have_gdb() {
-        ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(&gdbprobe_debug());
-    }
-}
+at_both_levels!(
+    ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it:
+    ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl0,
+    ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it_at_cpl3
+);
 
 /// A guest that yields for an hour: the tender waits in its POLL when
 /// gdb's Ctrl-C comes. The wait ends early (as a signal ends upstream's),
@@ -600,19 +582,11 @@ fn ctrl_c_interrupts_a_guest_waiting_in_poll(image: &std::path::Path) {
     assert_eq!(status.code(), Some(1));
 }
 
-#[test]
-fn ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl0() {
-    if have_gdb() {
-        ctrl_c_interrupts_a_guest_waiting_in_poll(&cpl0_copy_of(&gdbprobe_debug()));
-    }
-}
-
-#[test]
-fn ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl3() {
-    if have_gdb() {
-        ctrl_c_interrupts_a_guest_waiting_in_poll(&gdbprobe_debug());
-    }
-}
+at_both_levels!(
+    ctrl_c_interrupts_a_guest_waiting_in_poll:
+    ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl0,
+    ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl3
+);
 
 /// gdb reads the FS and GS bases and writes FS's: the value reaches the
 /// vCPU (read back after a step, which re-reads every register from
@@ -647,19 +621,11 @@ fn fs_base_is_read_and_written(image: &std::path::Path) {
     assert_eq!(status.code(), Some(30));
 }
 
-#[test]
-fn fs_base_is_read_and_written_at_cpl0() {
-    if have_gdb() {
-        fs_base_is_read_and_written(&cpl0_copy_of(&gdbprobe_debug()));
-    }
-}
-
-#[test]
-fn fs_base_is_read_and_written_at_cpl3() {
-    if have_gdb() {
-        fs_base_is_read_and_written(&gdbprobe_debug());
-    }
-}
+at_both_levels!(
+    fs_base_is_read_and_written:
+    fs_base_is_read_and_written_at_cpl0,
+    fs_base_is_read_and_written_at_cpl3
+);
 
 /// `detach` at a breakpoint of a CPL 3 guest: the `int3`s go, the guest
 /// runs on without the debugger and ends with its own status.
@@ -761,18 +727,8 @@ fn ctrl_c_interrupts_a_watched_continue(image: &std::path::Path) {
     assert_eq!(status.code(), Some(1));
 }
 
-#[test]
-fn ctrl_c_interrupts_a_watched_continue_at_cpl0() {
-    if !have_gdb() {
-        return;
-    }
-    ctrl_c_interrupts_a_watched_continue(&cpl0_copy_of(&gdbprobe_debug()));
-}
-
-#[test]
-fn ctrl_c_interrupts_a_watched_continue_at_cpl3() {
-    if !have_gdb() {
-        return;
-    }
-    ctrl_c_interrupts_a_watched_continue(&gdbprobe_debug());
-}
+at_both_levels!(
+    ctrl_c_interrupts_a_watched_continue:
+    ctrl_c_interrupts_a_watched_continue_at_cpl0,
+    ctrl_c_interrupts_a_watched_continue_at_cpl3
+);
