@@ -66,10 +66,16 @@ fn port() -> u16 {
 /// A tender started with `--gdb` on `port`, once it listens; its stderr
 /// line saying where.
 fn start_tender(port: u16, image: &std::path::Path) -> (Child, String) {
+    start_tender_with(port, image, &[])
+}
+
+/// [`start_tender`] with guest arguments.
+fn start_tender_with(port: u16, image: &std::path::Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(tender_bin())
         .arg("--gdb")
         .arg(format!("--gdb-port={port}"))
         .arg(image)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -626,6 +632,69 @@ at_both_levels!(
     fs_base_is_read_and_written_at_cpl0,
     fs_base_is_read_and_written_at_cpl3
 );
+
+/// gdb reads the x87 and SSE registers and writes one: the x87 control
+/// word is the vCPU's reset value, and an XMM register gdb
+/// wrote reaches the vCPU (read back after a step, which reads every
+/// register from KVM again). The guest generates no SSE code, so the
+/// write does not change its course.
+fn fpu_registers_are_read_and_written(image: &std::path::Path) {
+    let port = port();
+    let (mut tender, _) = start_tender(port, image);
+    let out = gdb(
+        image,
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "print/x $fctrl",
+            "set $xmm7.v2_int64[1] = 0x1122334455667788",
+            "stepi",
+            "print/x $xmm7.v2_int64",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x37f\n"), "{out}");
+    assert!(out.contains("$2 = [0x0, 0x1122334455667788]\n"), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
+
+at_both_levels!(
+    fpu_registers_are_read_and_written:
+    fpu_registers_are_read_and_written_at_cpl0,
+    fpu_registers_are_read_and_written_at_cpl3
+);
+
+/// A CPL 3 guest's own SSE state: `gdbprobe sse` puts a mark in XMM15
+/// before its first `accumulate`; gdb reads it there. (Not at CPL 0: SSE
+/// there ends the VM on this host.)
+#[test]
+fn gdb_reads_the_guests_own_sse_register_at_cpl3() {
+    if !have_gdb() {
+        return;
+    }
+    let image = gdbprobe_debug();
+    let port = port();
+    let (mut tender, _) = start_tender_with(port, &image, &["sse"]);
+    let out = gdb(
+        &image,
+        port,
+        &[
+            "break gdbprobe::accumulate",
+            "continue",
+            "print/x $xmm15.v2_int64[0]",
+            "delete",
+            "continue",
+        ],
+    );
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("$1 = 0x5eedf00dcafe0042\n"), "{out}");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30));
+}
 
 /// `detach` at a breakpoint of a CPL 3 guest: the `int3`s go, the guest
 /// runs on without the debugger and ends with its own status.

@@ -103,6 +103,23 @@ pub struct SpecialRegisters {
     pub efer: u64,
 }
 
+/// The x87 and SSE registers, in `FXSAVE`'s form (as `KVM_GET_FPU` gives
+/// them): a debugger's view of the guest's floating point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FpuRegisters {
+    /// ST(0) to ST(7), 80 bits each.
+    pub st: [[u8; 10]; 8],
+    pub fcw: u16,
+    pub fsw: u16,
+    /// The abridged tag word: bit N set when physical register N is in use.
+    pub ftwx: u8,
+    pub last_opcode: u16,
+    pub last_ip: u64,
+    pub last_dp: u64,
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
+}
+
 /// Debug controls of the vCPU: stepping and breakpoints that end a run
 /// with [`VmExit::Debug`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +159,17 @@ pub trait Vcpu {
     fn guest_tsc(&self) -> Result<u64> {
         Err(crate::error::Error::Other(
             "this vCPU cannot read the guest TSC".into(),
+        ))
+    }
+    /// The x87 and SSE registers (a debugger's stop).
+    fn fpu(&self) -> Result<FpuRegisters> {
+        Err(crate::error::Error::Other(
+            "this vCPU cannot read the FPU".into(),
+        ))
+    }
+    fn set_fpu(&mut self, _fpu: &FpuRegisters) -> Result<()> {
+        Err(crate::error::Error::Other(
+            "this vCPU cannot write the FPU".into(),
         ))
     }
     /// Finishes the instruction of the exit just served (KVM moves RIP past

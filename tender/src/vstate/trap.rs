@@ -16,7 +16,7 @@
 use hvt_abi::layout::{GDT_CODE_INDEX, GDT_DATA_INDEX, TRAP_PORT};
 use tender_core::error::{Error, Result};
 use tender_core::memory::GuestRam;
-use tender_core::vm::{DebugControl, Registers, SpecialRegisters, TrapResume, Vcpu};
+use tender_core::vm::{DebugControl, FpuRegisters, Registers, SpecialRegisters, TrapResume, Vcpu};
 
 use super::fault_report::{general_registers, hex_fields};
 use super::vcpu::KvmVcpu;
@@ -216,6 +216,15 @@ impl Vcpu for TrappedVcpu<'_> {
 
     fn set_debug(&mut self, control: &DebugControl) -> Result<()> {
         self.vcpu.set_debug(control)
+    }
+
+    // The trampoline uses no x87 or SSE register: KVM's are the guest's.
+    fn fpu(&self) -> Result<FpuRegisters> {
+        self.vcpu.fpu()
+    }
+
+    fn set_fpu(&mut self, fpu: &FpuRegisters) -> Result<()> {
+        self.vcpu.set_fpu(fpu)
     }
 
     fn guest_tsc(&self) -> Result<u64> {

@@ -2,13 +2,14 @@
 //! architecture's terms, and KVM's debug controls.
 
 use kvm_bindings::{
-    kvm_dtable, kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, Msrs,
+    kvm_dtable, kvm_fpu, kvm_guest_debug, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, Msrs,
     KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::VcpuFd;
 use tender_core::error::Result;
 use tender_core::vm::{
-    DebugControl, DescriptorTable, Registers, Segment, SpecialRegisters, Vcpu, Watchpoint,
+    DebugControl, DescriptorTable, FpuRegisters, Registers, Segment, SpecialRegisters, Vcpu,
+    Watchpoint,
 };
 
 use super::vm::kvm_error;
@@ -181,6 +182,50 @@ impl Vcpu for KvmVcpu {
         self.fd
             .set_regs(&regs)
             .map_err(|e| kvm_error("ioctl (SET_REGS)", e))
+    }
+
+    fn fpu(&self) -> Result<FpuRegisters> {
+        let f = self
+            .fd
+            .get_fpu()
+            .map_err(|e| kvm_error("ioctl (GET_FPU)", e))?;
+        let mut st = [[0u8; 10]; 8];
+        for (st, fpr) in st.iter_mut().zip(&f.fpr) {
+            st.copy_from_slice(&fpr[..10]);
+        }
+        Ok(FpuRegisters {
+            st,
+            fcw: f.fcw,
+            fsw: f.fsw,
+            ftwx: f.ftwx,
+            last_opcode: f.last_opcode,
+            last_ip: f.last_ip,
+            last_dp: f.last_dp,
+            xmm: f.xmm.map(u128::from_le_bytes),
+            mxcsr: f.mxcsr,
+        })
+    }
+
+    fn set_fpu(&mut self, fpu: &FpuRegisters) -> Result<()> {
+        let mut fpr = [[0u8; 16]; 8];
+        for (fpr, st) in fpr.iter_mut().zip(&fpu.st) {
+            fpr[..10].copy_from_slice(st);
+        }
+        let f = kvm_fpu {
+            fpr,
+            fcw: fpu.fcw,
+            fsw: fpu.fsw,
+            ftwx: fpu.ftwx,
+            last_opcode: fpu.last_opcode,
+            last_ip: fpu.last_ip,
+            last_dp: fpu.last_dp,
+            xmm: fpu.xmm.map(u128::to_le_bytes),
+            mxcsr: fpu.mxcsr,
+            ..Default::default()
+        };
+        self.fd
+            .set_fpu(&f)
+            .map_err(|e| kvm_error("ioctl (SET_FPU)", e))
     }
 
     fn special_registers(&self) -> Result<SpecialRegisters> {

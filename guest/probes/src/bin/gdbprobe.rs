@@ -3,7 +3,8 @@
 //! exits with `TOTAL`, 30. With the argument `spin` it then counts in
 //! `SPINS` for ever (for gdb's Ctrl-C); with `idle` it yields for ever,
 //! an hour at a time, counting in `IDLES` (a Ctrl-C while the tender
-//! waits in the guest's POLL).
+//! waits in the guest's POLL); with `sse` it first puts a mark in XMM15
+//! (for gdb's SSE registers).
 #![no_std]
 #![no_main]
 
@@ -32,7 +33,16 @@ fn accumulate(step: u64) -> u64 {
     doubled
 }
 
+/// What `sse` leaves in XMM15 for gdb to read.
+const SSE_MARK: u64 = 0x5eed_f00d_cafe_0042;
+
 fn main(start: &StartInfo) -> i32 {
+    if start.cmdline.trim() == "sse" {
+        // The guest target generates no SSE code, so XMM15 keeps the mark
+        // while gdb looks (CPL 3 only: SSE at CPL 0 ends the VM here).
+        // SAFETY: writes only XMM15, which nothing else in the guest uses.
+        unsafe { core::arch::asm!("movq xmm15, rax", in("rax") SSE_MARK) };
+    }
     for step in 1..=5 {
         core::hint::black_box(accumulate(core::hint::black_box(step)));
     }

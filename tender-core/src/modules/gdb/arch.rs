@@ -73,6 +73,41 @@ impl Registers for RegistersWithBases {
     }
 }
 
+/// The x87 tag word gdb shows (two bits a physical register: 00 valid,
+/// 01 zero, 10 special, 11 empty) from `FXSAVE`'s abridged one (a bit a
+/// register: in use or empty) and the registers' values, as `FSAVE` would
+/// give it. `st` is in stack order: ST(i) is physical register
+/// (TOP + i) mod 8, TOP in bits 11-13 of the status word.
+pub fn full_tag_word(abridged: u8, status: u16, st: &[[u8; 10]; 8]) -> u16 {
+    let top = usize::from((status >> 11) & 7);
+    let mut tags = 0u16;
+    for physical in 0..8 {
+        let tag = if abridged & (1 << physical) == 0 {
+            0b11
+        } else {
+            let value = &st[(physical + 8 - top) % 8];
+            let mantissa = u64::from_le_bytes(value[..8].try_into().unwrap_or([0; 8]));
+            let exponent = u16::from_le_bytes([value[8], value[9]]) & 0x7fff;
+            match exponent {
+                0 if mantissa == 0 => 0b01,
+                0 | 0x7fff => 0b10,
+                // A normal number has its integer bit set.
+                _ if mantissa >> 63 == 1 => 0b00,
+                _ => 0b10,
+            }
+        };
+        tags |= tag << (2 * physical);
+    }
+    tags
+}
+
+/// `FXSAVE`'s abridged tag word from gdb's full one: in use unless empty.
+pub fn abridged_tag_word(full: u16) -> u8 {
+    (0..8)
+        .filter(|physical| (full >> (2 * physical)) & 0b11 != 0b11)
+        .fold(0, |abridged, physical| abridged | (1 << physical))
+}
+
 /// The target description gdb reads (`qXfer:features:read`). Register
 /// names are the ones gdb's amd64 support looks up; the numbers follow
 /// the `g` packet.
@@ -225,6 +260,24 @@ mod tests {
             .unwrap();
         assert_eq!((back.fs_base, back.gs_base), (7, 8));
         assert!(back.gdb_deserialize(&[0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn the_tag_word_classes_each_register_and_round_trips() {
+        let mut st = [[0u8; 10]; 8];
+        // ST(0): 1.0 (integer bit set, biased exponent 0x3fff): valid.
+        st[0] = [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f];
+        // ST(1): +0.0: zero. ST(2): an infinity: special.
+        st[2] = [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x7f];
+        // TOP = 5: ST(0) is physical 5, ST(1) 6, ST(2) 7; 0-4 empty.
+        let status = 5 << 11;
+        let abridged = 0b1110_0000;
+        let full = full_tag_word(abridged, status, &st);
+        assert_eq!(full, 0b10_01_00_11_11_11_11_11);
+        assert_eq!(abridged_tag_word(full), abridged);
+        // The reset state (every register empty) is 0xffff.
+        assert_eq!(full_tag_word(0, 0, &[[0; 10]; 8]), 0xffff);
+        assert_eq!(abridged_tag_word(0xffff), 0);
     }
 
     #[test]

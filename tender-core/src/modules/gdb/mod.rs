@@ -134,9 +134,7 @@ impl Gdb {
         if target.regs_dirty {
             vcpu.set_registers(&target.regs)?;
         }
-        if target.sregs_dirty {
-            vcpu.set_special_registers(&target.sregs)?;
-        }
+        target.write_back_state(vcpu)?;
         if self.machine.is_none() {
             // Detached: the debug controls are off already.
             return Ok(None);
@@ -167,8 +165,11 @@ impl Gdb {
             target.regs.rflags &= !RFLAGS_TF;
         }
         target.sregs = vcpu.special_registers()?;
+        // Not every vCPU gives its FPU (gdb then reads zeros).
+        target.fpu = vcpu.fpu().ok();
         target.regs_dirty = false;
         target.sregs_dirty = false;
+        target.fpu_dirty = false;
         target.resume = None;
         loop {
             machine = match machine {
@@ -259,9 +260,7 @@ impl Gdb {
         if target.regs_dirty || vcpu.registers()?.rflags != regs.rflags {
             vcpu.set_registers(&regs)?;
         }
-        if target.sregs_dirty {
-            vcpu.set_special_registers(&target.sregs)?;
-        }
+        target.write_back_state(vcpu)?;
         Ok(())
     }
 
@@ -430,6 +429,8 @@ impl Module for Gdb {
                 sregs: SpecialRegisters::default(),
                 regs_dirty: false,
                 sregs_dirty: false,
+                fpu: None,
+                fpu_dirty: false,
                 resume: None,
                 software: Vec::new(),
                 hardware: [None; 4],
@@ -589,10 +590,9 @@ impl Module for Gdb {
             // Into the frame (RIP, RSP, RFLAGS, RDX) and KVM (the rest).
             vcpu.set_registers(&target.regs)?;
         }
-        if target.sregs_dirty {
-            // KVM's, but for CS and SS (the trampoline's until `iretq`).
-            vcpu.set_special_registers(&target.sregs)?;
-        }
+        // Special registers: KVM's, but for CS and SS (the trampoline's
+        // until `iretq`).
+        target.write_back_state(vcpu)?;
         let rip = (target.regs_dirty || moved).then_some(target.regs.rip);
         Ok(Some(TrapDecision::Resume(TrapResume {
             rip,

@@ -14,11 +14,12 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use super::arch::{RegistersWithBases, X86_64WithBases};
+use super::arch::{abridged_tag_word, full_tag_word, RegistersWithBases, X86_64WithBases};
 use super::watch::WriteWatches;
 use super::INT3;
+use crate::error::Result;
 use crate::memory::GuestRam;
-use crate::vm::{Registers, SpecialRegisters, Watchpoint};
+use crate::vm::{FpuRegisters, Registers, SpecialRegisters, Vcpu, Watchpoint};
 
 /// How gdb asked the guest to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +33,11 @@ pub(super) struct Stub {
     pub(super) ram: GuestRam,
     pub(super) regs: Registers,
     pub(super) sregs: SpecialRegisters,
+    /// The x87 and SSE registers, where the vCPU gives them.
+    pub(super) fpu: Option<FpuRegisters>,
     pub(super) regs_dirty: bool,
     pub(super) sregs_dirty: bool,
+    pub(super) fpu_dirty: bool,
     pub(super) resume: Option<Resume>,
     /// Software breakpoints: address and the byte `int3` replaced.
     pub(super) software: Vec<(u64, u8)>,
@@ -51,6 +55,21 @@ pub(super) struct Stub {
     pub(super) hardware_first: bool,
     /// A CPL 3 guest: no debug registers.
     pub(super) cpl3: bool,
+}
+
+impl Stub {
+    /// Writes the special and FPU registers gdb changed back to the vCPU,
+    /// before the guest resumes (the general registers need more care at
+    /// CPL 3: the callers write those).
+    pub(super) fn write_back_state(&self, vcpu: &mut dyn Vcpu) -> Result<()> {
+        if self.sregs_dirty {
+            vcpu.set_special_registers(&self.sregs)?;
+        }
+        if let (true, Some(fpu)) = (self.fpu_dirty, &self.fpu) {
+            vcpu.set_fpu(fpu)?;
+        }
+        Ok(())
+    }
 }
 
 impl Target for Stub {
@@ -90,6 +109,18 @@ impl SingleThreadBase for Stub {
         regs.segments.es = s.es.selector.into();
         regs.segments.fs = s.fs.selector.into();
         regs.segments.gs = s.gs.selector.into();
+        if let Some(f) = &self.fpu {
+            regs.st = f.st;
+            regs.fpu.fctrl = f.fcw.into();
+            regs.fpu.fstat = f.fsw.into();
+            regs.fpu.ftag = full_tag_word(f.ftwx, f.fsw, &f.st).into();
+            // 64-bit FXSAVE: no selectors, the offsets' low halves.
+            regs.fpu.fioff = (f.last_ip & 0xffff_ffff) as u32;
+            regs.fpu.fooff = (f.last_dp & 0xffff_ffff) as u32;
+            regs.fpu.fop = f.last_opcode.into();
+            regs.xmm = f.xmm;
+            regs.mxcsr = f.mxcsr;
+        }
         Ok(())
     }
 
@@ -141,6 +172,24 @@ impl SingleThreadBase for Stub {
             if segment.base != base {
                 segment.base = base;
                 self.sregs_dirty = true;
+            }
+        }
+        if let Some(f) = &mut self.fpu {
+            let low16 = |v: u32| (v & 0xffff) as u16;
+            let new = FpuRegisters {
+                st: regs.st,
+                fcw: low16(regs.fpu.fctrl),
+                fsw: low16(regs.fpu.fstat),
+                ftwx: abridged_tag_word(low16(regs.fpu.ftag)),
+                last_opcode: low16(regs.fpu.fop),
+                last_ip: (f.last_ip & !0xffff_ffff) | u64::from(regs.fpu.fioff),
+                last_dp: (f.last_dp & !0xffff_ffff) | u64::from(regs.fpu.fooff),
+                xmm: regs.xmm,
+                mxcsr: regs.mxcsr,
+            };
+            if new != *f {
+                *f = new;
+                self.fpu_dirty = true;
             }
         }
         Ok(())
