@@ -533,10 +533,11 @@ fn ctrl_c_interrupts_a_spinning_guest_and_kill_ends_it(image: &std::path::Path) 
         image,
         "spin",
         std::time::Duration::from_secs(2),
-        &["print gdbprobe::SPINS > 0", "kill"],
+        &["print gdbprobe::SPINS > 0", "print $pc >= 0x100000", "kill"],
     );
     assert!(out.contains("Program received signal SIGINT"), "{out}");
     assert!(out.contains("$1 = true"), "{out}");
+    assert!(out.contains("$2 = true"), "{out}");
     assert!(
         stderr.contains("gdb: guest killed by the debugger"),
         "{stderr}"
@@ -696,6 +697,57 @@ fn gdb_reads_the_guests_own_sse_register_at_cpl3() {
     assert_eq!(status.code(), Some(30));
 }
 
+/// A debugger client that breaks the protocol while the guest runs: the
+/// tender never dies by its own sandbox (closing the connection is not on
+/// the vCPU thread's list). `D` without a Ctrl-C first detaches and the
+/// guest runs on; a NACK (`-`), which the stub cannot answer, ends the
+/// tender with one `gdb:` line and exit 1.
+fn a_rude_client_never_kills_the_tender_by_seccomp(image: &std::path::Path) {
+    use std::io::Write;
+    for (rude, ends) in [(&b"$D#44"[..], false), (&b"-"[..], true)] {
+        let port = port();
+        let mut tender = Command::new(tender_bin())
+            .arg("--gdb")
+            .arg(format!("--gdb-port={port}"))
+            .arg(image)
+            .arg("spin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the tender");
+        let mut stderr = BufReader::new(tender.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).expect("the tender listens");
+        let mut client =
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the stub");
+        // Continue (the checksum of `c` is 0x63), then the rude bytes
+        // while the guest runs.
+        client.write_all(b"$c#63").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        client.write_all(rude).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let status = tender.try_wait().expect("the tender's status");
+        let _ = tender.kill();
+        let status = status.or_else(|| tender.wait().ok());
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        assert!(!rest.contains("seccomp"), "{rest}");
+        if ends {
+            assert!(rest.contains("tender: gdb: "), "{rest}");
+            assert_eq!(status.and_then(|s| s.code()), Some(1), "{rest}");
+        } else {
+            // Still running a second later (killed above, by signal).
+            assert_eq!(status.and_then(|s| s.code()), None, "{rest}");
+        }
+    }
+}
+
+at_both_levels!(
+    a_rude_client_never_kills_the_tender_by_seccomp:
+    a_rude_client_never_kills_the_tender_by_seccomp_at_cpl0,
+    a_rude_client_never_kills_the_tender_by_seccomp_at_cpl3
+);
+
 /// `detach` at a breakpoint of a CPL 3 guest: the `int3`s go, the guest
 /// runs on without the debugger and ends with its own status.
 #[test]
@@ -749,7 +801,20 @@ fn ctrl_c_interrupts_a_watched_continue(image: &std::path::Path) {
         command.args(["-ex", "continue"]);
     }
     let mut gdb = command
-        .args(["-ex", "print gdbprobe::SPINS > 0", "-ex", "kill"])
+        .args([
+            "-ex",
+            "print gdbprobe::SPINS > 0",
+            // In the guest's text, not the tender's trap trampoline
+            // (0xA000), also after a step from there.
+            "-ex",
+            "print $pc >= 0x100000",
+            "-ex",
+            "stepi",
+            "-ex",
+            "print $pc >= 0x100000",
+            "-ex",
+            "kill",
+        ])
         .arg(gdbprobe_debug())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -786,6 +851,8 @@ fn ctrl_c_interrupts_a_watched_continue(image: &std::path::Path) {
     eprintln!("gdb said:\n{out}\ntender said:\n{rest}");
     assert!(out.contains("Program received signal SIGINT"), "{out}");
     assert!(out.contains("$1 = true"), "{out}");
+    assert!(out.contains("$2 = true"), "{out}");
+    assert!(out.contains("$3 = true"), "{out}");
     assert!(rest.contains("gdb: guest killed by the debugger"), "{rest}");
     let steps: u64 = rest
         .split_whitespace()

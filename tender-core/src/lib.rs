@@ -24,6 +24,7 @@ pub mod diag;
 pub mod error;
 pub mod halt;
 pub mod hypercall;
+pub mod interrupt;
 pub mod lifecycle;
 pub mod manifest;
 pub mod memory;

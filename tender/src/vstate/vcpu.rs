@@ -20,8 +20,19 @@ pub struct KvmVcpu {
 }
 
 impl KvmVcpu {
-    pub fn new(fd: VcpuFd) -> KvmVcpu {
+    pub fn new(mut fd: VcpuFd) -> KvmVcpu {
+        let immediate_exit = std::ptr::addr_of_mut!(fd.get_kvm_run().immediate_exit);
+        // SAFETY: the kvm_run mapping lives as long as `fd`; `Drop`
+        // unregisters the byte before the mapping goes.
+        unsafe { tender_core::interrupt::register_immediate_exit(immediate_exit) };
         KvmVcpu { fd }
+    }
+}
+
+impl Drop for KvmVcpu {
+    fn drop(&mut self) {
+        // SAFETY: unregisters (null).
+        unsafe { tender_core::interrupt::register_immediate_exit(std::ptr::null_mut()) };
     }
 }
 
@@ -102,15 +113,20 @@ impl Vcpu for KvmVcpu {
         // pending operation of the last exit and returns EINTR before the
         // guest runs another instruction.
         self.fd.set_kvm_immediate_exit(1);
-        let entered = self.fd.run().map(|_| ());
-        self.fd.set_kvm_immediate_exit(0);
-        match entered {
+        let entered = match self.fd.run() {
             Err(e) if e.errno() == libc::EINTR => Ok(()),
+            // Single-stepping at CPL 0, KVM may end the finished `out`
+            // with the step's debug exit: the instruction is complete too.
+            Ok(kvm_ioctls::VcpuExit::Debug(_)) => Ok(()),
             Err(e) => Err(kvm_error("ioctl (RUN)", e)),
-            Ok(()) => Err(tender_core::error::Error::Kvm(
+            Ok(_) => Err(tender_core::error::Error::Kvm(
                 "KVM_RUN with immediate_exit ran the guest".into(),
             )),
-        }
+        };
+        // A stop requested meanwhile (a debugger's signal) still stands.
+        self.fd
+            .set_kvm_immediate_exit(u8::from(tender_core::interrupt::pending()));
+        entered
     }
 
     fn guest_tsc(&self) -> Result<u64> {

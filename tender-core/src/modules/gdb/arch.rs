@@ -28,16 +28,21 @@ impl Arch for X86_64WithBases {
 }
 
 /// The `g` packet: `gdbstub_arch`'s core and SSE registers, then the
-/// bases.
+/// bases. A base is `None` when a `G` packet did not carry it (gdbstub
+/// starts from the default for each `G`): the vCPU's then stays.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RegistersWithBases {
     pub core: X86_64CoreRegs,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    pub fs_base: Option<u64>,
+    pub gs_base: Option<u64>,
 }
 
 /// The size of the core and SSE part of the `g` packet.
 const CORE_BYTES: usize = 0x218;
+/// Where MXCSR sits in it: `KVM_GET_FPU` and `KVM_SET_FPU` leave MXCSR
+/// out (Linux copies every other field), so the stub cannot know it and
+/// sends it as unavailable.
+const MXCSR_BYTES: std::ops::Range<usize> = 0x214..0x218;
 
 impl Registers for RegistersWithBases {
     type ProgramCounter = u64;
@@ -47,28 +52,26 @@ impl Registers for RegistersWithBases {
     }
 
     fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
-        self.core.gdb_serialize(&mut write_byte);
-        for byte in self.fs_base.to_le_bytes() {
-            write_byte(Some(byte));
-        }
-        for byte in self.gs_base.to_le_bytes() {
-            write_byte(Some(byte));
+        let mut at = 0;
+        self.core.gdb_serialize(|byte| {
+            write_byte(byte.filter(|_| !MXCSR_BYTES.contains(&at)));
+            at += 1;
+        });
+        for base in [self.fs_base, self.gs_base] {
+            for i in 0..8 {
+                write_byte(base.map(|b| b.to_le_bytes()[i]));
+            }
         }
     }
 
     fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
         self.core.gdb_deserialize(bytes)?;
-        // A `G` packet without the bases (an older gdb) leaves them alone.
         let base = |at: usize| -> Option<u64> {
             let word = bytes.get(at..at + 8)?;
             Some(u64::from_le_bytes(word.try_into().ok()?))
         };
-        if let Some(fs_base) = base(CORE_BYTES) {
-            self.fs_base = fs_base;
-        }
-        if let Some(gs_base) = base(CORE_BYTES + 8) {
-            self.gs_base = gs_base;
-        }
+        self.fs_base = base(CORE_BYTES);
+        self.gs_base = base(CORE_BYTES + 8);
         Ok(())
     }
 }
@@ -220,45 +223,53 @@ const TARGET_XML: &str = r#"<?xml version="1.0"?>
 mod tests {
     use super::*;
 
-    fn serialized(regs: &RegistersWithBases) -> Vec<u8> {
+    fn serialized(regs: &RegistersWithBases) -> Vec<Option<u8>> {
         let mut bytes = Vec::new();
-        regs.gdb_serialize(|b| bytes.push(b.unwrap_or(0)));
+        regs.gdb_serialize(|b| bytes.push(b));
         bytes
     }
 
+    fn known(bytes: &[Option<u8>]) -> Vec<u8> {
+        bytes.iter().map(|b| b.unwrap_or(0)).collect()
+    }
+
     #[test]
-    fn the_bases_follow_the_core_and_sse_registers() {
+    fn the_bases_follow_the_core_and_sse_registers_and_mxcsr_is_unknown() {
         let mut regs = RegistersWithBases {
-            fs_base: 0x1122_3344_5566_7788,
-            gs_base: 0x99,
+            fs_base: Some(0x1122_3344_5566_7788),
+            gs_base: Some(0x99),
             ..Default::default()
         };
         regs.core.rip = 0x10_0000;
+        regs.core.mxcsr = 0x1f80;
         let bytes = serialized(&regs);
         assert_eq!(bytes.len(), CORE_BYTES + 16);
-        assert_eq!(bytes[0x80..0x88], 0x10_0000u64.to_le_bytes());
+        assert_eq!(known(&bytes[0x80..0x88]), 0x10_0000u64.to_le_bytes());
+        assert!(bytes[MXCSR_BYTES].iter().all(Option::is_none));
         assert_eq!(
-            bytes[CORE_BYTES..CORE_BYTES + 8],
-            regs.fs_base.to_le_bytes()
+            known(&bytes[CORE_BYTES..CORE_BYTES + 8]),
+            0x1122_3344_5566_7788u64.to_le_bytes()
         );
-        assert_eq!(bytes[CORE_BYTES + 8..], 0x99u64.to_le_bytes());
+        assert_eq!(known(&bytes[CORE_BYTES + 8..]), 0x99u64.to_le_bytes());
 
+        // gdbstub deserializes a `G` into a default value.
         let mut back = RegistersWithBases::default();
-        back.gdb_deserialize(&bytes).unwrap();
+        back.gdb_deserialize(&known(&bytes)).unwrap();
+        regs.core.mxcsr = 0;
         assert_eq!(back, regs);
     }
 
     #[test]
-    fn a_short_g_packet_keeps_the_bases_and_a_too_short_one_is_refused() {
+    fn a_g_packet_without_the_bases_leaves_them_unknown_and_a_too_short_one_is_refused() {
         let regs = RegistersWithBases {
-            fs_base: 7,
-            gs_base: 8,
+            fs_base: Some(7),
+            gs_base: Some(8),
             ..Default::default()
         };
-        let mut back = regs.clone();
-        back.gdb_deserialize(&serialized(&regs)[..CORE_BYTES])
+        let mut back = RegistersWithBases::default();
+        back.gdb_deserialize(&known(&serialized(&regs))[..CORE_BYTES])
             .unwrap();
-        assert_eq!((back.fs_base, back.gs_base), (7, 8));
+        assert_eq!((back.fs_base, back.gs_base), (None, None));
         assert!(back.gdb_deserialize(&[0u8; 16]).is_err());
     }
 

@@ -4,9 +4,9 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gdbstub::conn::Connection;
 
@@ -20,7 +20,10 @@ const READ_BLOCK: usize = 4096;
 /// be a `sendto` and every byte of a packet a `recvfrom` (a register dump
 /// is over a thousand bytes).
 pub(super) struct GdbConnection {
-    stream: TcpStream,
+    /// Never closed, also when `gdbstub` drops its state machine (on a
+    /// protocol error): the confined vCPU thread may not `close`, and the
+    /// process's end closes it.
+    stream: ManuallyDrop<TcpStream>,
     /// Received, not yet handed to `gdbstub`.
     received: VecDeque<u8>,
     /// Written by `gdbstub`, sent at its flush (the end of a packet) or
@@ -31,7 +34,7 @@ pub(super) struct GdbConnection {
 impl GdbConnection {
     pub(super) fn new(stream: TcpStream) -> GdbConnection {
         GdbConnection {
-            stream,
+            stream: ManuallyDrop::new(stream),
             received: VecDeque::new(),
             unsent: Vec::new(),
         }
@@ -101,11 +104,6 @@ impl GdbConnection {
             },
         }
     }
-
-    /// A byte already received and not yet handed over (no system call).
-    pub(super) fn buffered_byte(&mut self) -> Option<u8> {
-        self.received.pop_front()
-    }
 }
 
 impl Connection for GdbConnection {
@@ -122,7 +120,7 @@ impl Connection for GdbConnection {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let sent = Write::write_all(&mut self.stream, &self.unsent);
+        let sent = Write::write_all(&mut *self.stream, &self.unsent);
         self.unsent.clear();
         sent
     }
@@ -143,29 +141,21 @@ struct FOwnerEx {
     pid: libc::pid_t,
 }
 
-/// gdb sent something since [`take_input_signal`] last looked.
-static INPUT_SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-/// SIGIO's handler: notes the input. Its arrival also makes `KVM_RUN`
-/// return (EINTR), and cuts a guest's POLL short.
+/// SIGIO's handler: a stop request ([`crate::interrupt`]), which makes
+/// `KVM_RUN` return (EINTR) now or at its next entry; the signal also cuts
+/// a guest's POLL short.
 extern "C" fn on_sigio(_: libc::c_int) {
-    INPUT_SIGNALLED.store(true, Ordering::Relaxed);
-}
-
-/// Whether gdb sent something (a Ctrl-C) since the last call: the
-/// tender looks after a hypercall, whose wait (POLL) hid the signal from
-/// `KVM_RUN`.
-pub(super) fn take_input_signal() -> bool {
-    INPUT_SIGNALLED.swap(false, Ordering::Relaxed)
+    crate::interrupt::request();
 }
 
 /// Makes the kernel signal this thread (SIGIO) when gdb sends a byte while
 /// the guest runs: `KVM_RUN` then returns, and the stub reads the Ctrl-C.
 pub(super) fn signal_on_input(conn: &GdbConnection) -> Result<()> {
     let fd = conn.fd();
-    // SAFETY: a handler that only stores to an atomic (async-signal-safe), installed
-    // with SA_RESTART so that only calls that always fail with EINTR
-    // (KVM_RUN, epoll_wait) see the signal; fcntl on our own socket.
+    // SAFETY: a handler that only stores to atomics and one byte
+    // (async-signal-safe), installed with SA_RESTART so that only calls
+    // that always fail with EINTR (KVM_RUN, epoll_wait) see the signal;
+    // fcntl on our own socket.
     let ok = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigio as *const () as libc::sighandler_t;

@@ -52,7 +52,7 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 
-use self::conn::{signal_on_input, take_input_signal, GdbConnection};
+use self::conn::{signal_on_input, GdbConnection};
 use self::target::{Resume, Stub};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -184,9 +184,12 @@ impl Gdb {
                     }
                 },
                 GdbStubStateMachine::Running(mut inner) => {
-                    // What gdb sent after its resume (a Ctrl-C) and came
-                    // in the same read raises no signal of its own.
-                    if let Some(byte) = inner.borrow_conn().buffered_byte() {
+                    // The signals of the packets gdb sent while the guest
+                    // stood are no Ctrl-C. What it sent after its resume
+                    // packet (a Ctrl-C) is fed now: it may have come with
+                    // the packet, or before this cleared its signal.
+                    crate::interrupt::take();
+                    if let Some(byte) = inner.borrow_conn().pending_byte() {
                         machine = inner.incoming_data(target, byte).map_err(gdb_error)?;
                         continue;
                     }
@@ -305,25 +308,37 @@ impl Gdb {
     /// byte, 0x03). Whether that was a Ctrl-C: then the stop is reported
     /// as `stop` and gdb is to be served, or, with `None`, the machine runs
     /// again for the caller to report the stop its own way.
-    fn take_ctrl_c(&mut self, stop: Option<SingleThreadStopReason<u64>>) -> Result<bool> {
-        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+    /// gdb disconnecting while the guest runs (a `D` or `k` packet that
+    /// came without a Ctrl-C first, which gdb itself never sends) detaches:
+    /// the guest runs on without the debugger.
+    fn take_ctrl_c(
+        &mut self,
+        stop: Option<SingleThreadStopReason<u64>>,
+        vcpu: &mut dyn Vcpu,
+    ) -> Result<bool> {
+        let Some(GdbStubStateMachine::Running(mut running)) = self.machine.take() else {
             return Ok(false);
         };
         let target = self.target.as_mut().expect("a machine has a target");
-        let mut machine = GdbStubStateMachine::Running(inner);
-        loop {
-            let GdbStubStateMachine::Running(mut running) = machine else {
-                break;
-            };
+        let machine = loop {
             let Some(byte) = running.borrow_conn().pending_byte() else {
-                machine = GdbStubStateMachine::Running(running);
-                break;
+                break GdbStubStateMachine::Running(running);
             };
-            machine = running.incoming_data(target, byte).map_err(gdb_error)?;
-        }
-        let GdbStubStateMachine::CtrlCInterrupt(interrupted) = machine else {
-            self.machine = Some(machine);
-            return Ok(false);
+            match running.incoming_data(target, byte).map_err(gdb_error)? {
+                GdbStubStateMachine::Running(next) => running = next,
+                other => break other,
+            }
+        };
+        let interrupted = match machine {
+            GdbStubStateMachine::CtrlCInterrupt(interrupted) => interrupted,
+            GdbStubStateMachine::Disconnected(_) => {
+                self.detached(vcpu)?;
+                return Ok(false);
+            }
+            running => {
+                self.machine = Some(running);
+                return Ok(false);
+            }
         };
         self.machine = Some(
             interrupted
@@ -331,6 +346,40 @@ impl Gdb {
                 .map_err(gdb_error)?,
         );
         Ok(true)
+    }
+
+    /// CPL 3: how the guest goes on from a trap where gdb was served:
+    /// the registers gdb changed into the frame and KVM, TF as gdb's
+    /// resume needs it; `moved`: the stub reported another RIP than the
+    /// frame's (a breakpoint's, before its `int3`).
+    fn resume_from_trap(&mut self, vcpu: &mut dyn Vcpu, moved: bool) -> Result<TrapDecision> {
+        let step = self.cpl3_single_step();
+        let Some(target) = self.target.as_ref() else {
+            return Ok(TrapDecision::Resume(TrapResume::default()));
+        };
+        if target.regs_dirty {
+            // Into the frame (RIP, RSP, RFLAGS, RDX) and KVM (the rest).
+            vcpu.set_registers(&target.regs)?;
+        }
+        // Special registers: KVM's, but for CS and SS (the trampoline's
+        // until `iretq`).
+        target.write_back_state(vcpu)?;
+        let rip = (target.regs_dirty || moved).then_some(target.regs.rip);
+        Ok(TrapDecision::Resume(TrapResume {
+            rip,
+            single_step: Some(step),
+        }))
+    }
+
+    /// CPL 3: a Ctrl-C taken at a trap that is no stop of its own (the
+    /// step past a breakpoint): gdb is served with the guest's registers
+    /// at the trap, then the guest goes on as gdb says.
+    fn resume_after_ctrl_c_at_trap(&mut self, vcpu: &mut dyn Vcpu) -> Result<TrapDecision> {
+        let regs = vcpu.registers()?;
+        if let Some(code) = self.serve_gdb(vcpu, regs)? {
+            return Ok(TrapDecision::Exit(code));
+        }
+        self.resume_from_trap(vcpu, false)
     }
 
     /// The stop reason of a debug exit, and the guest's RIP at the stop.
@@ -505,9 +554,22 @@ impl Module for Gdb {
     }
 
     fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
-        // KVM_RUN saw the signal: what it announced is read now.
-        take_input_signal();
-        if !self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))? {
+        // KVM_RUN saw the signal, or the request it left: what gdb sent is
+        // read now.
+        let requested = crate::interrupt::take();
+        if self.machine.is_none() {
+            return Ok(None);
+        }
+        if self.cpl3 && vcpu.special_registers()?.cs.dpl == 0 {
+            // Inside the trap trampoline, between a trap's exit and its
+            // `iretq`: no register is the guest's yet. The next exit (a
+            // trap, a hypercall) takes the request.
+            if requested {
+                crate::interrupt::defer();
+            }
+            return Ok(None);
+        }
+        if !self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)), vcpu)? {
             return Ok(None);
         }
         Ok(Some(match self.serve(vcpu)? {
@@ -545,7 +607,14 @@ impl Module for Gdb {
             self.reinsert();
             let target = self.target.as_ref().expect("a machine has a target");
             if target.resume != Some(Resume::Step) {
-                // Past the breakpoint: on with the continue.
+                // Past the breakpoint: on with the continue, unless a
+                // Ctrl-C came while the guest was in the trampoline.
+                if crate::interrupt::take()
+                    && self
+                        .take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)), vcpu)?
+                {
+                    return Ok(Some(self.resume_after_ctrl_c_at_trap(vcpu)?));
+                }
                 return Ok(Some(TrapDecision::Resume(TrapResume {
                     rip: None,
                     single_step: Some(false),
@@ -582,22 +651,7 @@ impl Module for Gdb {
             // it terminated).
             return Ok(Some(TrapDecision::End));
         }
-        let step = self.cpl3_single_step();
-        let Some(target) = self.target.as_ref() else {
-            return Ok(None);
-        };
-        if target.regs_dirty {
-            // Into the frame (RIP, RSP, RFLAGS, RDX) and KVM (the rest).
-            vcpu.set_registers(&target.regs)?;
-        }
-        // Special registers: KVM's, but for CS and SS (the trampoline's
-        // until `iretq`).
-        target.write_back_state(vcpu)?;
-        let rip = (target.regs_dirty || moved).then_some(target.regs.rip);
-        Ok(Some(TrapDecision::Resume(TrapResume {
-            rip,
-            single_step: Some(step),
-        })))
+        Ok(Some(self.resume_from_trap(vcpu, moved)?))
     }
 
     fn after_hypercall(
@@ -608,7 +662,7 @@ impl Module for Gdb {
         if self.machine.is_none() {
             return Ok(None);
         }
-        let signalled = take_input_signal();
+        let signalled = crate::interrupt::take();
         if !signalled && self.stepping_for_watches() {
             // The step's #DB is lost after the `out`, but TF stays on: the
             // watched continue steps on from the next instruction.
@@ -624,7 +678,9 @@ impl Module for Gdb {
         // A stop here is after the hypercall: KVM finishes its `out` first
         // (RIP past it), without running the guest on.
         vcpu.complete_pending_io()?;
-        if signalled && self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))? {
+        if signalled
+            && self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)), vcpu)?
+        {
             // A Ctrl-C while the tender served the hypercall (a POLL
             // whose wait the signal cut short).
             if let Some(code) = self.serve(vcpu)? {

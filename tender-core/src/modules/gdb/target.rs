@@ -91,8 +91,8 @@ impl Target for Stub {
 
 impl SingleThreadBase for Stub {
     fn read_registers(&mut self, all: &mut RegistersWithBases) -> TargetResult<(), Self> {
-        all.fs_base = self.sregs.fs.base;
-        all.gs_base = self.sregs.gs.base;
+        all.fs_base = Some(self.sregs.fs.base);
+        all.gs_base = Some(self.sregs.gs.base);
         let regs = &mut all.core;
         let r = &self.regs;
         regs.regs = [
@@ -169,6 +169,9 @@ impl SingleThreadBase for Stub {
             }
         }
         for (segment, base) in [(&mut s.fs, all.fs_base), (&mut s.gs, all.gs_base)] {
+            let Some(base) = base else {
+                continue;
+            };
             if segment.base != base {
                 segment.base = base;
                 self.sregs_dirty = true;
@@ -185,7 +188,8 @@ impl SingleThreadBase for Stub {
                 last_ip: (f.last_ip & !0xffff_ffff) | u64::from(regs.fpu.fioff),
                 last_dp: (f.last_dp & !0xffff_ffff) | u64::from(regs.fpu.fooff),
                 xmm: regs.xmm,
-                mxcsr: regs.mxcsr,
+                // Neither read nor written by KVM's FPU calls.
+                mxcsr: f.mxcsr,
             };
             if new != *f {
                 *f = new;
@@ -220,6 +224,18 @@ impl SingleThreadBase for Stub {
 
     fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
         let mut bytes = data.to_vec();
+        // Where a breakpoint's `int3` sits, gdb's byte becomes the one the
+        // `int3` hides (put back when the breakpoint goes), and the `int3`
+        // stays.
+        for (addr, hidden) in &mut self.software {
+            let at = addr
+                .checked_sub(start)
+                .and_then(|i| usize::try_from(i).ok());
+            if let Some(slot) = at.and_then(|i| bytes.get_mut(i)) {
+                *hidden = *slot;
+                *slot = INT3;
+            }
+        }
         self.ram
             .debugger_access(start, &mut bytes, true)
             .map_err(|_| TargetError::Errno(14))

@@ -245,7 +245,7 @@ impl Gdb {
         };
         match conn {
             Waiting::Nothing => Ok(None),
-            Waiting::Bytes if self.take_ctrl_c(None)? => {
+            Waiting::Bytes if self.take_ctrl_c(None, vcpu)? => {
                 Ok(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
             }
             Waiting::Bytes => Ok(None),
