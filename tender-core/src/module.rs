@@ -187,8 +187,8 @@ pub trait Module {
     /// [`Module::vcpu_debug`]: a debugger stops the guest here for a
     /// Ctrl-C that came during the hypercall (a POLL's wait), and at CPL 3
     /// to end a single step (the host drops the step's `#DB` after an
-    /// `out`). `vcpu` is KVM's, the guest's own registers;
-    /// [`Vcpu::complete_pending_io`] moves RIP past the `out` first.
+    /// `out`). `vcpu` is KVM's, the guest's own registers, RIP still at
+    /// the `out` until the module calls [`Vcpu::complete_pending_io`].
     fn after_hypercall(
         &mut self,
         _vcpu: &mut dyn Vcpu,
