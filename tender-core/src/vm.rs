@@ -59,6 +59,9 @@ pub struct DescriptorTable {
     pub limit: u16,
 }
 
+/// RFLAGS.TF: a #DB after the next instruction (a debugger's step).
+pub const RFLAGS_TF: u64 = 1 << 8;
+
 /// General-purpose registers, instruction pointer and flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Registers {

@@ -25,8 +25,7 @@ use crate::arch::x86_64::traps::{
 };
 use crate::arch::x86_64::{gdt, Privilege};
 
-/// RFLAGS.TF: one #DB after the next instruction.
-pub const RFLAGS_TF: u64 = 1 << 8;
+pub use tender_core::vm::RFLAGS_TF;
 /// RFLAGS.RF: the CPU sets it in the frame of a fault; not the guest's.
 pub const RFLAGS_RF: u64 = 1 << 16;
 

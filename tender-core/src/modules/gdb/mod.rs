@@ -62,6 +62,7 @@ use crate::sandbox::Allowlist;
 use crate::stats::Counter;
 use crate::vm::{
     DebugControl, ExitAction, Registers, SpecialRegisters, TrapDecision, TrapResume, Vcpu, VmExit,
+    RFLAGS_TF,
 };
 
 /// The `int3` instruction.
@@ -71,8 +72,6 @@ const DB_VECTOR: u32 = 1;
 const BP_VECTOR: u32 = 3;
 /// DR6.BS: the #DB is a single step's.
 const DR6_BS: u64 = 1 << 14;
-/// RFLAGS.TF: a #DB after the next instruction.
-const RFLAGS_TF: u64 = 1 << 8;
 
 /// The `--gdb` module.
 pub struct Gdb {
@@ -118,9 +117,9 @@ impl Gdb {
     /// Serves gdb until it resumes the guest, then sets KVM's debug
     /// controls and the registers it changed. `Ok(None)`: resume;
     /// `Ok(Some(code))`: gdb killed the guest.
-    fn serve(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
+    fn serve_and_resume(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
         let regs = vcpu.registers()?;
-        if let Some(code) = self.serve_gdb(vcpu, regs)? {
+        if let Some(code) = self.serve_at_stop(vcpu, regs)? {
             return Ok(Some(code));
         }
         if self.cpl3 {
@@ -155,7 +154,7 @@ impl Gdb {
 
     /// Serves gdb at a stop where the guest's registers are `regs`, until
     /// it resumes the guest (or detaches: `Ok(None)` too), or kills it.
-    fn serve_gdb(&mut self, vcpu: &mut dyn Vcpu, regs: Registers) -> Result<Option<i32>> {
+    fn serve_at_stop(&mut self, vcpu: &mut dyn Vcpu, regs: Registers) -> Result<Option<i32>> {
         let (Some(target), Some(mut machine)) = (self.target.as_mut(), self.machine.take()) else {
             return Ok(None);
         };
@@ -280,7 +279,7 @@ impl Gdb {
         };
         let target = self.target.as_mut().expect("a machine has a target");
         self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
-        self.serve_gdb(vcpu, regs)
+        self.serve_at_stop(vcpu, regs)
     }
 
     /// gdb went away (detach or a closed connection): the guest runs on
@@ -376,7 +375,7 @@ impl Gdb {
     /// at the trap, then the guest goes on as gdb says.
     fn resume_after_ctrl_c_at_trap(&mut self, vcpu: &mut dyn Vcpu) -> Result<TrapDecision> {
         let regs = vcpu.registers()?;
-        if let Some(code) = self.serve_gdb(vcpu, regs)? {
+        if let Some(code) = self.serve_at_stop(vcpu, regs)? {
             return Ok(TrapDecision::Exit(code));
         }
         self.resume_from_trap(vcpu, false)
@@ -515,7 +514,7 @@ impl Module for Gdb {
             .run_state_machine(target)
             .map_err(gdb_error)?;
         self.machine = Some(machine);
-        match self.serve(vcpu)? {
+        match self.serve_and_resume(vcpu)? {
             None => Ok(()),
             Some(_) => Err(Error::Other("gdb: guest killed before it ran".into())),
         }
@@ -547,7 +546,7 @@ impl Module for Gdb {
         };
         let target = self.target.as_mut().expect("a machine has a target");
         self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
-        Ok(Some(match self.serve(vcpu)? {
+        Ok(Some(match self.serve_and_resume(vcpu)? {
             None => ExitAction::Resume,
             Some(code) => ExitAction::Exit(code),
         }))
@@ -572,7 +571,7 @@ impl Module for Gdb {
         if !self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)), vcpu)? {
             return Ok(None);
         }
-        Ok(Some(match self.serve(vcpu)? {
+        Ok(Some(match self.serve_and_resume(vcpu)? {
             None => ExitAction::Resume,
             Some(code) => ExitAction::Exit(code),
         }))
@@ -624,7 +623,7 @@ impl Module for Gdb {
         let target = self.target.as_ref().expect("a machine has a target");
         let mut regs = vcpu.registers()?;
         let reason = match u32::from(vector) {
-            _ if watched.is_some() => watched.unwrap_or(SingleThreadStopReason::DoneStep),
+            _ if let Some(reason) = watched => reason,
             BP_VECTOR => {
                 // The trap's RIP is after the int3.
                 let at = regs.rip.wrapping_sub(1);
@@ -683,7 +682,7 @@ impl Module for Gdb {
         {
             // A Ctrl-C while the tender served the hypercall (a POLL
             // whose wait the signal cut short).
-            if let Some(code) = self.serve(vcpu)? {
+            if let Some(code) = self.serve_and_resume(vcpu)? {
                 return Ok(Some(ExitAction::Exit(code)));
             }
             return Ok(Some(ExitAction::Resume));
