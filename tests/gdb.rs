@@ -700,11 +700,13 @@ fn gdb_reads_the_guests_own_sse_register_at_cpl3() {
 /// A debugger client that breaks the protocol while the guest runs: the
 /// tender never dies by its own sandbox (closing the connection is not on
 /// the vCPU thread's list). `D` without a Ctrl-C first detaches and the
-/// guest runs on; a NACK (`-`), which the stub cannot answer, ends the
-/// tender with one `gdb:` line and exit 1.
+/// guest runs on, as it does when the client just goes away; a NACK
+/// (`-`), which the stub cannot answer, ends the tender with one `gdb:`
+/// line and exit 1.
 fn a_rude_client_never_kills_the_tender_by_seccomp(image: &std::path::Path) {
     use std::io::Write;
-    for (rude, ends) in [(&b"$D#44"[..], false), (&b"-"[..], true)] {
+    // An empty write: the client closes the connection instead.
+    for (rude, ends) in [(&b"$D#44"[..], false), (&b"-"[..], true), (&b""[..], false)] {
         let port = port();
         let mut tender = Command::new(tender_bin())
             .arg("--gdb")
@@ -724,7 +726,11 @@ fn a_rude_client_never_kills_the_tender_by_seccomp(image: &std::path::Path) {
         // while the guest runs.
         client.write_all(b"$c#63").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        client.write_all(rude).unwrap();
+        if rude.is_empty() {
+            drop(client);
+        } else {
+            client.write_all(rude).unwrap();
+        }
         std::thread::sleep(std::time::Duration::from_millis(700));
         let status = tender.try_wait().expect("the tender's status");
         let _ = tender.kill();

@@ -52,7 +52,7 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 
-use self::conn::{signal_on_input, GdbConnection};
+use self::conn::{signal_on_input, GdbConnection, Waiting};
 use self::target::{Resume, Stub};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -318,6 +318,13 @@ impl Gdb {
         let Some(GdbStubStateMachine::Running(mut running)) = self.machine.take() else {
             return Ok(false);
         };
+        if running.borrow_conn().waiting() == Waiting::Closed {
+            // gdb went away while the guest ran (its end of the
+            // connection raises SIGIO too).
+            self.machine = Some(GdbStubStateMachine::Running(running));
+            self.detached(vcpu)?;
+            return Ok(false);
+        }
         let target = self.target.as_mut().expect("a machine has a target");
         let machine = loop {
             let Some(byte) = running.borrow_conn().pending_byte() else {
