@@ -219,8 +219,8 @@ pub trait Module {
 
     /// Whether this module sets the vCPU's registers and KVM's guest debug
     /// controls once the sandbox is on (a debugger): the tender then allows
-    /// `KVM_SET_REGS`, `KVM_SET_SREGS`, `KVM_SET_GUEST_DEBUG`, `KVM_GET_FPU` and
-    /// `KVM_SET_FPU` on the vCPU.
+    /// `KVM_SET_REGS`, `KVM_SET_SREGS`, `KVM_SET_GUEST_DEBUG`, `KVM_GET_FPU`,
+    /// `KVM_SET_FPU` and `KVM_GET_XSAVE` on the vCPU.
     fn vcpu_debug(&self) -> bool {
         false
     }

@@ -120,6 +120,7 @@ pub struct FpuRegisters {
     pub last_ip: u64,
     pub last_dp: u64,
     pub xmm: [u128; 16],
+    /// Read with the rest; `KVM_SET_FPU` does not write it.
     pub mxcsr: u32,
 }
 

@@ -129,15 +129,17 @@ fn vcpu_ioctls() -> [u64; 3] {
     ]
 }
 
-/// `KVM_SET_REGS`, `KVM_SET_SREGS`, `KVM_SET_GUEST_DEBUG`, `KVM_GET_FPU`
-/// and `KVM_SET_FPU`: what a debugger module (`--gdb`) asks of KVM at a
-/// stop.
-fn vcpu_debug_ioctls() -> [u64; 5] {
+/// `KVM_SET_REGS`, `KVM_SET_SREGS`, `KVM_SET_GUEST_DEBUG`, `KVM_GET_FPU`,
+/// `KVM_SET_FPU` and `KVM_GET_XSAVE` (for MXCSR, which the FPU pair leaves
+/// out): what a debugger module (`--gdb`) asks of KVM at a stop.
+fn vcpu_debug_ioctls() -> [u64; 6] {
     let size = |bytes: usize| u32::try_from(bytes).unwrap_or(0);
     let fpu = size(std::mem::size_of::<kvm_bindings::kvm_fpu>());
+    let xsave = size(std::mem::size_of::<kvm_bindings::kvm_xsave>());
     [
         ioctl_expr(_IOC_READ, KVMIO, 0x8c, fpu),
         ioctl_expr(_IOC_WRITE, KVMIO, 0x8d, fpu),
+        ioctl_expr(_IOC_READ, KVMIO, 0xa4, xsave),
         ioctl_expr(
             _IOC_WRITE,
             KVMIO,

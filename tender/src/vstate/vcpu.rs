@@ -29,6 +29,18 @@ impl KvmVcpu {
     }
 }
 
+impl KvmVcpu {
+    /// MXCSR, from the legacy area of `KVM_GET_XSAVE` (bytes 24-27, the
+    /// `FXSAVE` layout): `KVM_GET_FPU` leaves it out.
+    fn mxcsr(&self) -> Result<u32> {
+        let xsave = self
+            .fd
+            .get_xsave()
+            .map_err(|e| kvm_error("ioctl (GET_XSAVE)", e))?;
+        Ok(xsave.region[6])
+    }
+}
+
 impl Drop for KvmVcpu {
     fn drop(&mut self) {
         // SAFETY: unregisters (null).
@@ -218,7 +230,7 @@ impl Vcpu for KvmVcpu {
             last_ip: f.last_ip,
             last_dp: f.last_dp,
             xmm: f.xmm.map(u128::from_le_bytes),
-            mxcsr: f.mxcsr,
+            mxcsr: self.mxcsr()?,
         })
     }
 

@@ -39,10 +39,6 @@ pub struct RegistersWithBases {
 
 /// The size of the core and SSE part of the `g` packet.
 const CORE_BYTES: usize = 0x218;
-/// Where MXCSR sits in it: `KVM_GET_FPU` and `KVM_SET_FPU` leave MXCSR
-/// out (Linux copies every other field), so the stub cannot know it and
-/// sends it as unavailable.
-const MXCSR_BYTES: std::ops::Range<usize> = 0x214..0x218;
 
 impl Registers for RegistersWithBases {
     type ProgramCounter = u64;
@@ -52,11 +48,7 @@ impl Registers for RegistersWithBases {
     }
 
     fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
-        let mut at = 0;
-        self.core.gdb_serialize(|byte| {
-            write_byte(byte.filter(|_| !MXCSR_BYTES.contains(&at)));
-            at += 1;
-        });
+        self.core.gdb_serialize(&mut write_byte);
         for base in [self.fs_base, self.gs_base] {
             for i in 0..8 {
                 write_byte(base.map(|b| b.to_le_bytes()[i]));
@@ -234,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bases_follow_the_core_and_sse_registers_and_mxcsr_is_unknown() {
+    fn the_bases_follow_the_core_and_sse_registers() {
         let mut regs = RegistersWithBases {
             fs_base: Some(0x1122_3344_5566_7788),
             gs_base: Some(0x99),
@@ -245,7 +237,7 @@ mod tests {
         let bytes = serialized(&regs);
         assert_eq!(bytes.len(), CORE_BYTES + 16);
         assert_eq!(known(&bytes[0x80..0x88]), 0x10_0000u64.to_le_bytes());
-        assert!(bytes[MXCSR_BYTES].iter().all(Option::is_none));
+        assert_eq!(known(&bytes[0x214..0x218]), 0x1f80u32.to_le_bytes());
         assert_eq!(
             known(&bytes[CORE_BYTES..CORE_BYTES + 8]),
             0x1122_3344_5566_7788u64.to_le_bytes()
@@ -255,7 +247,6 @@ mod tests {
         // gdbstub deserializes a `G` into a default value.
         let mut back = RegistersWithBases::default();
         back.gdb_deserialize(&known(&bytes)).unwrap();
-        regs.core.mxcsr = 0;
         assert_eq!(back, regs);
     }
 

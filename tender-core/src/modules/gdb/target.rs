@@ -188,7 +188,8 @@ impl SingleThreadBase for Stub {
                 last_ip: (f.last_ip & !0xffff_ffff) | u64::from(regs.fpu.fioff),
                 last_dp: (f.last_dp & !0xffff_ffff) | u64::from(regs.fpu.fooff),
                 xmm: regs.xmm,
-                // Neither read nor written by KVM's FPU calls.
+                // `KVM_SET_FPU` does not write it: gdb's change would
+                // show until the next stop only.
                 mxcsr: f.mxcsr,
             };
             if new != *f {
