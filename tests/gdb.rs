@@ -595,18 +595,31 @@ at_both_levels!(
     ctrl_c_interrupts_a_guest_waiting_in_poll_at_cpl3
 );
 
+/// gdb stops the guest (with `args`) at its first `accumulate`, runs
+/// `commands` there, deletes its breakpoints and lets the guest run to
+/// its end, which must be the usual one (exit 30, gdb's `036`). gdb's
+/// output.
+fn at_first_accumulate(image: &std::path::Path, args: &[&str], commands: &[&str]) -> String {
+    let port = port();
+    let (mut tender, _) = start_tender_with(port, image, args);
+    let mut all = vec!["break gdbprobe::accumulate", "continue"];
+    all.extend_from_slice(commands);
+    all.extend_from_slice(&["delete", "continue"]);
+    let out = gdb(image, port, &all);
+    let status = tender.wait().expect("the tender ends");
+    assert!(out.contains("exited with code 036"), "{out}");
+    assert_eq!(status.code(), Some(30), "{out}");
+    out
+}
+
 /// gdb reads the FS and GS bases and writes FS's: the value reaches the
 /// vCPU (read back after a step, which re-reads every register from
 /// KVM); the guest's own goes back and it ends as without gdb.
 fn fs_base_is_read_and_written(image: &std::path::Path) {
-    let port = port();
-    let (mut tender, _) = start_tender(port, image);
-    let out = gdb(
+    let out = at_first_accumulate(
         image,
-        port,
+        &[],
         &[
-            "break gdbprobe::accumulate",
-            "continue",
             "print/x $fs_base",
             "print/x $gs_base",
             "set $fs_base = 0x123456789000",
@@ -615,17 +628,12 @@ fn fs_base_is_read_and_written(image: &std::path::Path) {
             "set $fs_base = $1",
             "stepi",
             "print/x $fs_base == $1",
-            "delete",
-            "continue",
         ],
     );
-    let status = tender.wait().expect("the tender ends");
     assert!(out.contains("$1 = 0x"), "{out}");
     assert!(out.contains("$2 = 0x"), "{out}");
     assert!(out.contains("$3 = 0x123456789000\n"), "{out}");
     assert!(out.contains("$4 = 0x1\n"), "{out}");
-    assert!(out.contains("exited with code 036"), "{out}");
-    assert_eq!(status.code(), Some(30));
 }
 
 at_both_levels!(
@@ -640,27 +648,18 @@ at_both_levels!(
 /// register from KVM again). The guest generates no SSE code, so the
 /// write does not change its course.
 fn fpu_registers_are_read_and_written(image: &std::path::Path) {
-    let port = port();
-    let (mut tender, _) = start_tender(port, image);
-    let out = gdb(
+    let out = at_first_accumulate(
         image,
-        port,
+        &[],
         &[
-            "break gdbprobe::accumulate",
-            "continue",
             "print/x $fctrl",
             "set $xmm7.v2_int64[1] = 0x1122334455667788",
             "stepi",
             "print/x $xmm7.v2_int64",
-            "delete",
-            "continue",
         ],
     );
-    let status = tender.wait().expect("the tender ends");
     assert!(out.contains("$1 = 0x37f\n"), "{out}");
     assert!(out.contains("$2 = [0x0, 0x1122334455667788]\n"), "{out}");
-    assert!(out.contains("exited with code 036"), "{out}");
-    assert_eq!(status.code(), Some(30));
 }
 
 at_both_levels!(
@@ -677,27 +676,14 @@ fn gdb_reads_the_guests_own_sse_register_at_cpl3() {
     if !have_gdb() {
         return;
     }
-    let image = gdbprobe_debug();
-    let port = port();
-    let (mut tender, _) = start_tender_with(port, &image, &["sse"]);
-    let out = gdb(
-        &image,
-        port,
-        &[
-            "break gdbprobe::accumulate",
-            "continue",
-            "print/x $xmm15.v2_int64[0]",
-            "print/x $mxcsr",
-            "delete",
-            "continue",
-        ],
+    let out = at_first_accumulate(
+        &gdbprobe_debug(),
+        &["sse"],
+        &["print/x $xmm15.v2_int64[0]", "print/x $mxcsr"],
     );
-    let status = tender.wait().expect("the tender ends");
     assert!(out.contains("$1 = 0x5eedf00dcafe0042\n"), "{out}");
     // What the guest's `stmxcsr` gives here; `KVM_GET_FPU` alone says 0.
     assert!(out.contains("$2 = 0x1f80\n"), "{out}");
-    assert!(out.contains("exited with code 036"), "{out}");
-    assert_eq!(status.code(), Some(30));
 }
 
 /// A debugger client that breaks the protocol while the guest runs: the
