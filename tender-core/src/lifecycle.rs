@@ -263,8 +263,8 @@ impl ModuleSet {
         Ok(None)
     }
 
-    /// Stage 7, after a CPL 3 guest's hypercall while a debugger drives
-    /// the vCPU ([`Module::after_hypercall`]).
+    /// Stage 7, after a guest's hypercall while a debugger drives the
+    /// vCPU ([`Module::after_hypercall`]).
     pub fn after_hypercall(
         &mut self,
         vcpu: &mut dyn Vcpu,

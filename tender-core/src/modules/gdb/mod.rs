@@ -177,10 +177,7 @@ impl Gdb {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                         GdbStubStateMachine::Idle(inner)
                     }
-                    _ => {
-                        std::mem::forget(inner);
-                        return self.detached(vcpu);
-                    }
+                    _ => return self.detached(vcpu),
                 },
                 GdbStubStateMachine::Running(mut inner) => {
                     // The signals of the packets gdb sent while the guest
@@ -202,9 +199,7 @@ impl Gdb {
                     .interrupt_handled(target, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
                     .map_err(gdb_error)?,
                 GdbStubStateMachine::Disconnected(inner) => {
-                    let reason = inner.get_reason();
-                    std::mem::forget(inner);
-                    if reason == DisconnectReason::Kill {
+                    if inner.get_reason() == DisconnectReason::Kill {
                         crate::diag::warn("gdb: guest killed by the debugger");
                         return Ok(Some(1));
                     }
@@ -274,19 +269,28 @@ impl Gdb {
         vcpu: &mut dyn Vcpu,
         regs: Registers,
     ) -> Result<Option<i32>> {
-        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+        if !self.report(reason)? {
             return Ok(None);
+        }
+        self.serve_at_stop(vcpu, regs)
+    }
+
+    /// Tells gdb the guest stopped for `reason`; false when gdb is not
+    /// waiting for a stop (no session, or detached).
+    fn report(&mut self, reason: SingleThreadStopReason<u64>) -> Result<bool> {
+        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+            return Ok(false);
         };
         let target = self.target.as_mut().expect("a machine has a target");
         self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
-        self.serve_at_stop(vcpu, regs)
+        Ok(true)
     }
 
     /// gdb went away (detach or a closed connection): the guest runs on
     /// without the debugger.
     fn detached(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<i32>> {
-        // Never closed (the confined vCPU thread may not `close`).
-        std::mem::forget(self.machine.take());
+        // Dropping the machine never closes the connection (`GdbConnection`).
+        self.machine = None;
         if let Some(target) = self.target.as_mut() {
             for (addr, byte) in std::mem::take(&mut target.software) {
                 let _ = target.ram.debugger_access(addr, &mut [byte], true);
@@ -548,11 +552,9 @@ impl Module for Gdb {
         let Some(reason) = self.after_watched_step(reason, vcpu)? else {
             return Ok(Some(ExitAction::Resume));
         };
-        let Some(GdbStubStateMachine::Running(inner)) = self.machine.take() else {
+        if !self.report(reason)? {
             return Ok(None);
-        };
-        let target = self.target.as_mut().expect("a machine has a target");
-        self.machine = Some(inner.report_stop(target, reason).map_err(gdb_error)?);
+        }
         Ok(Some(match self.serve_and_resume(vcpu)? {
             None => ExitAction::Resume,
             Some(code) => ExitAction::Exit(code),
@@ -683,28 +685,30 @@ impl Module for Gdb {
         }
         // A stop here is after the hypercall: KVM finishes its `out` first
         // (RIP past it), without running the guest on.
-        vcpu.complete_pending_io()?;
         if signalled
             && self.take_ctrl_c(Some(SingleThreadStopReason::Signal(Signal::SIGINT)), vcpu)?
         {
             // A Ctrl-C while the tender served the hypercall (a POLL
             // whose wait the signal cut short).
+            vcpu.complete_pending_io()?;
             if let Some(code) = self.serve_and_resume(vcpu)? {
                 return Ok(Some(ExitAction::Exit(code)));
             }
             return Ok(Some(ExitAction::Resume));
         }
-        let mut regs = vcpu.registers()?;
         if !step {
             if over && !self.stepping_for_watches() {
                 // CPL 3, past the breakpoint (the step's #DB is lost after
                 // the `out`): on with the continue, without TF.
+                let mut regs = vcpu.registers()?;
                 regs.rflags &= !RFLAGS_TF;
                 vcpu.set_registers(&regs)?;
             }
             return Ok(Some(ExitAction::Resume));
         }
         // CPL 3: the step ends after the `out`.
+        vcpu.complete_pending_io()?;
+        let regs = vcpu.registers()?;
         if let Some(code) = self.stop(SingleThreadStopReason::DoneStep, vcpu, regs)? {
             return Ok(Some(ExitAction::Exit(code)));
         }
@@ -724,11 +728,8 @@ impl Module for Gdb {
                 SingleThreadStopReason::Terminated(Signal::SIGSEGV)
             }
         };
-        // The connection stays open until the process ends: the confined
-        // vCPU thread may not `close`.
-        if let Ok(machine) = inner.report_stop(target, reason) {
-            std::mem::forget(machine);
-        }
+        // Nothing to do if the report fails: the guest has ended anyway.
+        let _ = inner.report_stop(target, reason);
     }
 
     fn vcpu_debug(&self) -> bool {
