@@ -65,7 +65,35 @@ pub fn check_range(gpa: u64, len: u64, limit: u64) -> std::result::Result<(), In
 pub struct Protected {
     pub start: u64,
     pub end: u64,
+    /// What the tender may do there on the guest's behalf (§5).
     pub prot: libc::c_int,
+    /// The host mapping's own protection, which can be wider: writes the
+    /// tender refuses may still be KVM's to make (`refuse_writes`).
+    pub host_prot: libc::c_int,
+}
+
+/// Sets the host protection of guest memory `[start, end)`, page-aligned.
+///
+/// # Safety
+/// The range must lie inside the mapping at `host`, and no Rust reference
+/// into it may be outstanding: only its protection changes.
+unsafe fn mprotect_range(host: *mut u8, start: u64, end: u64, prot: libc::c_int) -> Result<()> {
+    // SAFETY: the caller's promise.
+    let rc = unsafe {
+        libc::mprotect(
+            host.add(host_len(start)).cast(),
+            host_len(end - start),
+            prot,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Memory(format!(
+            "mprotect of guest memory failed: {}",
+            std::io::Error::last_os_error()
+        )))
+    }
 }
 
 /// The host-protection part of the §5 check: `[gpa, gpa + len)` may be read
@@ -303,47 +331,30 @@ impl GuestRam {
         } else {
             libc::PROT_READ
         };
-        let opened: Vec<Protected> = self
+        // Only what the host mapping itself withholds is opened, and only
+        // that is put back.
+        let opened: Vec<(u64, u64, libc::c_int)> = self
             .layout
             .protected
             .iter()
-            .filter(|p| gpa < p.end && end > p.start && p.prot & needed != needed)
-            .map(|p| Protected {
-                start: p.start.max(gpa) & !4095,
-                end: p.end.min(end.next_multiple_of(4096)),
-                prot: p.prot,
+            .filter(|p| gpa < p.end && end > p.start && p.host_prot & needed != needed)
+            .map(|p| {
+                let start = p.start.max(gpa) & !4095;
+                (start, p.end.min(end.next_multiple_of(4096)), p.host_prot)
             })
             .collect();
-        let set = |p: &Protected, prot: libc::c_int| {
-            // SAFETY: `[start, end)` lies inside our own mapping (below the
-            // visible size, page-aligned); only its protection changes, and
-            // no Rust reference into guest memory is outstanding.
-            let rc = unsafe {
-                libc::mprotect(
-                    host.add(host_len(p.start)).cast(),
-                    host_len(p.end - p.start),
-                    prot,
-                )
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(Error::Memory(format!(
-                    "mprotect of guest memory failed: {}",
-                    std::io::Error::last_os_error()
-                )))
-            }
-        };
-        for p in &opened {
-            set(p, needed)?;
+        for &(start, end, _) in &opened {
+            // SAFETY: below the visible size (checked above), page-aligned.
+            unsafe { mprotect_range(host, start, end, needed)? };
         }
         let copied = if write {
             self.write_bytes(gpa, bytes)
         } else {
             self.read_bytes(gpa, bytes)
         };
-        for p in &opened {
-            set(p, p.prot)?;
+        for &(start, end, prot) in &opened {
+            // SAFETY: as above.
+            unsafe { mprotect_range(host, start, end, prot)? };
         }
         copied
     }
@@ -358,6 +369,7 @@ impl GuestRam {
             start,
             end,
             prot: libc::PROT_READ,
+            host_prot: libc::PROT_READ | libc::PROT_WRITE,
         });
         Ok(())
     }
@@ -379,22 +391,9 @@ impl GuestRam {
         }
         let (host, _) = self.host_mapping();
         let layout = self.layout_mut()?;
-        // SAFETY: the range lies inside our own mapping (checked above); only
-        // its protection changes, no Rust reference into it is outstanding,
-        // and no other handle exists whose checks would miss the change.
-        let rc = unsafe {
-            libc::mprotect(
-                host.add(host_len(start)).cast(),
-                host_len(end - start),
-                prot,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::Memory(format!(
-                "mprotect of guest memory failed: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        // SAFETY: the range lies inside our own mapping (checked above), and
+        // no other handle exists whose checks would miss the change.
+        unsafe { mprotect_range(host, start, end, prot)? };
         // The new protection replaces the old one inside [start, end); what
         // lies outside keeps its protection.
         let mut ranges = Vec::with_capacity(layout.protected.len() + 2);
@@ -414,7 +413,12 @@ impl GuestRam {
         }
         layout.protected = ranges;
         if prot != libc::PROT_READ | libc::PROT_WRITE {
-            layout.protected.push(Protected { start, end, prot });
+            layout.protected.push(Protected {
+                start,
+                end,
+                prot,
+                host_prot: prot,
+            });
         }
         Ok(())
     }
@@ -464,6 +468,38 @@ mod tests {
             ram.slice(0x10_2000, 0).is_ok(),
             "an empty range touches nothing"
         );
+    }
+
+    /// The host permissions (`rwx` of /proc/self/maps) at `addr`.
+    fn host_perms(addr: usize) -> String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (from, to) = fields.next()?.split_once('-')?;
+                let from = usize::from_str_radix(from, 16).ok()?;
+                let to = usize::from_str_radix(to, 16).ok()?;
+                (from <= addr && addr < to).then(|| fields.next().unwrap_or("")[..3].to_owned())
+            })
+            .expect("the address is mapped")
+    }
+
+    #[test]
+    fn a_debugger_write_leaves_each_page_as_the_host_had_it() {
+        let mut ram = GuestRam::new(2 << 20).unwrap();
+        // Refused to the tender, but read/write on the host (KVM writes
+        // there); and read-only text.
+        ram.refuse_writes(0, 0x10_0000).unwrap();
+        ram.protect(0x10_0000, 0x10_1000, libc::PROT_READ).unwrap();
+        let (host, _) = ram.host_mapping();
+        for gpa in [0x1000u64, 0x10_0000] {
+            ram.debugger_access(gpa, &mut [0xcc], true).unwrap();
+            let mut byte = [0u8];
+            ram.debugger_access(gpa, &mut byte, false).unwrap();
+            assert_eq!(byte, [0xcc]);
+        }
+        assert_eq!(host_perms(host as usize + 0x1000), "rw-");
+        assert_eq!(host_perms(host as usize + 0x10_0000), "r--");
     }
 
     #[test]

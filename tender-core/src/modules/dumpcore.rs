@@ -311,7 +311,7 @@ fn halt_trap_frame(r: &Registers, ram: &GuestRam, ending: Ending) -> Option<Trap
         return None;
     }
     let arg = halt::read(ram, r.rax & 0xffff_ffff).ok()?;
-    if arg.exit_status != status {
+    if halt::exit_code(&arg) != status {
         return None;
     }
     halt::trap_frame(ram, &arg).ok()?
