@@ -228,23 +228,13 @@ impl ModuleSet {
         vcpu: &mut dyn Vcpu,
         ram: &GuestRam,
     ) -> Result<Option<ExitAction>> {
-        for module in &mut self.modules {
-            if let Some(action) = module.vm_exit(exit, vcpu, ram)? {
-                return Ok(Some(action));
-            }
-        }
-        Ok(None)
+        self.first_answer(|m| m.vm_exit(exit, vcpu, ram))
     }
 
     /// Stage 7, when `KVM_RUN` returned for a signal rather than a guest
     /// exit: the first module that takes it decides (a debugger's Ctrl-C).
     pub fn interrupted(&mut self, vcpu: &mut dyn Vcpu) -> Result<Option<ExitAction>> {
-        for module in &mut self.modules {
-            if let Some(action) = module.interrupted(vcpu)? {
-                return Ok(Some(action));
-            }
-        }
-        Ok(None)
+        self.first_answer(|m| m.interrupted(vcpu))
     }
 
     /// Stage 7, a CPL 3 guest's trap: the first module that takes it
@@ -255,12 +245,7 @@ impl ModuleSet {
         vcpu: &mut dyn Vcpu,
         ram: &GuestRam,
     ) -> Result<Option<TrapDecision>> {
-        for module in &mut self.modules {
-            if let Some(decision) = module.trap(vector, vcpu, ram)? {
-                return Ok(Some(decision));
-            }
-        }
-        Ok(None)
+        self.first_answer(|m| m.trap(vector, vcpu, ram))
     }
 
     /// Stage 7, after a guest's hypercall while a debugger drives the
@@ -270,9 +255,17 @@ impl ModuleSet {
         vcpu: &mut dyn Vcpu,
         ram: &GuestRam,
     ) -> Result<Option<ExitAction>> {
+        self.first_answer(|m| m.after_hypercall(vcpu, ram))
+    }
+
+    /// Asks each module in turn; the first answer decides.
+    fn first_answer<T>(
+        &mut self,
+        mut ask: impl FnMut(&mut dyn Module) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         for module in &mut self.modules {
-            if let Some(action) = module.after_hypercall(vcpu, ram)? {
-                return Ok(Some(action));
+            if let Some(answer) = ask(&mut **module)? {
+                return Ok(Some(answer));
             }
         }
         Ok(None)

@@ -370,29 +370,18 @@ fn put_number(buffer: &mut [u8], mut at: usize, value: i64) -> usize {
     at
 }
 
-fn put_text(buffer: &mut [u8], mut at: usize, text: &[u8]) -> usize {
-    for &byte in text {
-        if at < buffer.len() {
-            buffer[at] = byte;
-            at += 1;
-        }
-    }
-    at
-}
-
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Only async-signal-safe work: format into a stack buffer, write, sync,
+    // Only async-signal-safe work: format into stack buffers, write, sync,
     // _exit (all of which every filter allows).
-    let mut line = [0u8; 512];
-    let mut at = put_text(&mut line, 0, crate::diag::program_name());
-    at = put_text(&mut line, at, b": seccomp: thread '");
+    let mut number = [0u8; 24];
+    let digits = put_number(&mut number, 0, i64::from(refused_syscall(info)));
     let thread = THREAD.try_with(Cell::get).unwrap_or("?");
-    at = put_text(&mut line, at, thread.as_bytes());
-    at = put_text(&mut line, at, b"' made a forbidden system call: ");
-    at = put_number(&mut line, at, i64::from(refused_syscall(info)));
-    at = put_text(&mut line, at, b"\n");
-    // SAFETY: write(2) of our own stack buffer.
-    unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), at) };
+    crate::diag::write_line(&[
+        b"seccomp: thread '",
+        thread.as_bytes(),
+        b"' made a forbidden system call: ",
+        &number[..digits],
+    ]);
     crate::devices::exit_sync::sync_all();
     // SAFETY: _exit(2) is async-signal-safe; it ends every thread.
     unsafe { libc::_exit(crate::error::TENDER_ERROR_EXIT) };

@@ -142,7 +142,6 @@ pub struct DebugControl {
     pub watchpoints: [Option<Watchpoint>; 4],
 }
 
-/// The vCPU, as a module sees it.
 /// A hardware watchpoint of [`DebugControl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watchpoint {
@@ -151,6 +150,7 @@ pub struct Watchpoint {
     pub reads: bool,
 }
 
+/// The vCPU, as a module sees it.
 pub trait Vcpu {
     fn registers(&self) -> Result<Registers>;
     fn set_registers(&mut self, registers: &Registers) -> Result<()>;

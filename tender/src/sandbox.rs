@@ -54,17 +54,18 @@ impl Confinement {
         let mut rest = Vec::with_capacity(options.len());
         for raw in options.drain(..) {
             let option = raw.to_string_lossy();
+            // Named as it was given, like the modules' refusals.
+            let invalid = || Error::InvalidOption {
+                option: raw.clone(),
+                why: None,
+            };
             if let Some(mode) = option.strip_prefix("--seccomp=") {
-                confinement.seccomp = SeccompMode::parse(mode)
-                    .ok_or_else(|| Error::Usage(format!("Invalid option: `{option}'")))?;
+                confinement.seccomp = SeccompMode::parse(mode).ok_or_else(invalid)?;
             } else if let Some(user) = option.strip_prefix("--user=") {
-                confinement.user = Some(
-                    parse_user(user)
-                        .ok_or_else(|| Error::Usage(format!("Invalid option: `{option}'")))?,
-                );
+                confinement.user = Some(parse_user(user).ok_or_else(invalid)?);
             } else if let Some(dir) = option.strip_prefix("--chroot=") {
                 if dir.is_empty() {
-                    return Err(Error::Usage(format!("Invalid option: `{option}'")));
+                    return Err(invalid());
                 }
                 confinement.chroot = Some(dir.to_owned());
             } else {

@@ -147,19 +147,6 @@ impl ElfFile {
         Ok(done)
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset`; a short file is an error
-    /// (for what the tender reads beyond upstream: our own note).
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        match self.read_full(offset, buf) {
-            Ok(n) if n == buf.len() => Ok(()),
-            Ok(n) => Err(self.invalid(format!(
-                "read of {} bytes at offset 0x{offset:x} returned {n}",
-                buf.len()
-            ))),
-            Err(e) => Err(self.invalid(format!("read at offset 0x{offset:x}: {e}"))),
-        }
-    }
-
     /// Size of the file in bytes.
     pub fn file_len(&self) -> u64 {
         self.len

@@ -143,7 +143,7 @@ pub fn is_unprivileged(elf: &ElfFile) -> bool {
         .filter(|ph| ph.p_type == PT_NOTE && ph.p_filesz >= NOTE as u64)
         .any(|ph| {
             let mut note = [0u8; NOTE];
-            if elf.read_at(ph.p_offset, &mut note).is_err() {
+            if !matches!(elf.read_full(ph.p_offset, &mut note), Ok(n) if n == note.len()) {
                 return false;
             }
             let word = |i: usize| u32::from_le_bytes(note[i..i + 4].try_into().expect("4 bytes"));

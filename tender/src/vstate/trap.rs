@@ -25,7 +25,7 @@ use crate::arch::x86_64::traps::{
 };
 use crate::arch::x86_64::{gdt, Privilege};
 
-pub use tender_core::vm::RFLAGS_TF;
+use tender_core::vm::RFLAGS_TF;
 /// RFLAGS.RF: the CPU sets it in the frame of a fault; not the guest's.
 pub const RFLAGS_RF: u64 = 1 << 16;
 
