@@ -113,12 +113,7 @@ fn hvt_cc_command(source: &str, manifest: Option<&str>, output: &Path, flags: &[
     let mut command = Command::new(hvt_cc());
     // hvt-cc runs cargo for the C API library: none of this test's cargo
     // settings may leak into that build (as `common::guest_dir`).
-    command
-        .current_dir(sources())
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET");
+    common::without_host_build_settings(command.current_dir(sources()));
     if let Some(manifest) = manifest {
         command.arg(format!("--manifest={manifest}"));
     }

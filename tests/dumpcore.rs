@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cpl0_copy_of, guest, is_root, scratch, tender_bin, Run};
+use common::{cpl0_copy_of, guest, have_gdb, is_root, scratch, tender_bin, Run};
 
 /// `consoleprobe` built with debug info, so that gdb names functions and
 /// lines in the backtrace.
@@ -77,18 +77,6 @@ fn the_core(dir: &Path, pid: u32, run: &Run) -> PathBuf {
     // Sparse: far fewer blocks than its length.
     assert!(meta.blocks() * 512 < meta.len() / 8, "{meta:?}");
     path
-}
-
-fn have_gdb() -> bool {
-    let found = Command::new("gdb")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("gdb is not installed: gdb checks skipped (.ci/run installs it)");
-    }
-    found
 }
 
 /// `gdb -batch` on `image` and `core` with `commands`; its stdout.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use common::{cpl0_copy_of, tender_bin};
+use common::{cpl0_copy_of, have_gdb, tender_bin};
 
 /// A `#[test]` at each level for `check(image)`: the CPL 0 copy of
 /// `gdbprobe` and the image itself (CPL 3); skipped without gdb.
@@ -42,19 +42,6 @@ macro_rules! at_both_levels {
 /// local and global by name.
 fn gdbprobe_debug() -> PathBuf {
     common::probe_with_debug_info("gdbprobe")
-}
-
-fn have_gdb() -> bool {
-    let found = Command::new("gdb")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("gdb is not installed: gdb checks skipped (.ci/run installs it)");
-    }
-    found
 }
 
 /// A port of its own for each tender of this test process.

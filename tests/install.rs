@@ -43,21 +43,18 @@ fn installed() -> &'static Path {
 fn engine_guest(engine: &str, block: &str) -> PathBuf {
     let dir = repo_root().join("tests/engines");
     let output = scratch("install").join(format!("{engine}.hvt"));
-    let out = Command::new(repo_root().join("scripts/hvt-cc"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .arg(format!(
-            "--manifest={}",
-            dir.join(format!("{engine}.json")).display()
-        ))
-        .arg(format!("-DBLOCK_NAME={block}"))
-        .arg("-o")
-        .arg(&output)
-        .arg(dir.join("devices.c"))
-        .output()
-        .expect("run scripts/hvt-cc");
+    let out =
+        common::without_host_build_settings(&mut Command::new(repo_root().join("scripts/hvt-cc")))
+            .arg(format!(
+                "--manifest={}",
+                dir.join(format!("{engine}.json")).display()
+            ))
+            .arg(format!("-DBLOCK_NAME={block}"))
+            .arg("-o")
+            .arg(&output)
+            .arg(dir.join("devices.c"))
+            .output()
+            .expect("run scripts/hvt-cc");
     assert!(
         out.status.success(),
         "hvt-cc: {}",

@@ -131,11 +131,7 @@ fn run(image: &Path, debug_image: &Path, port: u16, watched: bool, count_steps: 
 }
 
 fn main() {
-    let found = Command::new("gdb")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = common::gdb_installed();
     if !found {
         println!("gdb is not installed: nothing measured");
         return;

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
@@ -24,6 +24,44 @@ pub fn tender_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tender"))
 }
 
+/// Removes the settings of this (host) build that must not leak into a
+/// nested cargo build of guests: flags and target meant for the tender.
+pub fn without_host_build_settings(command: &mut Command) -> &mut Command {
+    command
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+}
+
+/// Whether gdb runs here.
+pub fn gdb_installed() -> bool {
+    Command::new("gdb")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// cargo in `guest/`, for a build of guests of its own.
+pub fn guest_cargo() -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(repo_root().join("guest"));
+    without_host_build_settings(&mut cargo);
+    cargo
+}
+
+/// [`gdb_installed`], saying so when it is not (the tests that need gdb
+/// are then skipped; `.ci/run` installs it).
+pub fn have_gdb() -> bool {
+    let found = gdb_installed();
+    if !found {
+        eprintln!("gdb is not installed: gdb checks skipped (.ci/run installs it)");
+    }
+    found
+}
+
 /// Builds every guest once per test process and returns the directory that
 /// holds the images (`<name>` without extension).
 pub fn guest_dir() -> &'static Path {
@@ -31,14 +69,9 @@ pub fn guest_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let root = repo_root();
         let target_dir = root.join("target").join("guest");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root.join("guest"))
+        let status = guest_cargo()
             .args(["build", "--release", "--target-dir"])
             .arg(&target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo for the guests");
         assert!(status.success(), "building the guests failed");
@@ -739,16 +772,11 @@ pub fn probe_with_debug_info(bin: &str) -> PathBuf {
         .join(bin);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == bin) {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(repo_root().join("guest"))
+        let status = guest_cargo()
             .args(["build", "--release", "-p", "probes", "--bin", bin])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("CARGO_PROFILE_RELEASE_DEBUG", "true")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo for the debug guest");
         assert!(status.success(), "building {bin} with debug info failed");
